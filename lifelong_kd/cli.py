@@ -1,0 +1,169 @@
+"""Command line: parses arguments, builds a RunConfig, calls the library, nothing else.
+
+Exit codes: 0 done; 1 a run diverged or a comparison had failed runs; 2 a usage,
+configuration or data error (one message, no traceback unless ``--debug``); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="dataset root laid out like torchvision's (default: $LIFELONG_KD_DATA, "
+                        "else ~/.cache/lifelong-kd/data)")
+    p.add_argument("--out", type=Path, default=None, help="output folder")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting by its dotted key, e.g. --set train.lr=0.05 "
+                        "(repeatable; `lifelong-kd list --keys` lists the keys)")
+    p.add_argument("--offline", action="store_true", help="never download; fail if data is missing")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its last finished task")
+    p.add_argument("--force", action="store_true",
+                   help="start again even if the output folder holds a run")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep checkpoint.pt after the run finishes")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="lifelong-kd",
+        description="Continual-learning benchmarks with knowledge distillation: accuracy "
+                    "matrices, forgetting metrics and plots for naive fine-tuning, LwF and more.",
+    )
+    parser.add_argument("--version", action="version", version=f"lifelong-kd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="train one strategy with one seed on a benchmark")
+    run.add_argument("benchmark", help="preset name (see `lifelong-kd list`) or a TOML file")
+    run.add_argument("--strategy", default=None, help="strategy name (default: naive)")
+    run.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
+    _common(run)
+
+    cmp_ = sub.add_parser("compare", help="run several strategies and seeds, then report")
+    cmp_.add_argument("benchmark", nargs="?", default="quickstart",
+                      help="preset name or TOML file (default: quickstart)")
+    cmp_.add_argument("--strategies", nargs="+", default=None, metavar="NAME",
+                      help="strategies (default: the benchmark's list)")
+    cmp_.add_argument("--seeds", nargs="+", type=int, default=None, metavar="N",
+                      help="seeds (default: the benchmark's list)")
+    _common(cmp_)
+
+    lst = sub.add_parser("list", help="benchmarks, strategies, models, datasets and losses")
+    lst.add_argument("--keys", action="store_true", help="list every configuration key")
+    lst.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def _log(quiet: bool):  # noqa: ANN202 - returns a print-like function or None
+    if quiet:
+        return None
+    return lambda msg: print(msg, file=sys.stderr, flush=True)
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    from .data.sources import default_data_dir
+
+    return args.data_dir if args.data_dir is not None else default_data_dir()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .config import build_config, parse_set
+    from .runs import DataProvider, execute_run, stop_on_signals
+
+    config = build_config(args.benchmark, args.strategy, parse_set(args.sets), args.seed)
+    out = args.out or Path("runs") / config.benchmark / config.strategy.name.replace(":", "_") / (
+        f"seed-{config.seed}")
+    provider = DataProvider(_data_dir(args), args.offline)
+    with stop_on_signals() as stop:
+        result = execute_run(config, provider, out, progress=not args.quiet, resume=args.resume,
+                             force=args.force, keep_checkpoints=args.keep_checkpoints, stop=stop)
+    if not args.quiet or result["status"] != "finished":
+        m = result["metrics"]
+        acc = m.get("average_accuracy")
+        acc_text = "n/a" if acc is None else f"{100 * acc:.2f}%"
+        print(f"{result['strategy']} on {result['benchmark']} (seed {result['seed']}): "
+              f"{result['status']}, {result['tasks_finished']}/{result['n_tasks']} tasks, "
+              f"average accuracy {acc_text}; results in {out}",
+              file=sys.stderr)
+        if result.get("message"):
+            print(result["message"], file=sys.stderr)
+    return {"finished": 0, "interrupted": 130}.get(result["status"], 1)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .config import parse_set, read_benchmark
+    from .runs import DataProvider, compare, stop_on_signals
+
+    name, _ = read_benchmark(args.benchmark)
+    out = args.out or Path("runs") / name
+    provider = DataProvider(_data_dir(args), args.offline)
+    with stop_on_signals() as stop:
+        outcome = compare(args.benchmark, args.strategies, args.seeds, parse_set(args.sets),
+                          provider, out, progress=not args.quiet, resume=args.resume,
+                          force=args.force, keep_checkpoints=args.keep_checkpoints, stop=stop,
+                          log=_log(args.quiet))
+    if not args.quiet:
+        print(f"report: {out / 'report.md'}", file=sys.stderr)
+    if outcome.failures:
+        print(f"{len(outcome.failures)} run(s) did not finish; see {out / 'report.md'}",
+              file=sys.stderr)
+        return 130 if stop.requested else 1
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import tomllib
+
+    from .config import BENCHMARK_DIR, preset_names, valid_keys
+    from .data.sources import DATASETS
+    from .losses import LOSSES
+    from .models import MODEL_DESCRIPTIONS
+    from .strategies import PRESETS
+
+    if args.keys:
+        print("\n".join(valid_keys()))
+        return 0
+    print("benchmarks:")
+    for name in preset_names():
+        table = tomllib.loads((BENCHMARK_DIR / f"{name}.toml").read_text(encoding="utf-8"))
+        print(f"  {name:<22} {table.get('description', '')}")
+    print("strategies:")
+    for p in PRESETS.values():
+        print(f"  {p.name:<22} {p.description}  [source: {p.source}]")
+    print("models:")
+    for name, desc in MODEL_DESCRIPTIONS.items():
+        print(f"  {name:<22} {desc}")
+    print("datasets:")
+    print("  " + ", ".join(sorted(DATASETS)))
+    print("distillation losses (strategy.distill_loss):")
+    for name, loss in LOSSES.items():
+        print(f"  {name:<22} on {loss.on} ({loss.reference})")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "compare": cmd_compare, "list": cmd_list}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        if getattr(args, "debug", False):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""Data: sources (files -> uint8 tensors), streams (tasks), augmentation."""

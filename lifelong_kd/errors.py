@@ -1,0 +1,19 @@
+"""Errors that the command line turns into one clear message and exit code 2."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem the user can fix: a bad setting, a missing file, an unknown name.
+
+    The command line prints ``error: <message>`` and exits with code 2, without a traceback
+    (``--debug`` shows it).
+    """
+
+
+class ConfigError(UserError):
+    """An unknown key, a value of the wrong type or out of range, an unknown name."""
+
+
+class DataError(UserError):
+    """A dataset that is missing, truncated, malformed or cannot be downloaded."""

@@ -1,0 +1,144 @@
+"""Continual-learning metrics: pure functions of the accuracy matrix.
+
+R is a T x T matrix (0-based): R[i][j] is the test accuracy on task j after training task i.
+b is the vector of the untrained model's accuracies (b_j on task j). A metric that is not
+defined for a matrix (for example backward transfer with one task) is ``nan``, stored as
+``null`` in result.json, never as 0.
+
+Several libraries call different quantities "forgetting"; here each has its own name:
+``forgetting`` (Chaudhry et al. 2018, max over earlier rows), ``forgetting_after_learning``
+(Avalanche's, the drop from just after learning), and ``bwt`` (Lopez-Paz & Ranzato 2017,
+its sign reversed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+Matrix = Sequence[Sequence[float]] | np.ndarray
+
+
+def _square(r: Matrix) -> np.ndarray:
+    m = np.asarray(r, dtype=float)
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] == 0:
+        raise ValueError(f"accuracy matrix must be square and non-empty, got shape {m.shape}")
+    return m
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if values.size else float("nan")
+
+
+def average_accuracy(r: Matrix) -> float:
+    """ACC = (1/T) sum_j R[T-1][j]: mean accuracy over all tasks after the last one.
+
+    Lopez-Paz & Ranzato 2017, "Gradient episodic memory", eq. 2 (ACC); Chaudhry et al. 2018,
+    "Riemannian walk", eq. 1 (A_T).
+    """
+    m = _square(r)
+    return float(m[-1].mean())
+
+
+def average_incremental_accuracy(r: Matrix) -> float:
+    """(1/T) sum_i ( (1/(i+1)) sum_{j<=i} R[i][j] ): the average, over the stream, of the
+    mean accuracy on the tasks seen so far.
+
+    Rebuffi et al. 2017, "iCaRL", section 4 ("average incremental accuracy").
+    """
+    m = _square(r)
+    return float(np.mean([m[i, : i + 1].mean() for i in range(len(m))]))
+
+
+def learning_accuracy(r: Matrix) -> float:
+    """LA = (1/T) sum_j R[j][j]: accuracy on each task just after learning it.
+
+    Riemer et al. 2019, "Learning to learn without forgetting by maximizing transfer and
+    minimizing interference" (LA), also Mirzadeh et al. 2020.
+    """
+    m = _square(r)
+    return float(np.diag(m).mean())
+
+
+def bwt(r: Matrix) -> float:
+    """BWT = (1/(T-1)) sum_{j<T-1} ( R[T-1][j] - R[j][j] ); negative means forgetting.
+
+    Lopez-Paz & Ranzato 2017, "Gradient episodic memory", eq. 3. ``nan`` when T = 1.
+    """
+    m = _square(r)
+    t = len(m)
+    return _mean(m[-1, : t - 1] - np.diag(m)[: t - 1])
+
+
+def per_task_forgetting(r: Matrix) -> list[float]:
+    """f_j = max_{j<=l<=T-2} R[l][j] - R[T-1][j] for each task j < T-1.
+
+    The vector behind :func:`forgetting` (Chaudhry et al. 2018, eq. 2). Empty when T = 1.
+    """
+    m = _square(r)
+    t = len(m)
+    return [float(m[j : t - 1, j].max() - m[-1, j]) for j in range(t - 1)]
+
+
+def forgetting(r: Matrix) -> float:
+    """F = (1/(T-1)) sum_{j<T-1} ( max_{j<=l<=T-2} R[l][j] - R[T-1][j] ).
+
+    Chaudhry et al. 2018, "Riemannian walk for incremental learning", eq. 2-3 (the best
+    accuracy ever reached on a task minus the final one). ``nan`` when T = 1.
+    """
+    return _mean(np.asarray(per_task_forgetting(r)))
+
+
+def forgetting_after_learning(r: Matrix) -> float:
+    """(1/(T-1)) sum_{j<T-1} ( R[j][j] - R[T-1][j] ): the drop from just after learning.
+
+    Avalanche's "forgetting" (``avalanche.evaluation.metrics.forgetting_bwt``, the accuracy
+    right after training on a task minus the final one), which equals -BWT. ``nan`` when T = 1.
+    """
+    return -bwt(r)
+
+
+def fwt(r: Matrix, initial: Sequence[float]) -> float:
+    """FWT = (1/(T-1)) sum_{j>=1} ( R[j-1][j] - b_j ), b_j the untrained model's accuracy.
+
+    Lopez-Paz & Ranzato 2017, "Gradient episodic memory", eq. 4. ``nan`` when T = 1.
+    """
+    m = _square(r)
+    b = np.asarray(initial, dtype=float)
+    if b.shape != (len(m),):
+        raise ValueError(f"initial accuracies must have length {len(m)}, got {b.shape}")
+    return _mean(np.array([m[j - 1, j] - b[j] for j in range(1, len(m))]))
+
+
+def intransigence(r: Matrix, joint: Matrix) -> float:
+    """I = (1/T) sum_j ( a*_j - R[j][j] ), a*_j = joint[j][j] the accuracy on task j of the
+    model trained jointly on tasks 0..j (same seed).
+
+    Chaudhry et al. 2018, "Riemannian walk", eq. 4.
+    """
+    m, a = _square(r), _square(joint)
+    if a.shape != m.shape:
+        raise ValueError(f"joint matrix shape {a.shape} differs from {m.shape}")
+    return float((np.diag(a) - np.diag(m)).mean())
+
+
+#: Scalar metrics of one matrix (and the untrained accuracies), by their published names.
+METRICS: dict[str, Callable[[Matrix, Sequence[float]], float]] = {
+    "average_accuracy": lambda r, b: average_accuracy(r),
+    "average_incremental_accuracy": lambda r, b: average_incremental_accuracy(r),
+    "learning_accuracy": lambda r, b: learning_accuracy(r),
+    "bwt": lambda r, b: bwt(r),
+    "forgetting": lambda r, b: forgetting(r),
+    "forgetting_after_learning": lambda r, b: forgetting_after_learning(r),
+    "fwt": fwt,
+}
+
+#: Metrics where higher is better (the others: lower is better).
+HIGHER_IS_BETTER = {"average_accuracy", "average_incremental_accuracy", "learning_accuracy",
+                    "bwt", "fwt"}
+
+
+def all_metrics(r: Matrix, initial: Sequence[float]) -> dict[str, float]:
+    """Every scalar metric of :data:`METRICS`."""
+    return {name: fn(r, initial) for name, fn in METRICS.items()}

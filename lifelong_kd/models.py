@@ -1,0 +1,132 @@
+"""Networks: a backbone that gives features, and one linear head over every output unit.
+
+A "head per task" (task-il, ``model.head = multi``) is the slice of the head's units that
+belongs to the task (see ``data/streams.py``): one ``nn.Linear`` with ``n_tasks * k`` outputs is
+the same function as ``n_tasks`` heads with ``k`` outputs each, and it runs as one matrix
+product. Every model has ``features(x)`` (the penultimate representation, used by feature
+distillation) and ``head``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+
+
+class Model(nn.Module):
+    """Backbone + linear head. Subclasses set ``self.backbone`` and ``self.head``."""
+
+    backbone: nn.Module
+    head: nn.Linear
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.backbone(x)
+        return f, self.head(f)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+class MLP(Model):
+    """Fully connected ReLU network on flattened inputs, e.g. 784-400-400-10."""
+
+    def __init__(self, input_shape: tuple[int, int, int], hidden: tuple[int, ...], n_outputs: int):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = input_shape[0] * input_shape[1] * input_shape[2]
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        self.backbone = nn.Sequential(*layers)
+        self.head = nn.Linear(width, n_outputs)
+
+
+class ConvNet(Model):
+    """A small CNN, fast on CPU: per entry of ``channels`` a 3x3 conv, ReLU and 2x2 max-pool,
+    then a 256-unit ReLU layer."""
+
+    def __init__(self, input_shape: tuple[int, int, int], channels: tuple[int, ...], n_outputs: int):
+        super().__init__()
+        c, h, w = input_shape
+        layers: list[nn.Module] = []
+        for out in channels:
+            layers += [nn.Conv2d(c, out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+            c, h, w = out, h // 2, w // 2
+        layers += [nn.Flatten(), nn.Linear(c * h * w, 256), nn.ReLU()]
+        self.backbone = nn.Sequential(*layers)
+        self.head = nn.Linear(256, n_outputs)
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut: nn.Module = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class _ResNetBackbone(nn.Module):
+    def __init__(self, c_in: int, nf: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, nf, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(nf)
+        blocks: list[nn.Module] = []
+        c = nf
+        for mult, stride in ((1, 1), (2, 2), (4, 2), (8, 2)):
+            for s in (stride, 1):
+                blocks.append(_BasicBlock(c, nf * mult, s))
+                c = nf * mult
+        self.layers = nn.Sequential(*blocks)
+        self.out_features = c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.layers(F.relu(self.bn1(self.conv1(x))))
+        return F.adaptive_avg_pool2d(out, 1).flatten(1)
+
+
+class ReducedResNet18(Model):
+    """ResNet-18 with widths nf, 2nf, 4nf, 8nf (nf = 20): the network of GEM (Lopez-Paz &
+    Ranzato 2017) that Mammoth and Avalanche use for Split-CIFAR. Its batch norm runs in eval
+    mode whenever the model is a frozen teacher."""
+
+    def __init__(self, input_shape: tuple[int, int, int], nf: int, n_outputs: int):
+        super().__init__()
+        self.backbone = _ResNetBackbone(input_shape[0], nf)
+        self.head = nn.Linear(self.backbone.out_features, n_outputs)
+
+
+#: name -> builder(config, input_shape, n_outputs). Add a model here.
+MODELS: dict[str, Callable[[ModelConfig, tuple[int, int, int], int], Model]] = {
+    "mlp": lambda c, shape, n: MLP(shape, c.hidden, n),
+    "convnet": lambda c, shape, n: ConvNet(shape, c.channels, n),
+    "resnet18": lambda c, shape, n: ReducedResNet18(shape, c.nf, n),
+}
+
+MODEL_DESCRIPTIONS = {
+    "mlp": "fully connected ReLU network (model.hidden, default 400,400)",
+    "convnet": "small CNN: conv-ReLU-pool per model.channels (default 32,64), then 256 units",
+    "resnet18": "reduced ResNet-18 of GEM/Mammoth/Avalanche, width model.nf (default 20)",
+}
+
+
+def build_model(config: ModelConfig, input_shape: tuple[int, int, int], n_outputs: int) -> Model:
+    """Build the model named by ``config.name`` (weights from the global torch RNG)."""
+    return MODELS[config.name](config, input_shape, n_outputs)
