@@ -237,8 +237,6 @@ def train_stream(
     raised and ``state`` holds the finished tasks only. A NaN or infinite loss raises
     :class:`Diverged` naming the task, epoch and step.
     """
-    from tqdm.auto import tqdm
-
     state = state or new_state(config, stream)
     model, strategy, g = state.model, state.strategy, state.generator
     bs = config.train.batch_size
@@ -253,46 +251,25 @@ def train_stream(
         data = strategy.train_data(ctx)
         ctx.current_train_data = data
         strategy.before_task(ctx)
+        n = len(data)
+        warmup = strategy.warmup_epochs(ctx)
+        if warmup > 0 and n:
+            # Li & Hoiem 2016, section 3: first train only the new task's head units, with
+            # the rest of the network frozen, then the whole network.
+            ctx.phase = "warmup"
+            units = torch.tensor(stream[index].outputs, device=ctx.device)
+            head_params = list(model.head.parameters())
+            _train_phase(ctx, strategy, data, make_optimizer(config, head_params),
+                         warmup, warmup * math.ceil(n / bs), g, progress, should_stop,
+                         f"task {index + 1}/{len(stream)} warm-up", head_units=units)
+            ctx.phase = "train"
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = make_optimizer(config, params)
         if not config.train.reset_optimizer and state.optimizer_state is not None:
             optimizer.load_state_dict(state.optimizer_state)
-        n = len(data)
         epochs, total = _steps_per_task(config, n) if n else (0, 0)
-        bar = tqdm(total=total, desc=f"task {index + 1}/{len(stream)}", disable=not progress,
-                   leave=False, unit="step", dynamic_ncols=True)
-        step = 0
-        model.train()
-        for epoch in range(epochs):
-            ctx.epoch = epoch
-            order = torch.randperm(n, generator=g)
-            for start in range(0, n, bs):
-                if step >= total:
-                    break
-                if should_stop is not None and should_stop():
-                    bar.close()
-                    raise Interrupted(f"interrupted during task {index}")
-                idx = order[start:start + bs]
-                raw = data.x[idx]
-                x_in = random_crop_flip(raw, g) if ctx.augment else raw
-                batch = Batch(ctx.prepare(x_in), data.y[idx].to(ctx.device),
-                              data.t[idx].to(ctx.device), idx, raw, ctx)
-                features, logits = model.forward_features(batch.x)
-                loss = strategy.loss(ctx, batch, features, logits)
-                if not torch.isfinite(loss):
-                    bar.close()
-                    raise Diverged(
-                        f"the loss became {float(loss)} in task {index} (0-based), epoch "
-                        f"{epoch}, step {step}; lower train.lr or check the inputs"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
-                bar.update(1)
-                if step % 50 == 0:
-                    bar.set_postfix(loss=f"{float(loss):.3f}", refresh=False)
-        bar.close()
+        _train_phase(ctx, strategy, data, optimizer, epochs, total, g, progress, should_stop,
+                     f"task {index + 1}/{len(stream)}")
         strategy.after_task(ctx)
         if not config.train.reset_optimizer:
             state.optimizer_state = optimizer.state_dict()
@@ -306,3 +283,74 @@ def train_stream(
         if on_task_end is not None:
             on_task_end(state)
     return state
+
+
+def _train_phase(
+    ctx: TaskContext,
+    strategy: Strategy,
+    data: TrainData,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    total: int,
+    g: torch.Generator,
+    progress: bool,
+    should_stop: Callable[[], bool] | None,
+    desc: str,
+    head_units: torch.Tensor | None = None,
+) -> None:
+    """``total`` optimiser steps over ``epochs`` seeded passes through ``data``.
+
+    With ``head_units`` only those rows of the head are updated (the warm-up phase), and the
+    loss is ``strategy.warmup_loss``.
+    """
+    from tqdm.auto import tqdm
+
+    model, n, bs = ctx.model, len(data), ctx.config.train.batch_size
+    bar = tqdm(total=total, desc=desc, disable=not progress, leave=False, unit="step",
+               dynamic_ncols=True)
+    keep = None
+    if head_units is not None:
+        keep = torch.zeros(model.head.out_features, dtype=torch.bool, device=ctx.device)
+        keep[head_units] = True
+    step = 0
+    model.train()
+    try:
+        for epoch in range(epochs):
+            ctx.epoch = epoch
+            order = torch.randperm(n, generator=g)
+            for start in range(0, n, bs):
+                if step >= total:
+                    break
+                if should_stop is not None and should_stop():
+                    raise Interrupted(f"interrupted during task {ctx.index} (0-based)")
+                idx = order[start:start + bs]
+                raw = data.x[idx]
+                x_in = random_crop_flip(raw, g) if ctx.augment else raw
+                batch = Batch(ctx.prepare(x_in), data.y[idx].to(ctx.device),
+                              data.t[idx].to(ctx.device), idx, raw, ctx)
+                if keep is None:
+                    features, logits = model.forward_features(batch.x)
+                    loss = strategy.loss(ctx, batch, features, logits)
+                else:
+                    with torch.no_grad():
+                        features = model.features(batch.x)
+                    loss = strategy.warmup_loss(ctx, batch, model.head(features), head_units)
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise Diverged(
+                        f"the loss became {value} in task {ctx.index} (0-based), epoch {epoch}, "
+                        f"step {step}; lower train.lr or check the inputs"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if keep is not None:
+                    for p in model.head.parameters():
+                        if p.grad is not None:
+                            p.grad[~keep] = 0.0
+                optimizer.step()
+                step += 1
+                bar.update(1)
+                if step % 50 == 0:
+                    bar.set_postfix(loss=f"{value:.3f}", refresh=False)
+    finally:
+        bar.close()

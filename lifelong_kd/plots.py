@@ -94,8 +94,6 @@ def plot_average_accuracy(
     band is the 95% confidence interval of the mean (Student's t; ``band = "ci95"``) or
     +- one standard deviation (``band = "std"``), as in van de Ven et al.'s figures.
     """
-    from .stats import mean_ci
-
     fig, ax = _axes(ax)
     for i, (name, per_seed) in enumerate(curves.items()):
         c = np.asarray(per_seed, dtype=float) * 100.0
@@ -106,6 +104,8 @@ def plot_average_accuracy(
             if band == "std":
                 lo, hi = mean - c.std(axis=0, ddof=1), mean + c.std(axis=0, ddof=1)
             else:
+                from .stats import mean_ci
+
                 lo, hi = np.transpose([mean_ci(c[:, k])[1:] for k in range(c.shape[1])])
             ax.fill_between(x, lo, hi, color=colour(i), alpha=0.2, linewidth=0)
         ax.set_xticks(x)

@@ -107,15 +107,20 @@ def _git_commit() -> str | None:
 
 def environment() -> dict[str, Any]:
     """Versions of what produced a result."""
+    from importlib.metadata import PackageNotFoundError, version
+
     import numpy
     import torch
-    import torchvision
 
+    try:  # importing torchvision would cost seconds; its metadata has the version
+        tv = version("torchvision")
+    except PackageNotFoundError:
+        tv = None
     return {
         "python": sys.version.split()[0],
         "lifelong_kd": __version__,
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": tv,
         "numpy": numpy.__version__,
         "platform": platform.platform(),
         "processor": platform.machine(),

@@ -58,6 +58,15 @@ def schedule_weights(
     raise ConfigError(f"unknown alpha schedule `{schedule}`; valid: {', '.join(ALPHA_SCHEDULES)}")
 
 
+def torch_lookup(units: torch.Tensor, n_outputs: int) -> torch.Tensor:
+    """A table mapping output unit ``units[i]`` to ``i`` (other units to -100, ignored)."""
+    import torch
+
+    table = torch.full((n_outputs,), -100, dtype=torch.long, device=units.device)
+    table[units] = torch.arange(len(units), device=units.device)
+    return table
+
+
 class Strategy:
     """Plain fine-tuning: cross-entropy on the current task only (the lower bound).
 
@@ -90,6 +99,19 @@ class Strategy:
     ) -> torch.Tensor:
         """The training loss of one batch (default: cross-entropy)."""
         return self.ce(ctx, batch, logits)
+
+    def warmup_epochs(self, ctx: TaskContext) -> int:
+        """Epochs of head-only training before task ``ctx.index`` (default: none)."""
+        return 0
+
+    def warmup_loss(
+        self, ctx: TaskContext, batch: Batch, logits: torch.Tensor, units: torch.Tensor
+    ) -> torch.Tensor:
+        """Loss of the warm-up phase: cross-entropy over the current task's output units."""
+        import torch.nn.functional as F
+
+        lookup = torch_lookup(units, logits.shape[1])
+        return F.cross_entropy(logits[:, units], lookup[batch.y])
 
     def after_task(self, ctx: TaskContext) -> None:
         """Called after training task ``ctx.index``, before it is evaluated."""
@@ -179,6 +201,10 @@ class LwF(Strategy):
             if self.config.t2_scaling:
                 kd = kd * self.config.temperature**2
         return w_ce * ce + w_kd * kd
+
+    def warmup_epochs(self, ctx: TaskContext) -> int:
+        """``warmup_epochs`` of head-only training before every task after the first."""
+        return self.config.warmup_epochs if ctx.index > 0 else 0
 
     def after_task(self, ctx: TaskContext) -> None:
         self.teacher = copy.deepcopy(ctx.model).eval().requires_grad_(False)

@@ -1,0 +1,33 @@
+"""Shared fixtures: the real datasets beside the project, and quick settings for runs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("LIFELONG_KD_TEST_DATA", ROOT.parent / "shared" / "datasets"))
+
+#: --set overrides that make a Permuted-MNIST run take about a second.
+QUICK_MNIST = [
+    "data.train_subset=400", "data.test_subset=200", "stream.n_tasks=3",
+    "model.hidden=[32]", "train.batch_size=64",
+]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """../shared/datasets (or $LIFELONG_KD_TEST_DATA). Missing data fails, never skips."""
+    if not (SHARED / "MNIST" / "raw").is_dir():
+        pytest.fail(f"the real datasets are expected at {SHARED} (MNIST/raw, cifar10-jpeg)")
+    return SHARED
+
+
+@pytest.fixture(autouse=True)
+def _data_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Point LIFELONG_KD_DATA at the shared datasets and the cache at a temporary folder."""
+    monkeypatch.setenv("LIFELONG_KD_DATA", str(SHARED))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
