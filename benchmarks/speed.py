@@ -62,7 +62,7 @@ def plain_permuted_mnist(data_dir: Path, n_tasks: int = 3, seed: int = 0) -> Non
         return row
 
     rows = [evaluate()]
-    for t, p in enumerate(perms):
+    for p in perms:
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         x_task = xtr[:, p]
         order = torch.randperm(len(ytr), generator=g)

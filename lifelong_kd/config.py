@@ -15,14 +15,16 @@ All of this happens before any data is loaded.
 from __future__ import annotations
 
 import difflib
-import tomllib
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import tomllib
+
 from .errors import ConfigError
+
 
 def _benchmark_dir() -> Path:
     """The preset folder: ``benchmarks/`` of a source checkout, or the installed copy."""

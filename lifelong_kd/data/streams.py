@@ -161,7 +161,7 @@ def _n_classes_per_task(config: RunConfig, n_classes: int) -> int:
 
 #: Class counts of the known datasets, for checks before any data is loaded.
 KNOWN_CLASS_COUNTS = {"mnist": 10, "fashion-mnist": 10, "digits": 10, "cifar10": 10,
-                      "cifar100": 100}
+                      "cifar100": 100, "cifar10-jpeg": 10}
 
 
 def check_stream_config(config: RunConfig) -> None:

@@ -1,0 +1,145 @@
+"""`lifelong-kd run`, `compare` and `list` end to end on a few hundred real MNIST images."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lifelong_kd.cli import main
+from lifelong_kd.metrics import all_metrics, per_task_forgetting
+
+from .conftest import QUICK_MNIST
+
+EXPECTED_KEYS = {"benchmark", "scenario", "strategy", "seed", "n_tasks", "accuracy_matrix",
+                 "initial_accuracy", "metrics", "timing", "config", "environment", "data",
+                 "status"}
+
+
+def _sets(extra: list[str] | None = None) -> list[str]:
+    out = []
+    for s in QUICK_MNIST + (extra or []):
+        out += ["--set", s]
+    return out
+
+
+def _run(out: Path, strategy: str = "lwf", seed: int = 0, extra: list[str] | None = None) -> dict:
+    code = main(["run", "permuted-mnist", "--strategy", strategy, "--seed", str(seed),
+                 "--out", str(out), "--quiet", "--offline", *_sets(extra)])
+    assert code == 0
+    return json.loads((out / "result.json").read_text())
+
+
+def test_run_writes_a_complete_result(tmp_path, data_dir):
+    result = _run(tmp_path / "lwf")
+    assert set(result) >= EXPECTED_KEYS
+    assert result["status"] == "finished"
+    assert (result["benchmark"], result["scenario"], result["strategy"]) == (
+        "permuted-mnist", "domain-il", "lwf")
+    r = np.array(result["accuracy_matrix"])
+    assert r.shape == (3, 3) and result["n_tasks"] == 3
+    assert ((r >= 0) & (r <= 1)).all()
+    assert len(result["initial_accuracy"]) == 3
+    # learning happened: the diagonal beats chance clearly
+    assert r.diagonal().min() > 0.3
+    expected = all_metrics(r, result["initial_accuracy"])
+    for name, value in expected.items():
+        assert math.isclose(result["metrics"][name], value, rel_tol=1e-12), name
+    assert result["per_task_forgetting"] == pytest.approx(per_task_forgetting(r))
+    timing = result["timing"]
+    assert timing["total_seconds"] >= timing["train_seconds"] > 0
+    assert result["config"]["strategy"]["temperature"] == 2.0
+    assert result["config"]["train"]["batch_size"] == 64
+    assert len(result["data"]["fingerprint"]) == 64
+    assert result["data"]["dataset"] == "mnist"
+    assert result["environment"]["torch"]
+    csv = (tmp_path / "lwf" / "accuracy_matrix.csv").read_text().splitlines()
+    assert csv[0] == "after_task,task_0,task_1,task_2" and len(csv) == 4
+    for name in ("accuracy_matrix", "task_accuracy", "average_accuracy", "forgetting"):
+        png = tmp_path / "lwf" / f"{name}.png"
+        assert png.stat().st_size > 5000, name
+
+
+def test_same_seed_same_matrix_other_seed_differs(tmp_path, data_dir):
+    a = _run(tmp_path / "a", seed=3)
+    b = _run(tmp_path / "b", seed=3)
+    c = _run(tmp_path / "c", seed=4)
+    assert a["accuracy_matrix"] == b["accuracy_matrix"]
+    assert a["initial_accuracy"] == b["initial_accuracy"]
+    assert a["accuracy_matrix"] != c["accuracy_matrix"]
+
+
+def test_iterations_and_adam_and_t2(tmp_path, data_dir):
+    result = _run(tmp_path / "it", extra=["train.iterations=5", "train.optimizer=adam",
+                                          "train.lr=0.001", "strategy.t2_scaling=true"])
+    assert result["config"]["train"]["iterations"] == 5
+    assert result["config"]["strategy"]["t2_scaling"] is True
+
+
+def test_compare_writes_summary_report_and_runs(tmp_path, data_dir):
+    out = tmp_path / "cmp"
+    code = main(["compare", "permuted-mnist", "--strategies", "naive", "lwf", "--seeds", "0", "1",
+                 "--out", str(out), "--quiet", *_sets()])
+    assert code == 0
+    for strategy in ("naive", "lwf"):
+        for seed in (0, 1):
+            res = json.loads((out / strategy / f"seed-{seed}" / "result.json").read_text())
+            assert res["strategy"] == strategy and res["seed"] == seed
+    summary = (out / "summary.csv").read_text()
+    assert "naive" in summary and "lwf" in summary and "average_accuracy" in summary
+    report = (out / "report.md").read_text()
+    assert "average_accuracy" in report and ".png" in report
+    assert (out / "average_accuracy.png").stat().st_size > 5000
+    # a second compare reuses the finished runs instead of training again
+    before = (out / "lwf" / "seed-0" / "result.json").stat().st_mtime_ns
+    assert main(["compare", "permuted-mnist", "--strategies", "naive", "lwf", "--seeds", "0",
+                 "1", "--out", str(out), "--quiet", *_sets()]) == 0
+    assert (out / "lwf" / "seed-0" / "result.json").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["run", "permuted-mnst", "--strategy", "lwf"], ["unknown benchmark", "permuted-mnist",
+                                                          "did you mean"]),
+        (["run", "permuted-mnist", "--strategy", "lfw"], ["unknown strategy", "naive", "lwf"]),
+        (["run", "permuted-mnist", "--set", "train.l=0.1"], ["unknown configuration key",
+                                                              "train.lr"]),
+        (["run", "permuted-mnist", "--set", "train.lr=-1"], ["train.lr", "-1", "> 0"]),
+        (["run", "permuted-mnist", "--set", "model.name=vgg"], ["model.name", "mlp", "convnet"]),
+    ],
+)
+def test_bad_names_give_a_clear_error(args, expected, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert "Traceback" not in err
+    for text in expected:
+        assert text in err
+
+
+def test_offline_missing_data_names_the_directory(tmp_path, capsys):
+    empty = tmp_path / "nodata"
+    empty.mkdir()
+    assert main(["run", "permuted-mnist", "--data-dir", str(empty), "--offline", "--quiet",
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert str(empty) in err and "train-images-idx3-ubyte" in err and "Traceback" not in err
+
+
+def test_console_entry_points(tmp_path):
+    """`python -m lifelong_kd` works as a process and exits 2 with a message on bad input."""
+    proc = subprocess.run([sys.executable, "-m", "lifelong_kd", "run", "nope"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "unknown benchmark `nope`" in proc.stderr and "Traceback" not in proc.stderr
+    listing = subprocess.run([sys.executable, "-m", "lifelong_kd", "list"], capture_output=True,
+                             text=True, timeout=120)
+    assert listing.returncode == 0
+    for word in ("permuted-mnist", "quickstart", "naive", "lwf", "mlp", "kl"):
+        assert word in listing.stdout
