@@ -8,7 +8,9 @@ defined for a matrix (for example backward transfer with one task) is ``nan``, s
 Several libraries call different quantities "forgetting"; here each has its own name:
 ``forgetting`` (Chaudhry et al. 2018, max over earlier rows), ``forgetting_after_learning``
 (Avalanche's, the drop from just after learning), and ``bwt`` (Lopez-Paz & Ranzato 2017,
-its sign reversed).
+its sign reversed). ``intransigence`` (Chaudhry et al. 2018) needs a second matrix, that of
+joint training with the same seed, so it is not in :data:`METRICS`; the report computes it when
+a comparison includes ``joint``.
 """
 
 from __future__ import annotations
@@ -113,9 +115,12 @@ def fwt(r: Matrix, initial: Sequence[float]) -> float:
 
 def intransigence(r: Matrix, joint: Matrix) -> float:
     """I = (1/T) sum_j ( a*_j - R[j][j] ), a*_j = joint[j][j] the accuracy on task j of the
-    model trained jointly on tasks 0..j (same seed).
+    model trained jointly on tasks 0..j (same seed): how much the strategy's sequential
+    training keeps it from learning each new task as well as joint training does. Lower is
+    better; joint training itself has I = 0.
 
-    Chaudhry et al. 2018, "Riemannian walk", eq. 4.
+    Chaudhry et al. 2018, "Riemannian walk", section 4.1, eq. 4 (their I_k, here averaged
+    over all T tasks, k = T - 1). Defined for T = 1.
     """
     m, a = _square(r), _square(joint)
     if a.shape != m.shape:
@@ -137,6 +142,33 @@ METRICS: dict[str, Callable[[Matrix, Sequence[float]], float]] = {
 #: Metrics where higher is better (the others: lower is better).
 HIGHER_IS_BETTER = {"average_accuracy", "average_incremental_accuracy", "learning_accuracy",
                     "bwt", "fwt"}
+
+
+#: Metrics the report shows, in this order (``intransigence`` only when ``joint`` was run).
+REPORT_METRICS = (*METRICS, "intransigence")
+
+#: The formula and the source of every metric, as the report prints them.
+DEFINITIONS = {
+    "average_accuracy": "mean_j R[T-1][j]: accuracy over all tasks after the last "
+                        "(ACC, Lopez-Paz & Ranzato 2017, eq. 2)",
+    "average_incremental_accuracy": "mean_i mean_{j<=i} R[i][j]: the accuracy on the tasks "
+                                    "seen so far, averaged over the stream (Rebuffi et al. "
+                                    "2017, iCaRL)",
+    "learning_accuracy": "mean_j R[j][j]: accuracy on each task just after learning it "
+                         "(LA, Riemer et al. 2019)",
+    "bwt": "mean_{j<T-1} ( R[T-1][j] - R[j][j] ): backward transfer, negative means "
+           "forgetting (BWT, Lopez-Paz & Ranzato 2017, eq. 3)",
+    "forgetting": "mean_{j<T-1} ( max_{j<=l<=T-2} R[l][j] - R[T-1][j] ): the best accuracy "
+                  "a task ever had minus its final one (forgetting measure, Chaudhry et al. "
+                  "2018, eq. 2-3)",
+    "forgetting_after_learning": "mean_{j<T-1} ( R[j][j] - R[T-1][j] ): the accuracy just "
+                                 "after learning a task minus its final one (Avalanche's "
+                                 "\"forgetting\"; equals -bwt)",
+    "fwt": "mean_{j>=1} ( R[j-1][j] - b_j ), b_j the untrained model's accuracy: forward "
+           "transfer (FWT, Lopez-Paz & Ranzato 2017, eq. 4)",
+    "intransigence": "mean_j ( a*_j - R[j][j] ), a*_j the accuracy on task j of joint "
+                     "training on tasks 0..j with the same seed (Chaudhry et al. 2018, eq. 4)",
+}
 
 
 def all_metrics(r: Matrix, initial: Sequence[float]) -> dict[str, float]:
