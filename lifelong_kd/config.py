@@ -125,8 +125,13 @@ class StrategyConfig:
     #: Multiply the distillation term by T^2 (Hinton et al. 2015, section 2).
     t2_scaling: bool = False
     distill_loss: str = "kl"
-    #: ``old``: distil only the outputs of classes/heads seen before this task; ``all``.
+    #: ``old``: distil only the outputs of classes/heads seen before this task; ``all``: those
+    #: and the current task's; ``padded``: the student's softmax over old and current outputs
+    #: against the teacher's over the old ones, zero on the current (van de Ven & Tolias 2019).
     logits: str = "old"
+    #: How the per-group distillation terms combine (task-il: one group per earlier head):
+    #: ``sum`` (Li & Hoiem 2016, eq. 1; Avalanche) or ``mean`` (van de Ven & Tolias 2019).
+    distill_reduction: str = "sum"
     #: ``same``: the teacher sees the student's (possibly augmented) batch; ``clean``.
     teacher_input: str = "same"
     alpha_schedule: str = "constant"
@@ -143,6 +148,9 @@ class StrategyConfig:
     ewc_gamma: float = 1.0
     #: ``ewc``: training examples used to estimate the Fisher information (0: all).
     fisher_samples: int = 1000
+    #: ``ewc``: ``true`` Fisher (expectation over the model's own predictive distribution) or
+    #: ``empirical`` (the squared gradients of the examples' labels).
+    ewc_fisher: str = "true"
 
 
 @dataclass(frozen=True)
@@ -448,7 +456,12 @@ def validate(config: RunConfig) -> None:
     _positive("strategy.alpha", st.alpha, strict=False)
     _positive("strategy.temperature", st.temperature)
     _choice("strategy.distill_loss", st.distill_loss, sorted(LOSSES))
-    _choice("strategy.logits", st.logits, ("old", "all"))
+    _choice("strategy.logits", st.logits, ("old", "all", "padded"))
+    if st.logits == "padded" and st.distill_loss == "mse_logits":
+        raise ConfigError("`strategy.logits` = 'padded' needs a softmax or sigmoid loss; "
+                          "`strategy.distill_loss` = 'mse_logits' has no zero-padded targets")
+    _choice("strategy.distill_reduction", st.distill_reduction, ("sum", "mean"))
+    _choice("strategy.ewc_fisher", st.ewc_fisher, ("true", "empirical"))
     _choice("strategy.teacher_input", st.teacher_input, ("same", "clean"))
     _choice("strategy.alpha_schedule", st.alpha_schedule, ALPHA_SCHEDULES)
     _choice("strategy.ce_scope", st.ce_scope, ("seen", "current"))
