@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import multiprocessing
 import os
-from collections.abc import Callable
+import pickle
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -69,11 +74,21 @@ def fingerprint(*arrays: torch.Tensor | np.ndarray) -> str:
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of uint8 images (N, C, H, W), scaled to [0, 1]."""
-    x = images.transpose(0, 1).reshape(images.shape[1], -1).to(torch.float32).div_(255.0)
-    mean = x.mean(dim=1, dtype=torch.float64)
-    std = x.std(dim=1).to(torch.float64).clamp_min(1e-8)
-    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+    """Per-channel mean and std (unbiased) of uint8 images (N, C, H, W), scaled to [0, 1].
+
+    Computed exactly in float64 from a histogram of the 256 grey levels of each channel, which
+    is fast and needs no float copy of the images.
+    """
+    levels = torch.arange(256, dtype=torch.float64) / 255.0
+    means, stds = [], []
+    for c in range(images.shape[1]):
+        counts = torch.bincount(images[:, c].reshape(-1), minlength=256).to(torch.float64)
+        n = float(counts.sum())
+        mean = float((counts * levels).sum()) / max(n, 1.0)
+        var = float((counts * (levels - mean) ** 2).sum()) / max(n - 1.0, 1.0)
+        means.append(mean)
+        stds.append(max(var ** 0.5, 1e-8))
+    return tuple(means), tuple(stds)
 
 
 # --------------------------------------------------------------------------- IDX files
@@ -116,7 +131,8 @@ def read_idx(path: Path) -> np.ndarray:
             f"{path}: the header declares shape {dims} ({expected} data bytes) but the file "
             f"holds {len(raw) - header} data bytes; the file is truncated or wrong"
         )
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+    data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    return data.astype(dtype.newbyteorder("="))
 
 
 # --------------------------------------------------------------------------- MNIST family
@@ -167,13 +183,17 @@ def load_idx_dataset(
         _download_torchvision(folder, data_dir, name, expected)
         paths = {k: _find_idx(raw_dir, stem) for k, stem in MNIST_FILES.items()}
         if any(p is None for p in paths.values()):
-            raise DataError(f"{name} download finished but the files are missing; expected {expected}")
+            raise DataError(
+                f"{name} download finished but the files are missing; expected {expected}"
+            )
     arrays = {k: read_idx(p) for k, p in paths.items() if p is not None}
     for split in ("train", "test"):
         x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
         px, py = paths[f"{split}_x"], paths[f"{split}_y"]
         if x.ndim != 3 or x.dtype != np.uint8:
-            raise DataError(f"{px}: expected uint8 images of shape (N, H, W), got {x.dtype} {x.shape}")
+            raise DataError(
+                f"{px}: expected uint8 images of shape (N, H, W), got {x.dtype} {x.shape}"
+            )
         if y.ndim != 1 or y.dtype != np.uint8:
             raise DataError(f"{py}: expected uint8 labels of shape (N,), got {y.dtype} {y.shape}")
         if len(x) != len(y):
@@ -205,14 +225,31 @@ def make_dataset(
     )
 
 
-def load_mnist(data_dir: Path, offline: bool = False, path: str = "") -> Dataset:
+def load_mnist(
+    data_dir: Path, offline: bool = False, path: str = "", progress: bool = True
+) -> Dataset:
     """MNIST (LeCun et al. 1998): 60,000 + 10,000 grey 28 x 28 digits."""
     return load_idx_dataset("mnist", "MNIST", tuple(str(i) for i in range(10)), data_dir, offline)
 
 
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                         "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+def load_fashion_mnist(
+    data_dir: Path, offline: bool = False, path: str = "", progress: bool = True
+) -> Dataset:
+    """Fashion-MNIST (Xiao et al. 2017): 60,000 + 10,000 grey 28 x 28 clothing images, in the
+    MNIST file layout under ``<data_dir>/FashionMNIST/raw/``."""
+    return load_idx_dataset("fashion-mnist", "FashionMNIST", FASHION_MNIST_CLASSES, data_dir,
+                            offline)
+
+
 # --------------------------------------------------------------------------- digits
 
-def load_digits(data_dir: Path, offline: bool = False, path: str = "") -> Dataset:
+def load_digits(
+    data_dir: Path, offline: bool = False, path: str = "", progress: bool = True
+) -> Dataset:
     """The 8 x 8 digits scikit-learn ships (1,797 images, grey levels 0..16).
 
     Scaled to 0..255 and split by a fixed seeded shuffle into 1,437 training and 360 test
@@ -232,18 +269,499 @@ def load_digits(data_dir: Path, offline: bool = False, path: str = "") -> Datase
     )
 
 
-#: name -> loader(data_dir, offline, path). Add a dataset here.
+# --------------------------------------------------------------------------- CIFAR pickles
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck")
+
+#: The globals a CIFAR pickle may name: numpy arrays and dtypes (as written by Python 2 and 3
+#: numpy) and the latin-1 codec that protocol-2 pickles use for bytes. Anything else is refused,
+#: so a pickle in the data directory cannot run code.
+_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """An unpickler that only builds plain containers and numpy arrays."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to load the global {module}.{name}")
+        if module.startswith("numpy.core."):  # Python 2 / numpy 1 name of numpy._core
+            module = "numpy._core." + module.removeprefix("numpy.core.")
+            try:
+                return super().find_class(module, name)
+            except (ImportError, AttributeError):
+                module = "numpy.core." + module.removeprefix("numpy._core.")
+        return super().find_class(module, name)
+
+
+def read_cifar_pickle(path: Path) -> dict[str, Any]:
+    """Read one file of the CIFAR python layout: a pickled dict (Python 2 byte-string keys).
+
+    Keys are returned as ``str``; only dicts, lists, strings, numbers and numpy arrays are
+    built (see :data:`_PICKLE_GLOBALS`).
+    """
+    try:
+        with path.open("rb") as fh:
+            obj = _CifarUnpickler(fh, encoding="bytes").load()
+    except FileNotFoundError:
+        raise DataError(f"{path} is missing") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except EOFError:
+        raise DataError(f"{path} is truncated (the pickle ends early)") from None
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a malformed file
+        raise DataError(
+            f"{path} is not a CIFAR python pickle ({type(exc).__name__}: {exc})"
+        ) from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: expected a pickled dict, found {type(obj).__name__}")
+    return {k.decode("latin1") if isinstance(k, bytes) else str(k): v for k, v in obj.items()}
+
+
+def _cifar_batch(
+    path: Path, label_key: str, n_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 3, 32, 32) uint8 and labels (N,) of one CIFAR batch file, checked."""
+    d = read_cifar_pickle(path)
+    for key in ("data", label_key):
+        if key not in d:
+            raise DataError(
+                f"{path}: no '{key}' entry (found: {', '.join(sorted(d)) or 'none'}); "
+                "not a file of the CIFAR python layout"
+            )
+    data = d["data"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
+            or data.shape[1] != 3 * 32 * 32:
+        desc = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise DataError(
+            f"{path}: 'data' is {desc}; expected a uint8 array of shape (N, 3072), one row of "
+            "3 x 32 x 32 pixels (red, green, blue planes) per image"
+        )
+    try:
+        labels = np.asarray(d[label_key])
+    except Exception:  # noqa: BLE001
+        labels = np.asarray([], dtype=object)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{path}: '{label_key}' must be a list of integer class indices")
+    if len(labels) != len(data):
+        raise DataError(
+            f"{path}: {len(data)} images in 'data' but {len(labels)} entries in '{label_key}'"
+        )
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
+        bad = int(labels.max()) if int(labels.max()) >= n_classes else int(labels.min())
+        raise DataError(f"{path}: label {bad} in '{label_key}' is out of range 0..{n_classes - 1}")
+    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
+
+
+def _cifar_class_names(path: Path, key: str, n_classes: int) -> tuple[str, ...]:
+    meta = read_cifar_pickle(path)
+    names = meta.get(key)
+    if not isinstance(names, (list, tuple)) or len(names) != n_classes:
+        found = f"{len(names)} names" if isinstance(names, (list, tuple)) else "no such entry"
+        raise DataError(f"{path}: expected '{key}' with {n_classes} class names, found {found}")
+    return tuple(n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names)
+
+
+def load_cifar(
+    name: str, data_dir: Path, offline: bool, *, folder: str, tv_class: str,
+    train_files: Sequence[str], test_file: str, meta_file: str, label_key: str,
+    names_key: str, n_classes: int,
+) -> Dataset:
+    """A dataset in the CIFAR python layout under ``<data_dir>/<folder>/`` (downloaded through
+    ``torchvision.datasets.<tv_class>`` when missing, unless ``offline``)."""
+    root = data_dir / folder
+    wanted = [*train_files, test_file, meta_file]
+    expected = f"{root}/{{{','.join(wanted)}}}"
+    missing = [f for f in wanted if not (root / f).is_file()]
+    if missing:
+        if offline:
+            raise DataError(
+                f"{name} files missing from {root} (--offline, so no download): "
+                f"{', '.join(missing)}. Expected the official python layout: {expected}."
+            )
+        _download_torchvision(tv_class, data_dir, name, expected)
+        missing = [f for f in wanted if not (root / f).is_file()]
+        if missing:
+            raise DataError(
+                f"{name} download finished but {', '.join(missing)} is missing from {root}"
+            )
+    classes = _cifar_class_names(root / meta_file, names_key, n_classes)
+    train = [_cifar_batch(root / f, label_key, n_classes) for f in train_files]
+    test_x, test_y = _cifar_batch(root / test_file, label_key, n_classes)
+    return make_dataset(
+        name, np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]),
+        test_x, test_y, classes, str(root),
+    )
+
+
+def load_cifar10(
+    data_dir: Path, offline: bool = False, path: str = "", progress: bool = True
+) -> Dataset:
+    """CIFAR-10 (Krizhevsky 2009): 50,000 + 10,000 colour 32 x 32 images of 10 classes, from the
+    official python files ``<data_dir>/cifar-10-batches-py/data_batch_1..5, test_batch,
+    batches.meta``."""
+    return load_cifar(
+        "cifar10", Path(data_dir), offline, folder="cifar-10-batches-py", tv_class="CIFAR10",
+        train_files=[f"data_batch_{i}" for i in range(1, 6)], test_file="test_batch",
+        meta_file="batches.meta", label_key="labels", names_key="label_names", n_classes=10,
+    )
+
+
+def load_cifar100(
+    data_dir: Path, offline: bool = False, path: str = "", progress: bool = True
+) -> Dataset:
+    """CIFAR-100 (Krizhevsky 2009) with its 100 fine labels: 50,000 + 10,000 colour 32 x 32
+    images, from ``<data_dir>/cifar-100-python/train, test, meta``."""
+    return load_cifar(
+        "cifar100", Path(data_dir), offline, folder="cifar-100-python", tv_class="CIFAR100",
+        train_files=["train"], test_file="test", meta_file="meta", label_key="fine_labels",
+        names_key="fine_label_names", n_classes=100,
+    )
+
+
+# --------------------------------------------------------------------------- image folders
+
+#: File name endings read as images (those of ``torchvision.datasets.ImageFolder``).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+#: Bump when the cache layout changes: older cache files are then ignored.
+_CACHE_VERSION = 1
+#: Below this many images the decoding runs in this process (no pool start-up cost).
+_POOL_MIN_FILES = 2000
+
+
+def imagefolder_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/lifelong-kd/imagefolder`` (else ``~/.cache/lifelong-kd/imagefolder``)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "lifelong-kd" / "imagefolder"
+
+
+@dataclass(frozen=True)
+class _FolderListing:
+    """The images of an image folder, in a fixed order, and what identifies its contents."""
+
+    root: Path
+    classes: tuple[str, ...]
+    files: dict[str, list[str]]  # split -> absolute paths
+    labels: dict[str, np.ndarray]  # split -> int64 class indices
+    key: str  # sha256 of the resolved path and every file's (relative path, size, mtime)
+
+
+def _class_folders(split_dir: Path) -> list[str]:
+    try:
+        return sorted(e.name for e in os.scandir(split_dir)
+                      if e.is_dir() and not e.name.startswith("."))
+    except OSError as exc:
+        raise DataError(f"cannot list {split_dir}: {exc.strerror or exc}") from None
+
+
+def _walk_images(folder: str, rel: str, paths: list[str], stats: list[str]) -> None:
+    """Append the image files under ``folder`` (recursively, sorted, symlinks followed, hidden
+    names skipped) to ``paths``, and ``relative path\tsize\tmtime_ns`` of each to ``stats``."""
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        raise DataError(f"cannot list {folder}: {exc.strerror or exc}") from None
+    for e in entries:
+        if e.name.startswith("."):
+            continue
+        try:
+            if e.is_dir():
+                _walk_images(e.path, f"{rel}{e.name}/", paths, stats)
+                continue
+            if not e.name.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            st = e.stat()
+        except OSError as exc:
+            raise DataError(f"cannot read {e.path}: {exc.strerror or exc}") from None
+        paths.append(e.path)
+        stats.append(f"{rel}{e.name}\t{st.st_size}\t{st.st_mtime_ns}")
+
+
+def _scan_image_folder(root: Path, classes: Sequence[str] | None = None) -> _FolderListing:
+    """List ``root/{train,test}/<class>/**/<image>``. Classes are the sorted folder names of
+    ``train/``, or ``classes`` (in that order) when given; ``test/`` must hold the same."""
+    for split in ("train", "test"):
+        if not (root / split).is_dir():
+            raise DataError(
+                f"image folder {root} has no {split}/ sub-folder; expected "
+                f"{root}/train/<class>/<image> and {root}/test/<class>/<image>"
+            )
+    found = _class_folders(root / "train")
+    if classes is None:
+        if not found:
+            raise DataError(f"{root / 'train'} holds no class folders (one sub-folder per class)")
+        classes = found
+    elif sorted(found) != sorted(classes):
+        raise DataError(
+            f"{root / 'train'}: class folders {', '.join(found) or '(none)'}; expected exactly "
+            f"{', '.join(classes)}"
+        )
+    test_found = _class_folders(root / "test")
+    if sorted(test_found) != sorted(classes):
+        missing = sorted(set(classes) - set(test_found))
+        extra = sorted(set(test_found) - set(classes))
+        what = "; ".join(
+            part for part in (missing and f"missing: {', '.join(missing)}",
+                              extra and f"not in train/: {', '.join(extra)}") if part
+        )
+        raise DataError(f"{root / 'test'} must hold the class folders of train/ ({what})")
+    files: dict[str, list[str]] = {}
+    labels: dict[str, np.ndarray] = {}
+    stats: list[str] = []
+    for split in ("train", "test"):
+        paths: list[str] = []
+        counts: list[int] = []
+        for cls in classes:
+            class_dir = root / split / cls
+            n_before = len(paths)
+            _walk_images(str(class_dir), f"{split}/{cls}/", paths, stats)
+            if len(paths) == n_before:
+                raise DataError(
+                    f"class folder {class_dir} holds no images "
+                    f"(files ending in {', '.join(IMAGE_EXTENSIONS)})"
+                )
+            counts.append(len(paths) - n_before)
+        files[split] = paths
+        labels[split] = np.repeat(np.arange(len(classes), dtype=np.int64), counts)
+    digest = hashlib.sha256(f"lifelong-kd imagefolder v{_CACHE_VERSION}\n{root}\n".encode())
+    digest.update("\n".join(sorted(stats)).encode("utf-8", "surrogateescape"))
+    return _FolderListing(root, tuple(classes), files, labels, digest.hexdigest())
+
+
+def _decode_image(path: str) -> np.ndarray:
+    """Decode one image file with PIL: (H, W) uint8 for grey images, (H, W, 3) otherwise."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.mode in ("1", "L", "LA", "I", "I;16", "F"):
+            im = im.convert("L") if im.mode != "L" else im
+        elif im.mode != "RGB":
+            im = im.convert("RGB")
+        return np.asarray(im, dtype=np.uint8)
+
+
+def _decode_or_error(path: str) -> np.ndarray | str:
+    try:
+        return _decode_image(path)
+    except Exception as exc:  # noqa: BLE001 - reported with the file name by the caller
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _decode_chunk(paths: list[str]) -> list[np.ndarray | str]:
+    return [_decode_or_error(p) for p in paths]
+
+
+def _n_workers() -> int:
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, 8))
+
+
+def _decode_all(paths: list[str], progress: bool, desc: str) -> np.ndarray:
+    """Decode every image (a process pool for many files) into uint8 (N, C, H, W).
+
+    All images must share one size; grey images are repeated to 3 channels when any image is
+    in colour. The first unreadable file raises a DataError naming it.
+    """
+    from tqdm.auto import tqdm
+
+    out: list[np.ndarray] = []
+
+    def take(batch: list[np.ndarray | str], start: int) -> None:
+        for i, r in enumerate(batch):
+            if isinstance(r, str):
+                raise DataError(f"cannot decode image {paths[start + i]}: {r}")
+            out.append(r)
+
+    workers = _n_workers()
+    with tqdm(total=len(paths), desc=desc, unit="img", disable=None if progress else True,
+              dynamic_ncols=True) as bar:
+        if workers > 1 and len(paths) >= _POOL_MIN_FILES:
+            size = max(64, min(1000, -(-len(paths) // (workers * 8))))
+            chunks = [paths[i:i + size] for i in range(0, len(paths), size)]
+            with multiprocessing.get_context().Pool(workers) as pool:
+                for i, batch in enumerate(pool.imap(_decode_chunk, chunks)):
+                    take(batch, i * size)
+                    bar.update(len(batch))
+        else:
+            for i, p in enumerate(paths):
+                take([_decode_or_error(p)], i)
+                bar.update(1)
+    first = out[0]
+    h, w = first.shape[:2]
+    c = 3 if any(a.ndim == 3 for a in out) else 1
+    images = np.empty((len(out), h, w, c), dtype=np.uint8)
+    for i, a in enumerate(out):
+        if a.shape[:2] != (h, w):
+            raise DataError(
+                f"{paths[i]} is {a.shape[1]}x{a.shape[0]} pixels but {paths[0]} is {w}x{h}; "
+                "every image of an image folder must have the same size (resize them first)"
+            )
+        images[i] = a if a.ndim == 3 else a[:, :, None]
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+
+
+def _cache_file(listing: _FolderListing) -> Path:
+    slug = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in listing.root.name) or "root"
+    path_hash = hashlib.sha256(str(listing.root).encode("utf-8", "surrogateescape")).hexdigest()
+    return imagefolder_cache_dir() / f"{slug}-{path_hash[:12]}-{listing.key[:20]}.npz"
+
+
+def _read_cache(path: Path, listing: _FolderListing) -> dict[str, np.ndarray] | None:
+    """The cached arrays if ``path`` holds a valid cache of ``listing``; None otherwise (a
+    corrupt or stale file is reported as a warning and ignored)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in ("key", "classes", "train_x", "train_y", "test_x", "test_y")}
+        problem = None
+        if str(arrays["key"]) != listing.key:
+            problem = "it belongs to other folder contents"
+        elif tuple(str(c) for c in arrays["classes"]) != listing.classes:
+            problem = "its class names differ"
+        for split in ("train", "test"):
+            x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
+            if problem is None and (x.dtype != np.uint8 or x.ndim != 4 or len(x) != len(y)
+                                    or not np.array_equal(y, listing.labels[split])):
+                problem = f"its {split} arrays do not match the folder"
+    except Exception as exc:  # noqa: BLE001 - any failure to read means: rebuild
+        problem = f"{type(exc).__name__}: {exc}"
+    if problem is not None:
+        warnings.warn(f"ignoring the image-folder cache {path} ({problem}); rebuilding it",
+                      stacklevel=3)
+        return None
+    return arrays
+
+
+def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write the cache atomically (temporary file + rename) and remove older caches of the same
+    folder. A cache folder that cannot be written is a warning, not an error."""
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        tmp = None
+        prefix = path.name.rsplit("-", 1)[0] + "-"
+        for old in path.parent.glob(f"{prefix}*.npz"):
+            if old != path:
+                old.unlink(missing_ok=True)
+    except OSError as exc:
+        warnings.warn(f"could not write the image-folder cache {path}: {exc}", stacklevel=3)
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def load_image_folder(
+    root: Path, name: str = "imagefolder", classes: Sequence[str] | None = None,
+    progress: bool = True,
+) -> Dataset:
+    """Images in the one-folder-per-class layout ``root/{train,test}/<class>/<image>``.
+
+    Classes are the sorted names of the class folders (or ``classes``, in that order). The
+    images are decoded once with PIL and cached as uint8 arrays in
+    :func:`imagefolder_cache_dir`, keyed by the resolved path and the (relative path, size,
+    modification time) of every image, so a changed folder is decoded again; ``root`` is only
+    read, never written.
+    """
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise DataError(f"image folder {root} does not exist or is not a folder")
+    listing = _scan_image_folder(root, classes)
+    cache = _cache_file(listing)
+    arrays = _read_cache(cache, listing)
+    if arrays is None:
+        paths = listing.files["train"] + listing.files["test"]
+        images = _decode_all(paths, progress, f"decoding {root.name}")
+        n_train = len(listing.files["train"])
+        arrays = {
+            "key": np.array(listing.key), "classes": np.array(listing.classes),
+            "train_x": images[:n_train], "train_y": listing.labels["train"],
+            "test_x": images[n_train:], "test_y": listing.labels["test"],
+        }
+        _write_cache(cache, arrays)
+    return make_dataset(
+        name, arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"],
+        listing.classes, str(root),
+    )
+
+
+def _resolve_folder(data_dir: Path, path: str) -> Path:
+    """``path`` with ``~`` expanded; a relative path is taken from the data directory."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else Path(data_dir) / p
+
+
+def load_imagefolder(
+    data_dir: Path, offline: bool = False, path: str = "", progress: bool = True
+) -> Dataset:
+    """Any image folder (``data.path``, relative to the data directory or absolute) with
+    ``train/`` and ``test/`` sub-folders of one folder per class; see :func:`load_image_folder`."""
+    if not path:
+        raise DataError("the `imagefolder` dataset needs `data.path`: a folder with train/ and "
+                        "test/ sub-folders, one sub-folder per class in each")
+    folder = _resolve_folder(data_dir, path)
+    if not folder.is_dir():
+        raise DataError(
+            f"image folder {folder} does not exist (data.path = {path!r}; a relative path is "
+            f"taken from the data directory {data_dir})"
+        )
+    return load_image_folder(folder, "imagefolder", progress=progress)
+
+
+def load_cifar10_jpeg(
+    data_dir: Path, offline: bool = False, path: str = "", progress: bool = True
+) -> Dataset:
+    """The CIFAR-10 JPEG copy: an image folder at ``<data_dir>/cifar10-jpeg`` (or ``data.path``)
+    whose class folders are the ten CIFAR-10 classes, labelled in the official order
+    (airplane = 0 ... truck = 9). JPEG is lossy: results on it are CIFAR-10-like, not CIFAR-10.
+    It cannot be downloaded."""
+    folder = _resolve_folder(data_dir, path or "cifar10-jpeg")
+    if not folder.is_dir():
+        raise DataError(
+            f"the CIFAR-10 JPEG copy is not at {folder} (it cannot be downloaded); put the "
+            "folder there (train/<class>/*.jpg and test/<class>/*.jpg), or point --data-dir "
+            "(or LIFELONG_KD_DATA, or data.path) at it"
+        )
+    return load_image_folder(folder, "cifar10-jpeg", CIFAR10_CLASSES, progress=progress)
+
+
+#: name -> loader(data_dir, offline=False, path="", progress=True). Add a dataset here.
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "mnist": load_mnist,
+    "fashion-mnist": load_fashion_mnist,
+    "cifar10": load_cifar10,
+    "cifar100": load_cifar100,
+    "cifar10-jpeg": load_cifar10_jpeg,
+    "imagefolder": load_imagefolder,
     "digits": load_digits,
 }
 
 
-def load_dataset(name: str, data_dir: Path, offline: bool = False, path: str = "") -> Dataset:
-    """Load a registered dataset by name (see :data:`DATASETS`)."""
+def load_dataset(
+    name: str, data_dir: Path, offline: bool = False, path: str = "", progress: bool = True
+) -> Dataset:
+    """Load a registered dataset by name (see :data:`DATASETS`). ``path``: the folder of an
+    image-folder dataset; ``progress``: show a progress bar for slow first loads (on a
+    terminal)."""
     if name not in DATASETS:
         raise DataError(f"unknown dataset `{name}`; valid datasets: {', '.join(sorted(DATASETS))}")
-    return DATASETS[name](Path(data_dir), offline=offline, path=path)
+    return DATASETS[name](Path(data_dir), offline=offline, path=path, progress=progress)
 
 
 def subset(ds: Dataset, n_train: int, n_test: int) -> Dataset:
