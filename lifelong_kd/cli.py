@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="benchmarks, strategies, models, datasets and losses")
     lst.add_argument("--keys", action="store_true", help="list every configuration key")
     lst.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    _report_parsers(sub)
     return parser
 
 
@@ -151,7 +152,59 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "compare": cmd_compare, "list": cmd_list}
+# ------------------------------------------------- report and plot: from finished runs' files
+
+
+def _report_parsers(sub: argparse._SubParsersAction) -> None:
+    rep = sub.add_parser("report", help="build the comparison report from finished run "
+                                        "folders, without training")
+    rep.add_argument("dirs", nargs="+", type=Path, metavar="DIR",
+                     help="a comparison folder, or run folders (searched for result.json)")
+    rep.add_argument("--out", type=Path, default=None,
+                     help="where to write the report (default: DIR, when only one is given)")
+    rep.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    plt = sub.add_parser("plot", help="regenerate a run's or a comparison's plots from its files")
+    plt.add_argument("result_dir", type=Path, metavar="RESULT_DIR",
+                     help="a run folder (with result.json) or a comparison folder")
+    plt.add_argument("--formats", nargs="+", choices=("png", "svg", "pdf"), default=None,
+                     help="file formats (default: png for a run, png and svg for a comparison)")
+    plt.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import load_runs, write_comparison
+
+    if args.out is None and (len(args.dirs) > 1 or (args.dirs[0] / "result.json").is_file()):
+        raise UserError("give --out DIR: where to write the report of several folders or of "
+                        "a single run folder")
+    out = args.out if args.out is not None else args.dirs[0]
+    if (out / "result.json").is_file():
+        raise UserError(f"{out} is a run folder; write the report elsewhere with --out DIR")
+    runs, failures = load_runs(args.dirs)
+    write_comparison([r for _, r in runs], out, failures)
+    print(f"report of {len(runs)} run(s): {out / 'report.md'}", file=sys.stderr)
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .report import comparison_plots, load_runs
+    from .results import read_result
+
+    folder = args.result_dir
+    if (folder / "result.json").is_file():
+        from .plots import run_plots
+
+        paths = run_plots(read_result(folder), folder, tuple(args.formats or ("png",)))
+    else:
+        runs, _ = load_runs([folder])
+        paths = comparison_plots([r for _, r in runs], folder, tuple(args.formats or
+                                                                      ("png", "svg")))
+    print("\n".join(str(p) for p in paths) or f"nothing to plot in {folder}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "compare": cmd_compare, "list": cmd_list, "report": cmd_report,
+            "plot": cmd_plot}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,418 @@
+"""The comparison report: tables, paired statistics, intransigence, plots, and the `report`
+and `plot` commands on real run folders."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lifelong_kd import metrics as M
+from lifelong_kd import report
+from lifelong_kd.cli import main
+
+from .conftest import QUICK_MNIST, SHARED
+
+CSVS = ("summary.csv", "paired.csv", "runs.csv", "matrices.csv")
+
+
+# ----------------------------------------------------------------------------- hand-made runs
+
+
+def fake_result(
+    strategy: str,
+    seed: int,
+    matrix: list[list[float]],
+    *,
+    aware: list[list[float]] | None = None,
+    scenario: str = "task-il",
+    status: str = "finished",
+    mode: str = "incremental",
+    lr: float = 0.1,
+) -> dict[str, Any]:
+    """A result.json as a run writes it, with a matrix chosen by the test."""
+    t = len(matrix[0])
+    result: dict[str, Any] = {
+        "schema": 1, "status": status, "benchmark": "toy", "scenario": scenario,
+        "strategy": strategy, "seed": seed, "n_tasks": t, "tasks_finished": len(matrix),
+        "task_names": [f"task {j}" for j in range(t)],
+        "accuracy_matrix": matrix, "initial_accuracy": [0.1] * t,
+        "timing": {"total_seconds": 1.0},
+        "config": {
+            "benchmark": "toy", "description": "a toy", "seed": seed,
+            "strategies": ["naive", "lwf"], "seeds": [0, 1, 2],
+            "data": {"dataset": "digits"},
+            "stream": {"kind": "split", "scenario": scenario, "n_tasks": t},
+            "model": {"name": "mlp", "hidden": [10]},
+            "train": {"epochs": 1, "batch_size": 8, "lr": lr, "optimizer": "sgd",
+                      "momentum": 0.9, "device": "cpu"},
+            "strategy": {"name": strategy, "alpha": 1.0, "mode": mode},
+        },
+        "environment": {"python": "3", "torch": "2", "lifelong_kd": "0.1.0"},
+        "data": {"dataset": "digits", "path": "sklearn", "fingerprint": "abc",
+                 "n_train": 10, "n_test": 10},
+    }
+    if status != "finished":
+        result["message"] = "stopped by SIGINT"
+    if scenario == "class-il":
+        result["accuracy_matrix_task_aware"] = aware
+        result["initial_accuracy_task_aware"] = [0.5] * t
+    return result
+
+
+def mat(d0: float, f0: float, d1: float, up: float = 0.2) -> list[list[float]]:
+    """A 2 x 2 matrix: task 0 learnt to d0, then f0 after task 1 learnt to d1."""
+    return [[d0, up], [f0, d1]]
+
+
+NAIVE = {0: mat(0.9, 0.5, 0.95), 1: mat(0.92, 0.4, 0.9), 2: mat(0.88, 0.6, 0.93)}
+LWF = {0: mat(0.9, 0.8, 0.9), 1: mat(0.91, 0.75, 0.85), 2: mat(0.87, 0.8, 0.88)}
+JOINT = {0: mat(0.95, 0.9, 0.97), 1: mat(0.94, 0.93, 0.96)}
+
+
+def toy_runs(with_joint: bool = False, **kw: Any) -> list[dict[str, Any]]:
+    runs = [fake_result("naive", s, m, **kw) for s, m in NAIVE.items()]
+    runs += [fake_result("lwf", s, m, **kw) for s, m in LWF.items()]
+    if with_joint:
+        runs += [fake_result("joint", s, m, **kw) for s, m in JOINT.items()]
+    return runs
+
+
+def read(out: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(out / name)
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def test_tables_from_hand_made_runs(tmp_path: Path) -> None:
+    report.write_comparison(toy_runs(), tmp_path, formats=())
+    runs, summary, paired = (read(tmp_path, n) for n in ("runs.csv", "summary.csv",
+                                                          "paired.csv"))
+    assert len(runs) == 6 * len(M.METRICS)
+    assert set(runs["matrix"]) == {"task_aware"}
+    assert "intransigence" not in set(runs["metric"])
+    assert list(summary.columns) == report.SUMMARY_COLUMNS
+    assert list(paired.columns) == report.PAIRED_COLUMNS
+
+    for name, per_seed in (("naive", NAIVE), ("lwf", LWF)):
+        for metric, fn in M.METRICS.items():
+            values = [fn(m, [0.1, 0.1]) for m in per_seed.values()]
+            row = summary[(summary.strategy == name) & (summary.metric == metric)].iloc[0]
+            mean = np.mean(values)
+            sd = np.std(values, ddof=1)
+            half = 4.302652730 * sd / math.sqrt(3)  # t_{0.975, 2}
+            assert row["mean"] == pytest.approx(mean, abs=1e-9)
+            assert row["std"] == pytest.approx(sd, abs=1e-9)
+            assert row["sem"] == pytest.approx(sd / math.sqrt(3), abs=1e-9)
+            assert (row.ci_low, row.ci_high) == pytest.approx((mean - half, mean + half),
+                                                              abs=1e-9)
+            assert row["n"] == 3
+
+    # paired: lwf - naive seed by seed, e.g. forgetting (task 0's drop)
+    f = paired[(paired.strategy == "lwf") & (paired.metric == "forgetting")].iloc[0]
+    d = [(LWF[s][0][0] - LWF[s][1][0]) - (NAIVE[s][0][0] - NAIVE[s][1][0]) for s in range(3)]
+    t = np.mean(d) / (np.std(d, ddof=1) / math.sqrt(3))
+    assert f["difference"] == pytest.approx(np.mean(d), abs=1e-9)
+    assert f["p"] == pytest.approx(1 - abs(t) / math.sqrt(2 + t * t), abs=1e-8)  # df = 2
+    assert f["n"] == 3 and f["baseline"] == "naive"
+    assert set(paired.strategy) == {"lwf"}
+
+    matrices = read(tmp_path, "matrices.csv")
+    assert len(matrices) == 6 * 4
+    cell = matrices[(matrices.run == "lwf/seed-1") & (matrices.row == 1) & (matrices.column == 0)]
+    assert cell["accuracy"].item() == pytest.approx(0.75)
+
+    text = (tmp_path / "report.md").read_text()
+    assert "`intransigence` is absent" in text
+    assert "| intransigence" not in text
+    assert "Chaudhry" in text and "Avalanche" in text and "Lopez-Paz" in text
+    assert "None: every run finished." in text
+
+
+def test_best_entry_per_metric_is_bold(tmp_path: Path) -> None:
+    report.write_comparison(toy_runs(), tmp_path, formats=())
+    text = (tmp_path / "report.md").read_text()
+    lines = {line.split("|")[1].strip(): line for line in text.splitlines()
+             if line.startswith(("| naive | 3 |", "| lwf | 3 |"))}
+    header = next(line for line in text.splitlines() if line.startswith("| strategy | runs"))
+    col = [c.strip() for c in header.split("|")].index("forgetting ↓")
+    assert "**" in lines["lwf"].split("|")[col]  # lwf forgets less
+    assert "**" not in lines["naive"].split("|")[col]
+    col = [c.strip() for c in header.split("|")].index("learning_accuracy ↑")
+    assert "**" in lines["naive"].split("|")[col]  # naive learns each task a bit better
+
+
+def test_intransigence_needs_joint_with_the_same_seed(tmp_path: Path) -> None:
+    rows = report.metric_rows(toy_runs(with_joint=False))
+    assert not [r for r in rows if r["metric"] == "intransigence"]
+
+    rows = report.metric_rows(toy_runs(with_joint=True))
+    intr = {(r["strategy"], r["seed"]): r["value"] for r in rows
+            if r["metric"] == "intransigence"}
+    # joint ran seeds 0 and 1 only: seed 2 has no intransigence (absent, not zero)
+    assert set(intr) == {(s, seed) for s in ("naive", "lwf", "joint") for seed in (0, 1)}
+    expected = np.mean(np.diag(JOINT[1]) - np.diag(LWF[1]))
+    assert intr[("lwf", 1)] == pytest.approx(expected)
+    assert intr[("joint", 0)] == 0.0
+
+    report.write_comparison(toy_runs(with_joint=True), tmp_path, formats=())
+    summary = read(tmp_path, "summary.csv")
+    row = summary[(summary.strategy == "naive") & (summary.metric == "intransigence")].iloc[0]
+    assert row["n"] == 2
+    text = (tmp_path / "report.md").read_text()
+    assert "intransigence ↓" in text and "is absent" not in text
+    assert "`joint`, the upper bound, is not ranked" in text
+
+    # a joint run that trains only at the end does not give a*_j
+    runs = toy_runs() + [fake_result("joint", 0, JOINT[0], mode="final")]
+    assert not [r for r in report.metric_rows(runs) if r["metric"] == "intransigence"]
+
+
+def test_class_il_every_metric_on_both_matrices(tmp_path: Path) -> None:
+    aware = {s: [[min(1.0, v + 0.05) for v in row] for row in m] for s, m in NAIVE.items()}
+    runs = [fake_result("naive", s, NAIVE[s], aware=aware[s], scenario="class-il")
+            for s in NAIVE]
+    runs += [fake_result("joint", s, JOINT[s], aware=JOINT[s], scenario="class-il")
+             for s in JOINT]
+    rows = report.metric_rows(runs)
+    got = {(r["seed"], r["matrix"], r["metric"]): r["value"] for r in rows
+           if r["strategy"] == "naive"}
+    for seed in NAIVE:
+        for kind, matrix, initial in (("task_agnostic", NAIVE[seed], [0.1, 0.1]),
+                                      ("task_aware", aware[seed], [0.5, 0.5])):
+            for metric, value in M.all_metrics(matrix, initial).items():
+                assert got[(seed, kind, metric)] == pytest.approx(value), (seed, kind, metric)
+    assert got[(0, "task_aware", "intransigence")] == pytest.approx(
+        M.intransigence(aware[0], JOINT[0]))
+    assert (2, "task_aware", "intransigence") not in got
+
+    paths = report.write_comparison(runs, tmp_path, formats=("png",))
+    names = {p.name for p in paths}
+    assert {"accuracy_matrices.png", "accuracy_matrices_task_aware.png",
+            "forgetting_task_aware.png", "task_accuracy_task_aware.png"} <= names
+    text = (tmp_path / "report.md").read_text()
+    assert "### task-agnostic matrix" in text and "### task-aware matrix" in text
+    assert set(read(tmp_path, "matrices.csv")["matrix"]) == {"task_agnostic", "task_aware"}
+
+
+def test_unfinished_runs_are_listed_not_averaged(tmp_path: Path) -> None:
+    runs = toy_runs()
+    runs[-1] = fake_result("lwf", 2, [[0.9, 0.1]], status="interrupted")
+    report.write_comparison(runs, tmp_path, formats=(), failures=[
+        {"strategy": "lwf", "seed": 3, "error": "RuntimeError: boom"}])
+    summary = read(tmp_path, "summary.csv")
+    assert set(summary[summary.strategy == "lwf"]["n"]) == {2}
+    assert "lwf/seed-2" not in set(read(tmp_path, "runs.csv")["run"])
+    text = (tmp_path / "report.md").read_text()
+    assert "- `lwf` seed 2: interrupted: stopped by SIGINT" in text
+    assert "- `lwf` seed 3: RuntimeError: boom" in text
+    # the paired comparison uses the seeds both finished
+    paired = read(tmp_path, "paired.csv")
+    assert set(paired["n"]) == {2}
+
+
+def test_without_naive_the_paired_table_is_empty_with_a_note(tmp_path: Path) -> None:
+    runs = [r for r in toy_runs(with_joint=True) if r["strategy"] != "naive"]
+    report.write_comparison(runs, tmp_path, formats=())
+    paired = read(tmp_path, "paired.csv")
+    assert paired.empty and list(paired.columns) == report.PAIRED_COLUMNS
+    assert "No paired comparison: `naive`" in (tmp_path / "report.md").read_text()
+
+
+def test_files_do_not_depend_on_the_order_of_runs(tmp_path: Path) -> None:
+    runs = toy_runs(with_joint=True)
+    report.write_comparison(runs, tmp_path / "a", formats=())
+    random.Random(1).shuffle(runs)
+    report.write_comparison(runs, tmp_path / "b", formats=())
+    for name in (*CSVS, "report.md"):
+        assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
+
+
+def test_check_compatible_refuses_mixed_configurations(tmp_path: Path) -> None:
+    from lifelong_kd.errors import UserError
+
+    good = [(tmp_path / str(i), r) for i, r in enumerate(toy_runs())]
+    report.check_compatible(good)
+    other_lr = (tmp_path / "x", fake_result("lwf", 5, LWF[0], lr=0.5))
+    with pytest.raises(UserError, match=r"differ beyond strategy and seed: train\.lr"):
+        report.check_compatible([*good, other_lr])
+    other = fake_result("lwf", 5, LWF[0])
+    other["config"]["strategy"]["alpha"] = 2.0
+    with pytest.raises(UserError, match="`lwf` runs .* different options: alpha"):
+        report.check_compatible([*good, (tmp_path / "y", other)])
+    with pytest.raises(UserError, match="two runs of `naive` with seed 0"):
+        report.check_compatible([*good, (tmp_path / "z", fake_result("naive", 0, NAIVE[0]))])
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def assert_images(paths: list[Path], min_kb: float = 8.0) -> None:
+    from PIL import Image
+
+    assert paths
+    for p in paths:
+        assert p.stat().st_size > min_kb * 1024, p
+        if p.suffix == ".svg":
+            assert ET.parse(p).getroot().tag.endswith("svg"), p
+        else:
+            with Image.open(p) as im:
+                im.verify()
+            with Image.open(p) as im:
+                assert im.size[0] > 300 and im.size[1] > 200, (p, im.size)
+
+
+def test_every_plot_file_is_a_readable_image(tmp_path: Path) -> None:
+    paths = report.write_comparison(toy_runs(with_joint=True), tmp_path)
+    plots = [p for p in paths if p.suffix in (".png", ".svg")]
+    stems = {p.stem for p in plots}
+    assert stems == {"accuracy_matrices", "average_accuracy", "task_accuracy", "forgetting"}
+    assert {p.suffix for p in plots} == {".png", ".svg"}
+    assert_images(plots)
+    text = (tmp_path / "report.md").read_text()
+    for stem in stems:
+        assert f"![{stem}]({stem}.png)" in text and f"({stem}.svg)" in text
+
+
+def test_plot_functions_draw_into_given_axes() -> None:
+    import matplotlib.pyplot as plt
+
+    from lifelong_kd import plots
+
+    fig, axes = plt.subplots(1, 4)
+    per_seed = {"naive": list(NAIVE.values()), "lwf": list(LWF.values())}
+    assert plots.plot_accuracy_matrix(NAIVE[0], ax=axes[0]) is fig
+    assert plots.plot_accuracy_matrices({"a": NAIVE[0], "b": LWF[0]}, ax=axes[:2]) is fig
+    assert plots.plot_average_accuracy(
+        {k: [plots.seen_average_curve(m) for m in v] for k, v in per_seed.items()},
+        ax=axes[2]) is fig
+    assert plots.plot_forgetting(
+        {k: [M.per_task_forgetting(m) for m in v] for k, v in per_seed.items()},
+        ax=axes[3]) is fig
+    assert plots.plot_task_accuracies_by_strategy(per_seed, ax=axes[:2]) is fig
+    assert axes[2].get_xlabel() and axes[2].get_ylabel() and axes[2].get_legend()
+    plt.close(fig)
+    fig = plots.plot_task_accuracies_by_strategy(per_seed)
+    assert len([a for a in fig.axes if a.get_visible()]) == 2
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- real runs
+
+
+@pytest.fixture(scope="module")
+def comparison(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A real `compare` of naive and LwF on the sklearn digits, 2 seeds, 1 epoch."""
+    out = tmp_path_factory.mktemp("cmp")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(out.parent / "cache"))
+        mp.setenv("MPLBACKEND", "Agg")
+        code = main(["compare", "quickstart", "--seeds", "0", "1", "--set", "train.epochs=1",
+                     "--out", str(out), "--quiet"])
+    assert code == 0
+    yield out
+
+
+def test_compare_writes_every_file(comparison: Path) -> None:
+    for name in (*CSVS, "report.md"):
+        assert (comparison / name).is_file(), name
+    assert_images(sorted(comparison.glob("*.png")) + sorted(comparison.glob("*.svg")))
+    runs = read(comparison, "runs.csv")
+    # the metrics in runs.csv are those of the stored matrices (and of result.json)
+    result = json.loads((comparison / "lwf" / "seed-1" / "result.json").read_text())
+    for metric, value in result["metrics"].items():
+        got = runs[(runs.run == "lwf/seed-1") & (runs.metric == metric)]["value"].item()
+        assert got == pytest.approx(value if value is not None else math.nan, nan_ok=True)
+    text = (comparison / "report.md").read_text()
+    assert "quickstart" in text and "fingerprint" in text and "torch" in text
+    assert "## Paired comparison with `naive`" in text
+
+
+def test_report_from_saved_folders_equals_the_one_compare_wrote(
+    comparison: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", str(comparison), "--out", str(tmp_path / "a")]) == 0
+    folders = sorted(str(p.parent) for p in comparison.rglob("result.json"))
+    assert len(folders) == 4
+    assert main(["report", *folders, "--out", str(tmp_path / "b")]) == 0
+    for out in ("a", "b"):
+        for name in (*CSVS, "report.md"):
+            assert (tmp_path / out / name).read_text() == (comparison / name).read_text(), name
+    assert "report of 4 run(s)" in capsys.readouterr().err
+
+
+def test_report_refuses_folders_from_different_benchmarks(
+    comparison: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    toml = tmp_path / "other-digits.toml"
+    shutil.copy(Path(report.__file__).parent.parent / "benchmarks" / "quickstart.toml", toml)
+    run = tmp_path / "other"
+    assert main(["run", str(toml), "--set", "train.epochs=1", "--out", str(run), "--quiet"]) == 0
+    capsys.readouterr()
+    code = main(["report", str(comparison), str(run), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "cannot report these runs together" in err
+    assert "benchmark (quickstart vs other-digits)" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "r" / "report.md").exists()
+
+
+def test_report_needs_out_for_a_run_folder(
+    comparison: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", str(comparison / "naive" / "seed-0")]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert main(["report", str(comparison / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_plot_regenerates_a_comparison_and_a_run(comparison: Path, tmp_path: Path) -> None:
+    cmp_copy = tmp_path / "cmp"
+    shutil.copytree(comparison, cmp_copy)
+    for p in [*cmp_copy.glob("*.png"), *cmp_copy.glob("*.svg")]:
+        p.unlink()
+    assert main(["plot", str(cmp_copy)]) == 0
+    regenerated = sorted(cmp_copy.glob("*.png")) + sorted(cmp_copy.glob("*.svg"))
+    assert {p.name for p in regenerated} == {p.name for p in [*comparison.glob("*.png"),
+                                                              *comparison.glob("*.svg")]}
+    assert_images(regenerated)
+
+    run = cmp_copy / "lwf" / "seed-0"
+    for p in run.glob("*.png"):
+        p.unlink()
+    assert main(["plot", str(run)]) == 0
+    assert {p.name for p in run.glob("*.png")} == {
+        "accuracy_matrix.png", "task_accuracy.png", "average_accuracy.png", "forgetting.png"}
+    assert_images(sorted(run.glob("*.png")))
+
+
+def test_run_does_not_import_scipy(tmp_path: Path, data_dir: Path) -> None:
+    out = tmp_path / "run"
+    code = (
+        "import sys\n"
+        "from lifelong_kd.cli import main\n"
+        f"rc = main(['run', 'permuted-mnist', '--out', {str(out)!r}, '--quiet', "
+        + ", ".join(f"'--set', {s!r}" for s in QUICK_MNIST) + "])\n"
+        "assert rc == 0, rc\n"
+        "assert 'scipy' not in sys.modules, 'scipy imported'\n"
+        "assert 'pandas' not in sys.modules, 'pandas imported'\n"
+    )
+    env = {"LIFELONG_KD_DATA": str(SHARED), "MPLBACKEND": "Agg", "PATH": "/usr/bin:/bin",
+           "XDG_CACHE_HOME": str(tmp_path / "cache"), "HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.suffix for p in out.iterdir() if p.suffix in (".png", ".svg")) == [".png"] * 4
