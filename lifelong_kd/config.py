@@ -14,7 +14,9 @@ All of this happens before any data is loaded.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -151,6 +153,11 @@ class StrategyConfig:
     #: ``ewc``: ``true`` Fisher (expectation over the model's own predictive distribution) or
     #: ``empirical`` (the squared gradients of the examples' labels).
     ewc_fisher: str = "true"
+    #: Keyword arguments of an external strategy (``avalanche:<Name>``, see
+    #: ``interop/avalanche.py``), as a table: ``--set strategy.kwargs={mem_size=500}``, or
+    #: ``--set strategy.mem_size=500`` for one of that strategy's own arguments. The
+    #: built-in strategies ignore it.
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -238,6 +245,10 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             except ConfigError as exc:
                 errors.append(exc)
         raise ConfigError(f"`{key}` = {value!r} is not {_type_name(tp)}")
+    if origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+        raise ConfigError(f"`{key}` = {value!r} is not a table (for example {{mem_size = 500}})")
     if origin is tuple:
         item = typing.get_args(tp)[0]
         if isinstance(value, str):
@@ -271,14 +282,20 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"`{key}` = {value!r} is not a number")
+        number: float | None = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
             try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"`{key}` = {value!r} is not a number")
+                number = float(value)
+            except OverflowError:
+                number = math.inf
+        elif isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if number is None:
+            raise ConfigError(f"`{key}` = {value!r} is not a number")
+        if not math.isfinite(number):
+            raise ConfigError(f"`{key}` = {value!r} is not a finite number")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -361,22 +378,41 @@ def build_config(
 
     _, flat = read_benchmark(benchmark)
     overrides = dict(overrides or {})
-    for key in list(flat) + list(overrides):
-        if key not in valid_keys():
-            raise _unknown_key(key)
     name = strategy or overrides.get("strategy.name") or flat.get("strategy.name") or "naive"
     if not isinstance(name, str):
         raise ConfigError(f"`strategy.name` = {name!r} is not a string")
     preset = strategy_preset(name)
+    # An external strategy (interop/avalanche.py) takes its own arguments as strategy.<arg>.
+    own = tuple(getattr(preset, "kwargs_names", ()))
+    for key in list(flat) + list(overrides):
+        if key not in valid_keys() and not (key.startswith("strategy.") and key[9:] in own):
+            raise _unknown_key(key)
     merged: dict[str, Any] = {f"strategy.{k}": v for k, v in preset.options.items()}
     merged.update(flat)
     merged.update(overrides)
+    if own:
+        _route_kwargs(merged, preset.options, {**flat, **overrides}, own)
     merged["strategy.name"] = name
     if seed is not None:
         merged["seed"] = seed
     config = _from_flat(merged)
     validate(config)
     return config
+
+
+def _route_kwargs(
+    merged: dict[str, Any], defaults: dict[str, Any], given: dict[str, Any], own: tuple[str, ...]
+) -> None:
+    """Move the ``strategy.<arg>`` keys that name an external strategy's own arguments into
+    the ``strategy.kwargs`` table: preset defaults < a ``strategy.kwargs`` table < single keys."""
+    table = merged.get("strategy.kwargs", {})
+    if not isinstance(table, dict):
+        return  # _coerce rejects it with a clear message
+    single = {k[9:]: v for k, v in given.items() if k.startswith("strategy.") and k[9:] in own}
+    merged["strategy.kwargs"] = {**{k: v for k, v in defaults.items() if k in own}, **table,
+                                 **single}
+    for arg in own:
+        merged.pop(f"strategy.{arg}", None)
 
 
 def _from_flat(flat: dict[str, Any]) -> RunConfig:
@@ -407,6 +443,28 @@ def _positive(key: str, value: float, strict: bool = True) -> None:
         raise ConfigError(f"`{key}` = {value!r} is out of range; it must be {bound}")
 
 
+def _check_device(device: str) -> None:
+    import re
+
+    import torch
+
+    if device == "cpu":
+        return
+    if re.fullmatch(r"cuda(:\d+)?", device):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"`train.device` = {device!r}, but no CUDA device is available; use cpu")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"`train.device` = {device!r}, but there are only "
+                              f"{torch.cuda.device_count()} CUDA devices")
+        return
+    if device == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError("`train.device` = 'mps', but MPS is not available; use cpu")
+        return
+    raise ConfigError(f"`train.device` = {device!r} is not valid; valid: cpu, cuda, cuda:N, mps")
+
+
 def validate(config: RunConfig) -> None:
     """Check every value's range and every name before any data is loaded."""
     from .data.sources import DATASETS
@@ -415,6 +473,25 @@ def validate(config: RunConfig) -> None:
     from .strategies import ALPHA_SCHEDULES, strategy_preset
 
     d, s, m, t, st = config.data, config.stream, config.model, config.train, config.strategy
+    if not 0 <= config.seed < 2**63:
+        raise ConfigError(f"`seed` = {config.seed} is out of range; it must be in [0, 2^63)")
+    for seed in config.seeds:
+        if not 0 <= seed < 2**63:
+            raise ConfigError(f"`seeds` holds {seed}; seeds must be in [0, 2^63)")
+    for name in config.strategies:
+        strategy_preset(name)
+    for key, value, limit in (
+        ("stream.n_tasks", s.n_tasks, 1000), ("train.epochs", t.epochs, 100_000),
+        ("train.iterations", t.iterations, 10_000_000), ("train.batch_size", t.batch_size, 1_000_000),
+        ("train.eval_batch_size", t.eval_batch_size, 1_000_000), ("model.nf", m.nf, 512),
+        ("strategy.warmup_epochs", st.warmup_epochs, 10_000),
+        ("strategy.fisher_samples", st.fisher_samples, 10_000_000),
+        ("model.hidden", max(m.hidden, default=0), 16_384),
+        ("model.channels", max(m.channels, default=0), 2_048),
+        ("model.hidden (layers)", len(m.hidden), 64), ("model.channels (layers)", len(m.channels), 8),
+    ):
+        if value > limit:
+            raise ConfigError(f"`{key}` = {value} is out of range; at most {limit}")
     _choice("data.dataset", d.dataset, sorted(DATASETS))
     _positive("data.train_subset", d.train_subset, strict=False)
     _positive("data.test_subset", d.test_subset, strict=False)
@@ -450,9 +527,13 @@ def validate(config: RunConfig) -> None:
     _positive("train.weight_decay", t.weight_decay, strict=False)
     if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
         raise ConfigError(f"`train.betas` = {list(t.betas)} must be two numbers in [0, 1)")
-    if not (t.device == "cpu" or t.device.startswith("cuda") or t.device == "mps"):
-        raise ConfigError(f"`train.device` = {t.device!r} is not valid; valid: cpu, cuda, cuda:N, mps")
+    _check_device(t.device)
     preset = strategy_preset(st.name)
+    own = getattr(preset, "kwargs_names", None)  # an external strategy's own arguments
+    if own is not None and set(st.kwargs) - set(own):
+        bad = sorted(set(st.kwargs) - set(own))[0]
+        raise ConfigError(f"strategy `{st.name}` has no argument `{bad}`; its arguments: "
+                          f"{', '.join(own) or 'none'}")
     _positive("strategy.alpha", st.alpha, strict=False)
     _positive("strategy.temperature", st.temperature)
     _choice("strategy.distill_loss", st.distill_loss, sorted(LOSSES))
