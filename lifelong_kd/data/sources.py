@@ -252,7 +252,7 @@ def load_digits(
 ) -> Dataset:
     """The 8 x 8 digits scikit-learn ships (1,797 images, grey levels 0..16).
 
-    Scaled to 0..255 and split by a fixed seeded shuffle into 1,437 training and 360 test
+    Scaled to 0..255 and split by a fixed seeded shuffle into 1,438 training and 359 test
     images (80/20), the same on every machine.
     """
     from sklearn.datasets import load_digits as sk_digits
@@ -315,6 +315,10 @@ def read_cifar_pickle(path: Path) -> dict[str, Any]:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
     except EOFError:
         raise DataError(f"{path} is truncated (the pickle ends early)") from None
+    except pickle.UnpicklingError as exc:
+        if "truncated" in str(exc):
+            raise DataError(f"{path} is truncated (the pickle ends early)") from None
+        raise DataError(f"{path} is not a CIFAR python pickle ({exc})") from None
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a malformed file
         raise DataError(
             f"{path} is not a CIFAR python pickle ({type(exc).__name__}: {exc})"
@@ -338,7 +342,8 @@ def _cifar_batch(
     data = d["data"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
             or data.shape[1] != 3 * 32 * 32:
-        desc = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        desc = (f"a {data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray)
+                else f"a {type(data).__name__}")
         raise DataError(
             f"{path}: 'data' is {desc}; expected a uint8 array of shape (N, 3072), one row of "
             "3 x 32 x 32 pixels (red, green, blue planes) per image"
