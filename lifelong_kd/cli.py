@@ -84,7 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = build_config(args.benchmark, args.strategy, parse_set(args.sets), args.seed)
     out = args.out or Path("runs") / config.benchmark / config.strategy.name.replace(":", "_") / (
         f"seed-{config.seed}")
-    provider = DataProvider(_data_dir(args), args.offline)
+    provider = DataProvider(_data_dir(args), args.offline, progress=not args.quiet)
     with stop_on_signals() as stop:
         result = execute_run(config, provider, out, progress=not args.quiet, resume=args.resume,
                              force=args.force, keep_checkpoints=args.keep_checkpoints, stop=stop)
@@ -102,22 +102,28 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .config import parse_set, read_benchmark
-    from .runs import DataProvider, compare, stop_on_signals
+    from .config import parse_set, read_benchmark, suite_description, suite_members
+    from .runs import DataProvider, compare, compare_suite, stop_on_signals
 
-    name, _ = read_benchmark(args.benchmark)
+    members = suite_members(args.benchmark)
+    name = Path(args.benchmark).stem if members else read_benchmark(args.benchmark)[0]
     out = args.out or Path("runs") / name
-    provider = DataProvider(_data_dir(args), args.offline)
+    provider = DataProvider(_data_dir(args), args.offline, progress=not args.quiet)
+    options = dict(strategies=args.strategies, seeds=args.seeds, overrides=parse_set(args.sets),
+                   provider=provider, progress=not args.quiet, resume=args.resume,
+                   force=args.force, keep_checkpoints=args.keep_checkpoints,
+                   log=_log(args.quiet))
     with stop_on_signals() as stop:
-        outcome = compare(args.benchmark, args.strategies, args.seeds, parse_set(args.sets),
-                          provider, out, progress=not args.quiet, resume=args.resume,
-                          force=args.force, keep_checkpoints=args.keep_checkpoints, stop=stop,
-                          log=_log(args.quiet))
+        if members:
+            outcomes = compare_suite(members, out, suite_description(args.benchmark), stop=stop,
+                                     **options)
+        else:
+            outcomes = [compare(args.benchmark, out_dir=out, stop=stop, **options)]
     if not args.quiet:
         print(f"report: {out / 'report.md'}", file=sys.stderr)
-    if outcome.failures:
-        print(f"{len(outcome.failures)} run(s) did not finish; see {out / 'report.md'}",
-              file=sys.stderr)
+    failures = sum(len(o.failures) for o in outcomes)
+    if failures:
+        print(f"{failures} run(s) did not finish; see {out / 'report.md'}", file=sys.stderr)
         return 130 if stop.requested else 1
     return 0
 
@@ -220,3 +226,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `lifelong-kd list | head`
+        sys.stderr.close()
+        return 0

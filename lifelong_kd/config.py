@@ -341,8 +341,8 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in BENCHMARK_DIR.glob("*.toml"))
 
 
-def read_benchmark(benchmark: str) -> tuple[str, dict[str, Any]]:
-    """Read a benchmark preset by name or path; return its name and its flat keys."""
+def _load_table(benchmark: str) -> tuple[str, Path, dict[str, Any]]:
+    """Find a benchmark preset by name or path and parse it: (name, path, TOML table)."""
     path = Path(benchmark)
     if benchmark.endswith(".toml") or path.is_file():
         if not path.is_file():
@@ -362,6 +362,37 @@ def read_benchmark(benchmark: str) -> tuple[str, dict[str, Any]]:
         table = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"benchmark file {path} is not valid TOML: {exc}") from None
+    return name, path, table
+
+
+def suite_members(benchmark: str) -> list[str] | None:
+    """The benchmarks of a suite preset (a TOML file with a ``benchmarks`` list), else None.
+
+    ``compare`` runs every member into its own sub-folder; ``run`` takes single benchmarks.
+    """
+    _, path, table = _load_table(benchmark)
+    members = table.get("benchmarks")
+    if members is None:
+        return None
+    if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
+        raise ConfigError(f"{path}: `benchmarks` must be a non-empty list of benchmark names")
+    return members
+
+
+def suite_description(benchmark: str) -> str:
+    """The ``description`` of a preset (empty when it has none)."""
+    return str(_load_table(benchmark)[2].get("description", ""))
+
+
+def read_benchmark(benchmark: str) -> tuple[str, dict[str, Any]]:
+    """Read a benchmark preset by name or path; return its name and its flat keys."""
+    name, path, table = _load_table(benchmark)
+    if "benchmarks" in table:
+        members = ", ".join(map(str, table["benchmarks"]))
+        raise ConfigError(
+            f"`{name}` is a suite of benchmarks ({members}): `lifelong-kd compare {name}` runs "
+            "them all; `run` takes one of them"
+        )
     flat = _flatten(table, str(path))
     flat.setdefault("benchmark", name)
     return name, flat

@@ -70,6 +70,7 @@ class DataProvider:
 
     data_dir: Path
     offline: bool = False
+    progress: bool = True
     _cache: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     def get(self, config: RunConfig) -> Any:
@@ -78,7 +79,7 @@ class DataProvider:
         key = (config.data.dataset, config.data.path)
         if key not in self._cache:
             self._cache[key] = load_dataset(config.data.dataset, self.data_dir, self.offline,
-                                            config.data.path)
+                                            config.data.path, progress=self.progress)
         return self._cache[key]
 
 
@@ -296,3 +297,28 @@ def compare(
 
     write_comparison(results, Path(out_dir), failures=failures)
     return CompareOutcome(results=results, failures=failures, out_dir=Path(out_dir))
+
+
+def compare_suite(
+    members: list[str], out_dir: Path, description: str = "", **kwargs: Any
+) -> list[CompareOutcome]:
+    """``compare`` for each benchmark of a suite into ``out_dir/<benchmark>``, then an index
+    report.md linking the members' reports and showing their average-accuracy plots."""
+    outcomes = []
+    log = kwargs.get("log")
+    for member in members:
+        if log:
+            log(f"== {member}")
+        outcomes.append(compare(member, out_dir=Path(out_dir) / member, **kwargs))
+    lines = ["# Suite report", ""]
+    if description:
+        lines += [description, ""]
+    for member, outcome in zip(members, outcomes, strict=True):
+        lines += [f"## {member}", "", f"Full report: [{member}/report.md]({member}/report.md)"]
+        if (Path(out_dir) / member / "average_accuracy.png").is_file():
+            lines += ["", f"![{member}: average accuracy]({member}/average_accuracy.png)"]
+        if outcome.failures:
+            lines += ["", f"{len(outcome.failures)} run(s) did not finish (see its report)."]
+        lines.append("")
+    write_text(Path(out_dir) / "report.md", "\n".join(lines))
+    return outcomes

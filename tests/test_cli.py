@@ -143,3 +143,19 @@ def test_console_entry_points(tmp_path):
     assert listing.returncode == 0
     for word in ("permuted-mnist", "quickstart", "naive", "lwf", "mlp", "kl"):
         assert word in listing.stdout
+
+
+def test_compare_without_benchmark_runs_the_quickstart_suite(tmp_path, capsys):
+    out = tmp_path / "qs"
+    assert main(["compare", "--seeds", "0", "--set", "train.epochs=1", "--out", str(out),
+                 "--quiet"]) == 0
+    index = (out / "report.md").read_text()
+    for member in ("split-digits", "permuted-digits"):
+        assert f"{member}/report.md" in index
+        assert (out / member / "report.md").is_file()
+        for strategy in ("naive", "lwf"):
+            result = json.loads((out / member / strategy / "seed-0" / "result.json").read_text())
+            assert result["benchmark"] == member and result["status"] == "finished"
+    # a suite is not a single benchmark: `run` says what to do instead
+    assert main(["run", "quickstart", "--out", str(tmp_path / "r")]) == 2
+    assert "suite of benchmarks" in capsys.readouterr().err

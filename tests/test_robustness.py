@@ -173,9 +173,9 @@ def test_compare_goes_on_when_a_run_fails(tmp_path, monkeypatch, data_dir):
 
 def test_unknown_keys_suggest_the_closest():
     with pytest.raises(ConfigError, match="did you mean `train.lr`"):
-        build_config("quickstart", None, parse_set(["train.lrr=0.1"]))
+        build_config("split-digits", None, parse_set(["train.lrr=0.1"]))
     with pytest.raises(ConfigError, match="did you mean `strategy.temperature`"):
-        build_config("quickstart", None, parse_set(["strategy.temprature=3"]))
+        build_config("split-digits", None, parse_set(["strategy.temprature=3"]))
 
 
 @pytest.mark.parametrize(
@@ -193,7 +193,7 @@ def test_unknown_keys_suggest_the_closest():
 )
 def test_bad_values_name_key_value_and_valid(item, words):
     with pytest.raises(ConfigError) as info:
-        build_config("quickstart", None, parse_set([item]))
+        build_config("split-digits", None, parse_set([item]))
     for w in words:
         assert w in str(info.value)
 
@@ -216,7 +216,7 @@ SET_ITEM = st.one_of(
 def test_arbitrary_set_strings_never_raise_anything_but_a_clean_error(items):
     """Property: resolving any --set strings gives a config or a UserError, nothing else."""
     try:
-        build_config("quickstart", None, parse_set(items))
+        build_config("split-digits", None, parse_set(items))
     except UserError as exc:
         assert str(exc)
 
@@ -233,7 +233,7 @@ SHORT = ["--set", "train.epochs=1", "--set", "train.iterations=3", "--set",
 def test_arbitrary_set_strings_run_or_fail_cleanly(item, tmp_path_factory, capsys):
     """Property, through the command line: exit 0 (a run) or 2 (one error line), no traceback."""
     out = tmp_path_factory.mktemp("prop")
-    code = main(["run", "quickstart", "--out", str(out / "r"), "--quiet", "--offline",
+    code = main(["run", "split-digits", "--out", str(out / "r"), "--quiet", "--offline",
                  "--set", item, *SHORT])
     err = capsys.readouterr().err
     assert code in (0, 2), err

@@ -24,7 +24,7 @@ def toy_dataset(n_classes: int = 10, per_class: int = 6, size: int = 4):
 
 
 def cfg(**sets):
-    return build_config("quickstart", "naive", sets)
+    return build_config("split-digits", "naive", sets)
 
 
 def test_permuted_tasks_are_seeded_permutations_with_identity_first():
@@ -47,7 +47,7 @@ def test_permuted_tasks_are_seeded_permutations_with_identity_first():
     again = build_stream(cfg(**{"stream.kind": "permuted", "stream.scenario": "domain-il",
                                 "stream.n_tasks": 4}), ds)
     assert all(torch.equal(a.train_x, b.train_x) for a, b in zip(stream, again, strict=True))
-    other = build_stream(build_config("quickstart", "naive", {
+    other = build_stream(build_config("split-digits", "naive", {
         "stream.kind": "permuted", "stream.scenario": "domain-il", "stream.n_tasks": 4}, seed=1), ds)
     assert not torch.equal(other[1].train_x, stream[1].train_x)
     first = build_stream(cfg(**{"stream.kind": "permuted", "stream.scenario": "domain-il",
@@ -136,7 +136,7 @@ def test_task_aware_matrix_never_below_task_agnostic(tmp_path):
     from lifelong_kd.cli import main
 
     out = tmp_path / "run"
-    assert main(["run", "quickstart", "--strategy", "naive", "--set", "stream.scenario=class-il",
+    assert main(["run", "split-digits", "--strategy", "naive", "--set", "stream.scenario=class-il",
                  "--set", "train.epochs=2", "--out", str(out), "--quiet"]) == 0
     import json
 
