@@ -252,27 +252,33 @@ def train_stream(
         ctx.current_train_data = data
         strategy.before_task(ctx)
         n = len(data)
-        warmup = strategy.warmup_epochs(ctx)
-        if warmup > 0 and n:
-            # Li & Hoiem 2016, section 3: first train only the new task's head units, with
-            # the rest of the network frozen, then the whole network.
-            ctx.phase = "warmup"
-            units = torch.tensor(stream[index].outputs, device=ctx.device)
-            head_params = list(model.head.parameters())
-            _train_phase(ctx, strategy, data, make_optimizer(config, head_params),
-                         warmup, warmup * math.ceil(n / bs), g, progress, should_stop,
-                         f"task {index + 1}/{len(stream)} warm-up", head_units=units)
-            ctx.phase = "train"
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = make_optimizer(config, params)
-        if not config.train.reset_optimizer and state.optimizer_state is not None:
-            optimizer.load_state_dict(state.optimizer_state)
-        epochs, total = _steps_per_task(config, n) if n else (0, 0)
-        _train_phase(ctx, strategy, data, optimizer, epochs, total, g, progress, should_stop,
-                     f"task {index + 1}/{len(stream)}")
+        # A strategy that trains a task itself (Avalanche's, see interop/avalanche.py) gets
+        # the task through ``train_task(ctx, should_stop)``; the engine still evaluates it.
+        own_training = getattr(strategy, "train_task", None)
+        if own_training is not None:
+            own_training(ctx, should_stop)
+        else:
+            warmup = strategy.warmup_epochs(ctx)
+            if warmup > 0 and n:
+                # Li & Hoiem 2016, section 3: first train only the new task's head units, with
+                # the rest of the network frozen, then the whole network.
+                ctx.phase = "warmup"
+                units = torch.tensor(stream[index].outputs, device=ctx.device)
+                head_params = list(model.head.parameters())
+                _train_phase(ctx, strategy, data, make_optimizer(config, head_params),
+                             warmup, warmup * math.ceil(n / bs), g, progress, should_stop,
+                             f"task {index + 1}/{len(stream)} warm-up", head_units=units)
+                ctx.phase = "train"
+            params = [p for p in model.parameters() if p.requires_grad]
+            optimizer = make_optimizer(config, params)
+            if not config.train.reset_optimizer and state.optimizer_state is not None:
+                optimizer.load_state_dict(state.optimizer_state)
+            epochs, total = _steps_per_task(config, n) if n else (0, 0)
+            _train_phase(ctx, strategy, data, optimizer, epochs, total, g, progress,
+                         should_stop, f"task {index + 1}/{len(stream)}")
+            if not config.train.reset_optimizer:
+                state.optimizer_state = optimizer.state_dict()
         strategy.after_task(ctx)
-        if not config.train.reset_optimizer:
-            state.optimizer_state = optimizer.state_dict()
         t1 = time.perf_counter()
         state.train_seconds += t1 - t0
         row, row_aware = evaluate(ctx, index)

@@ -1,0 +1,443 @@
+"""Avalanche interoperability: our streams as Avalanche benchmarks, Avalanche's strategies in
+our runner. Needs the optional extra: ``pip install 'lifelong-kd[avalanche]'``.
+
+Two directions:
+
+- :func:`to_avalanche_benchmark` turns a :class:`~lifelong_kd.data.streams.Stream` into an
+  Avalanche benchmark with the same tasks, classes, order and task labels, so that Avalanche
+  users can run their own code on our streams.
+- ``--strategy avalanche:<Name>`` (:func:`avalanche_preset`) trains every task with the
+  Avalanche strategy ``<Name>`` (its own loop, losses and plugins) and leaves the evaluation
+  after each task to our engine, so the accuracy matrix, result.json, metrics, plots and
+  ``compare`` reports are those of our own strategies. The strategy's keyword arguments are
+  ``--set strategy.<arg>=...`` (or a ``strategy.kwargs`` table).
+
+How our scenarios are carried over (van de Ven & Tolias 2019; Avalanche's own conventions):
+
+========== ============================ ======================================================
+scenario   Avalanche task labels        model handed to the Avalanche strategy
+========== ============================ ======================================================
+task-il    task id t (experience t)     a ``MultiTaskModule`` whose output for task t keeps
+                                        that task's units and masks the others (one head per
+                                        task, as Avalanche's ``MultiHeadClassifier``)
+class-il   0                            the model, with the units of classes not seen yet
+                                        masked (as Avalanche's ``IncrementalClassifier``)
+domain-il  0                            the model
+========== ============================ ======================================================
+
+Labels are our output units; inputs are normalised as our engine does, (x / 255 - mean) / std.
+Masked units get the value -1000, the ``mask_value`` of Avalanche's ``IncrementalClassifier``:
+the cross-entropy is then the engine's to float precision.
+
+Not carried over: resuming a run from a checkpoint (Avalanche strategies keep state that our
+checkpoints do not hold, so ``--resume`` of an unfinished run is refused), the head warm-up,
+and ``strategy.ce_scope = current``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..config import SCENARIOS
+from ..errors import ConfigError, UserError
+from ..strategies import Strategy, StrategyPreset
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..config import StrategyConfig
+    from ..data.streams import Stream
+    from ..engine import TaskContext
+
+#: What to install when Avalanche is missing.
+INSTALL_HINT = "pip install 'lifelong-kd[avalanche]'"
+
+#: Value of the masked (inactive) output units, as Avalanche's IncrementalClassifier.
+MASK_VALUE = -1000.0
+
+#: Constructor arguments that the wrapper sets itself (not settable with --set).
+_OURS = frozenset({
+    "self", "model", "optimizer", "criterion", "train_mb_size", "train_epochs", "eval_mb_size",
+    "device", "plugins", "evaluator", "eval_every", "feature_extractor", "classifier",
+    "buffer_transform",
+})
+
+
+@dataclass(frozen=True)
+class _Known:
+    """A supported Avalanche strategy: its class in ``avalanche.training``, our defaults for
+    its required arguments, and the scenarios it can run in."""
+
+    cls_name: str
+    defaults: dict[str, Any]
+    scenarios: tuple[str, ...]
+    description: str
+
+
+#: The strategies that were checked to run on our streams. Other ``SupervisedTemplate``
+#: subclasses of ``avalanche.training`` are accepted too, with no defaults.
+KNOWN: dict[str, _Known] = {
+    "Naive": _Known("Naive", {}, SCENARIOS, "Avalanche's plain fine-tuning"),
+    "LwF": _Known("LwF", {"alpha": 1.0, "temperature": 2.0}, SCENARIOS,
+                  "Avalanche's Learning without Forgetting: CE + alpha * KL(teacher/T || "
+                  "student/T) over the old units, one term per earlier head; defaults alpha 1, "
+                  "T 2 (LwFPlugin's)"),
+    "EWC": _Known("EWC", {"ewc_lambda": 0.4}, SCENARIOS,
+                  "Avalanche's Elastic Weight Consolidation; default ewc_lambda 0.4 "
+                  "(Avalanche's EWC example)"),
+    "SI": _Known("SynapticIntelligence", {"si_lambda": 0.0001}, SCENARIOS,
+                 "Avalanche's Synaptic Intelligence; default si_lambda 1e-4 "
+                 "(Avalanche's SI example)"),
+    "GEM": _Known("GEM", {"patterns_per_exp": 256}, SCENARIOS,
+                  "Avalanche's Gradient Episodic Memory (needs quadprog, in the extra); "
+                  "default patterns_per_exp 256"),
+    "AGEM": _Known("AGEM", {"patterns_per_exp": 256}, SCENARIOS,
+                   "Avalanche's Averaged GEM; default patterns_per_exp 256"),
+    "Replay": _Known("Replay", {}, SCENARIOS,
+                     "Avalanche's experience replay (mem_size, default 200)"),
+    "GDumb": _Known("GDumb", {}, SCENARIOS,
+                    "Avalanche's GDumb: retrain from scratch on a class-balanced memory "
+                    "(mem_size, default 200)"),
+    "ICaRL": _Known("ICaRL", {"memory_size": 2000, "fixed_memory": True}, ("class-il",),
+                    "Avalanche's iCaRL (nearest-mean-of-exemplars classifier, evaluated as "
+                    "such); class-il only; default memory_size 2000"),
+}
+
+
+def _require_avalanche() -> Any:
+    """Import ``avalanche.training``; a ConfigError naming the extra when it is missing."""
+    try:
+        with warnings.catch_warnings():
+            # qpsolvers warns at import when no solver is installed; GEM says so itself.
+            warnings.simplefilter("ignore", UserWarning)
+            import avalanche.training as training
+    except ImportError as exc:
+        raise ConfigError(
+            f"Avalanche strategies need the optional extra: {INSTALL_HINT} ({exc})"
+        ) from None
+    return training
+
+
+@dataclass(frozen=True)
+class AvalanchePreset(StrategyPreset):
+    """A preset for ``avalanche:<Name>``; ``kwargs_names`` are the Avalanche strategy's own
+    arguments, which ``--set strategy.<arg>=...`` sets (config.py routes them to
+    ``strategy.kwargs``)."""
+
+    kwargs_names: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
+
+
+@functools.cache
+def avalanche_preset(name: str) -> StrategyPreset:
+    """The preset of ``avalanche:<Name>``; a ConfigError when Avalanche is missing or has no
+    such strategy."""
+    short = name.removeprefix("avalanche:")
+    training = _require_avalanche()
+    known = KNOWN.get(short)
+    cls_name = known.cls_name if known else short
+    from avalanche.training.templates import SupervisedTemplate
+
+    av_cls = getattr(training, cls_name, None)
+    if not (isinstance(av_cls, type) and issubclass(av_cls, SupervisedTemplate)):
+        import difflib
+
+        close = difflib.get_close_matches(short, list(KNOWN), n=1)
+        hint = f" (did you mean `avalanche:{close[0]}`?)" if close else ""
+        raise ConfigError(f"unknown Avalanche strategy `{name}`{hint}; supported: "
+                          + ", ".join(f"avalanche:{k}" for k in KNOWN))
+    params = inspect.signature(av_cls.__init__).parameters
+    if known is None and not {"model", "optimizer"} <= set(params):
+        raise ConfigError(f"`{name}` does not take a model and an optimiser, so it cannot run "
+                          "on our models; supported: " + ", ".join(f"avalanche:{k}" for k in KNOWN))
+    own = tuple(p.name for p in params.values()
+                if p.name not in _OURS and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
+    required = tuple(p.name for p in params.values() if p.name in own and p.default is p.empty)
+    cls = type(f"Avalanche{short}", (AvalancheStrategy,), {"avalanche_name": short,
+                                                             "avalanche_cls_name": cls_name})
+    return AvalanchePreset(
+        name=name,
+        cls=cls,
+        description=known.description if known else f"Avalanche's {cls_name} (not cross-checked)",
+        source=f"avalanche-lib, avalanche.training.{cls_name}",
+        options=dict(known.defaults) if known else {},
+        scenarios=known.scenarios if known else SCENARIOS,
+        kwargs_names=own,
+        required=required,
+    )
+
+
+# ------------------------------------------------------------------------ our streams there
+
+
+def _normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> float32 (x / 255 - mean) / std, in chunks (as ``ctx.prepare``)."""
+    import torch
+
+    out = torch.empty(x.shape, dtype=torch.float32)
+    for i in range(0, len(x), 8192):
+        out[i:i + 8192] = x[i:i + 8192].float().div_(255.0).sub_(mean).div_(std)
+    return out
+
+
+def _crop_flip(stream: Stream) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Per-example random crop (4-pixel padding) and horizontal flip of a normalised image:
+    our engine's augmentation (``data/augment.py``); the padding is the normalised value of a
+    black pixel, as the engine pads the uint8 image with zeros."""
+    from torchvision.transforms import v2
+
+    fill = [-m / s for m, s in zip(stream.mean, stream.std, strict=True)]
+    _, h, w = stream.input_shape
+    return v2.Compose([v2.RandomCrop((h, w), padding=4, fill=fill),
+                       v2.RandomHorizontalFlip()])
+
+
+def to_avalanche_benchmark(stream: Stream, *, augment: bool = False, test: bool = True) -> Any:
+    """An Avalanche benchmark (``CLScenario``) with the tasks of ``stream``, in order.
+
+    Experience t of ``train_stream`` (and ``test_stream`` when ``test``) holds task t's
+    examples as float tensors normalised as our engine does, labelled with our output units;
+    task labels are t in task-il and 0 otherwise. Experiences carry ``task_labels`` and the
+    classes timeline (``classes_in_this_experience``, ``classes_seen_so_far``, ...).
+    ``augment`` adds our crop-and-flip augmentation as the training transform.
+    """
+    import torch
+
+    _require_avalanche()
+    from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
+    from avalanche.benchmarks.scenarios.supervised import with_classes_timeline
+    from avalanche.benchmarks.scenarios.task_aware import with_task_labels
+    from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset
+
+    shape = (1, -1, 1, 1)
+    mean = torch.tensor(stream.mean).view(shape)
+    std = torch.tensor(stream.std).view(shape)
+    transform = _crop_flip(stream) if augment else None
+
+    def dataset(x: torch.Tensor, y: torch.Tensor, task: int, train: bool) -> Any:
+        label = task if stream.scenario == "task-il" else 0
+        groups = {"train": (transform if train else None, None), "eval": (None, None)}
+        return _make_taskaware_tensor_classification_dataset(
+            _normalise(x, mean, std), y.clone(), task_labels=label, targets=y.tolist(),
+            transform_groups=groups, initial_transform_group="train" if train else "eval")
+
+    streams = {"train": [dataset(t.train_x, t.train_y, t.id, True) for t in stream.tasks]}
+    if test:
+        streams["test"] = [dataset(t.test_x, t.test_y, t.id, False) for t in stream.tasks]
+    return with_classes_timeline(with_task_labels(benchmark_from_datasets(**streams)))
+
+
+# ------------------------------------------------------------------ their strategies here
+
+
+@functools.lru_cache(maxsize=1)
+def _modules() -> dict[str, type]:
+    """The classes that need Avalanche at definition time (built once, on first use)."""
+    import torch
+    from avalanche.models import MultiTaskModule
+    from avalanche.training.plugins import SupervisedPlugin
+    from torch import nn
+
+    from ..engine import Diverged, Interrupted
+
+    class ActiveUnits(nn.Module):
+        """Our model, with the output units outside ``active`` set to MASK_VALUE."""
+
+        def __init__(self, model: nn.Module, n_outputs: int):
+            super().__init__()
+            self.model = model
+            self.register_buffer("active", torch.ones(n_outputs, dtype=torch.bool))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = self.model(x)
+            return out if bool(self.active.all()) else out.masked_fill(~self.active, MASK_VALUE)
+
+    class TaskHeads(MultiTaskModule):
+        """Our model as an Avalanche multi-head module: task t's output keeps the units of
+        task t (row t of ``units``) and masks the others."""
+
+        def __init__(self, model: nn.Module, units: torch.Tensor):
+            super().__init__()
+            self.model = model
+            self.register_buffer("units", units)
+
+        def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
+            return self.model(x).masked_fill(~self.units[task_label], MASK_VALUE)
+
+        def forward(self, x: torch.Tensor, task_labels: Any) -> Any:
+            if task_labels is None:
+                return self.forward_all_tasks(x)
+            if isinstance(task_labels, int):
+                return self.forward_single_task(x, task_labels)
+            # one forward pass for a batch of mixed tasks, then a mask per example
+            return self.model(x).masked_fill(~self.units[task_labels], MASK_VALUE)
+
+    class Control(SupervisedPlugin):
+        """Stops after ``max_steps`` steps (train.iterations), on a user's stop request
+        (raises Interrupted) and on a NaN or infinite loss (raises Diverged)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.should_stop: Callable[[], bool] | None = None
+            self.max_steps = 0
+            self.steps = 0
+            self.task = 0
+
+        def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
+            self.steps = 0
+
+        def after_training_iteration(self, strategy: Any, **kwargs: Any) -> None:
+            self.steps += 1
+            value = float(strategy.loss.detach())
+            if not math.isfinite(value):
+                raise Diverged(f"the loss became {value} in task {self.task} (0-based), step "
+                               f"{self.steps - 1}; lower train.lr or check the inputs")
+            if self.should_stop is not None and self.should_stop():
+                raise Interrupted(f"interrupted during task {self.task} (0-based)")
+            if self.max_steps and self.steps >= self.max_steps:
+                strategy.stop_training()
+
+        def after_training_exp(self, strategy: Any, **kwargs: Any) -> None:
+            # stop_training() in the last epoch would otherwise skip the next task's first
+            strategy._stop_training = False
+
+    return {"ActiveUnits": ActiveUnits, "TaskHeads": TaskHeads, "Control": Control}
+
+
+class AvalancheStrategy(Strategy):
+    """Trains each task with an Avalanche strategy; our engine evaluates after each task.
+
+    The Avalanche strategy gets our model (wrapped for the scenario, see the module
+    docstring), an optimiser built as the engine builds it (``train.optimizer``, ``lr``,
+    ``momentum``, ``weight_decay``, ``betas``; its state reset at each task unless
+    ``train.reset_optimizer = false``), ``train.batch_size``, ``train.epochs`` (or
+    ``train.iterations`` steps), ``train.device``, a plain cross-entropy criterion, and
+    ``strategy.kwargs``. Its own loggers and metrics are off.
+    """
+
+    avalanche_name = ""
+    avalanche_cls_name = ""
+
+    def __init__(self, config: StrategyConfig):
+        super().__init__(config)
+        if config.ce_scope != "seen":
+            raise ConfigError(f"`strategy.ce_scope` = {config.ce_scope!r} is not supported by "
+                              f"`{config.name}`; Avalanche strategies use `seen`")
+        preset = avalanche_preset(config.name)
+        assert isinstance(preset, AvalanchePreset)
+        missing = [a for a in preset.required if a not in config.kwargs]
+        if missing:
+            raise ConfigError(f"`{config.name}` needs its argument `{missing[0]}`: set it with "
+                              f"--set strategy.{missing[0]}=...")
+        self._av: Any = None
+        self._bench: Any = None
+        self._wrapper: Any = None
+        self._control: Any = None
+        self._trained = 0
+        self._train_head: dict[str, torch.Tensor] | None = None
+
+    # ------------------------------------------------------------------ building
+    def _build(self, ctx: TaskContext) -> None:
+        import torch
+
+        training = _require_avalanche()
+        from avalanche.training.plugins import EvaluationPlugin
+
+        from ..engine import make_optimizer
+
+        mods = _modules()
+        stream, model, cfg = ctx.stream, ctx.model, ctx.config
+        self._bench = to_avalanche_benchmark(stream, augment=ctx.augment, test=False)
+        if stream.scenario == "task-il":
+            units = torch.stack([stream.eval_mask(0, t) for t in range(len(stream))])
+            self._wrapper = mods["TaskHeads"](model, units.to(ctx.device))
+        else:
+            self._wrapper = mods["ActiveUnits"](model, stream.n_outputs).to(ctx.device)
+        self._control = mods["Control"]()
+        n = max(len(t.train_y) for t in stream.tasks)
+        epochs = cfg.train.epochs
+        if cfg.train.iterations > 0:
+            epochs = math.ceil(cfg.train.iterations / max(math.ceil(n / cfg.train.batch_size), 1))
+        with warnings.catch_warnings():  # "no loggers specified": on purpose, we evaluate
+            warnings.simplefilter("ignore", UserWarning)
+            evaluator = EvaluationPlugin(loggers=[])
+        common: dict[str, Any] = {
+            "model": self._wrapper, "criterion": torch.nn.CrossEntropyLoss(),
+            "optimizer": make_optimizer(cfg, model.parameters()),
+            "train_mb_size": cfg.train.batch_size, "train_epochs": epochs,
+            "eval_mb_size": cfg.train.eval_batch_size, "device": ctx.device,
+            "plugins": [self._control], "evaluator": evaluator,
+            "eval_every": -1,
+        }
+        if self.avalanche_cls_name == "ICaRL":
+            common.update(feature_extractor=model.backbone, classifier=model.head,
+                          buffer_transform=None)
+        av_cls = getattr(training, self.avalanche_cls_name)
+        params = inspect.signature(av_cls.__init__).parameters
+        args = {k: v for k, v in common.items() if k in params}
+        try:
+            self._av = av_cls(**args, **self.config.kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"`{self.config.name}` rejected its arguments "
+                              f"{self.config.kwargs}: {exc}") from None
+
+    # ------------------------------------------------------------------ the hook
+    def train_task(self, ctx: TaskContext, should_stop: Callable[[], bool] | None = None) -> None:
+        """Train task ``ctx.index`` with the Avalanche strategy (called by the engine)."""
+        if ctx.index != self._trained:
+            raise UserError(f"`{self.config.name}` cannot continue a run from a checkpoint "
+                            "(Avalanche's state is not in it); use --force to start again")
+        if self._av is None:
+            self._build(ctx)
+        model = ctx.model
+        if self._train_head is not None:  # ICaRL: the trained classifier back in place
+            model.head.load_state_dict(self._train_head)
+        if ctx.stream.scenario == "class-il":  # the units of the classes seen so far
+            self._wrapper.active.copy_(ctx.stream.train_masks(ctx.index)[ctx.index])
+        cfg = ctx.config.train
+        self._control.should_stop = should_stop
+        self._control.max_steps = cfg.iterations
+        self._control.task = ctx.index
+        experience = self._bench.train_stream[ctx.index]
+        self._av.train(experience, eval_streams=[], reset_optimizer_state=cfg.reset_optimizer)
+        if self.avalanche_cls_name == "ICaRL":
+            self._ncm_head(model)
+        elif self._av.model is not self._wrapper:
+            # GDumb trains a fresh copy of the model at each task: take its weights
+            model.load_state_dict(self._av.model.model.state_dict())
+        self._trained += 1
+
+    def _ncm_head(self, model: Any) -> None:
+        """Put iCaRL's nearest-mean-of-exemplars classifier into the linear head for our
+        evaluation, keeping the trained head for the next task.
+
+        Avalanche's NCMClassifier predicts argmin_y ||f/|f| - mu_y|| with unit-norm class
+        means mu_y; that is argmax_y mu_y . f (|f| > 0 scales every score alike), a linear
+        head with weights mu_y and no bias (Rebuffi et al. 2017, section 2.1)."""
+        import torch
+
+        self._train_head = {k: v.detach().clone() for k, v in model.head.state_dict().items()}
+        means = self._av.model.eval_classifier.class_means
+        with torch.no_grad():
+            model.head.weight.zero_()
+            model.head.bias.zero_()
+            if means is not None:
+                model.head.weight[: len(means)] = means.to(model.head.weight)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"avalanche": self.config.name, "tasks_trained": self._trained}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("tasks_trained", 0) > 0:
+            raise UserError(f"`{self.config.name}` cannot continue a run from a checkpoint "
+                            "(Avalanche's state is not in it); use --force to start again")
+
+
+__all__ = ["INSTALL_HINT", "KNOWN", "AvalanchePreset", "AvalancheStrategy", "avalanche_preset",
+           "to_avalanche_benchmark"]
