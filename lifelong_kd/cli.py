@@ -226,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # e.g. `lifelong-kd list | head`
-        sys.stderr.close()
+    except BrokenPipeError:  # e.g. `lifelong-kd list | head`: stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
