@@ -339,9 +339,10 @@ class Joint(Strategy):
     ``mode = final`` trains once, at the last task, on the union of all tasks (the "Joint"
     of van de Ven & Tolias 2019, ``baseline='joint'`` in their ``train_task_based.py``).
     Nothing is trained before the last task, so rows 0..T-2 are the untrained model's
-    accuracies (equal to the initial row b) and only the last row means something: use it
-    for average accuracy; forgetting, backward and forward transfer of that matrix are not
-    meaningful.
+    accuracies (in task-il and domain-il exactly the initial row b; in class-il taken among
+    the classes seen so far, as every strategy's row i is) and only the last row means
+    something: use it for average accuracy; forgetting, backward and forward transfer of
+    that matrix are not meaningful.
     """
 
     def train_data(self, ctx: TaskContext) -> TrainData:

@@ -1,0 +1,586 @@
+"""Strategies: alpha schedules, presets, LwF's distillation term against each library's
+formula, joint's training data and rows, EWC's penalty and Fisher, checkpoints, and a
+regression guard that LwF forgets less than naive fine-tuning."""
+
+from __future__ import annotations
+
+import copy
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lifelong_kd.config import build_config
+from lifelong_kd.data.sources import load_dataset, make_dataset
+from lifelong_kd.data.streams import build_stream
+from lifelong_kd.engine import Batch, TaskContext, _context, new_state, train_stream
+from lifelong_kd.errors import ConfigError
+from lifelong_kd.metrics import forgetting
+from lifelong_kd.models import MLP, ConvNet, ReducedResNet18
+from lifelong_kd.strategies import (
+    EWC,
+    PRESETS,
+    LwF,
+    _fisher_by_layers,
+    _fisher_by_vmap,
+    schedule_weights,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The suite runs on 2 shared cores: one torch thread is faster and deterministic."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def toy_dataset(n_classes: int = 10, per_class: int = 4, size: int = 4):
+    """A tiny 10-class dataset of random 4x4 images (enough for 3 tasks of 2 classes)."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(n_classes * per_class, 1, size, size), dtype=np.uint8)
+    y = np.repeat(np.arange(n_classes), per_class)
+    return make_dataset("toy", x, y, x, y, tuple(str(i) for i in range(n_classes)), "memory")
+
+
+def setup(name: str, scenario: str = "class-il", index: int = 2, **sets):
+    """(config, stream, state, ctx) for task ``index`` of a 3-task stream of 2 classes each."""
+    overrides = {"stream.scenario": scenario, "stream.n_tasks": 3,
+                 "stream.classes_per_task": 2, "model.hidden": [8], **sets}
+    config = build_config("split-digits", name, overrides)
+    stream = build_stream(config, toy_dataset())
+    state = new_state(config, stream)
+    ctx = _context(config, stream, state, index)
+    ctx.current_train_data = state.strategy.train_data(ctx)
+    return config, stream, state, ctx
+
+
+def batch_of(ctx: TaskContext, n: int = 8) -> Batch:
+    data = ctx.current_train_data
+    assert data is not None
+    idx = torch.arange(min(n, len(data)))
+    raw = data.x[idx]
+    return Batch(ctx.prepare(raw), data.y[idx], data.t[idx], idx, raw, ctx)
+
+
+def with_teacher(strategy: LwF, ctx: TaskContext, scale: float = 0.5) -> None:
+    """Give ``strategy`` a teacher that differs from the student, then run before_task."""
+    torch.manual_seed(1)
+    teacher = copy.deepcopy(ctx.model)
+    with torch.no_grad():
+        for p in teacher.parameters():
+            p.add_(scale * torch.randn_like(p))
+    strategy.teacher = teacher.eval().requires_grad_(False)
+    strategy.before_task(ctx)
+
+
+def student_outputs(ctx: TaskContext, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The student's features and logits (values only: these tests compare losses)."""
+    with torch.no_grad():
+        return ctx.model.forward_features(batch.x)
+
+
+# ---------------------------------------------------------------------------- schedules
+
+
+@pytest.mark.parametrize(
+    ("schedule", "alpha", "t", "n_old", "n_new", "scenario", "expected"),
+    [
+        ("constant", 1.0, 1, 0, 2, "task-il", (1.0, 1.0)),
+        ("constant", 0.5, 4, 6, 2, "class-il", (1.0, 0.5)),
+        ("vdv2019", 1.0, 1, 0, 2, "task-il", (1.0, 0.0)),
+        ("vdv2019", 1.0, 2, 2, 2, "task-il", (0.5, 0.5)),
+        ("vdv2019", 1.0, 5, 8, 2, "class-il", (0.2, 0.8)),
+        ("vdv2019", 2.0, 4, 6, 2, "domain-il", (0.25, 1.5)),
+        ("vdv2022", 1.0, 1, 0, 2, "task-il", (1.0, 0.0)),
+        ("vdv2022", 1.0, 3, 4, 2, "task-il", (1.0, 2.0)),
+        ("vdv2022", 1.0, 5, 8, 2, "domain-il", (1.0, 4.0)),
+        ("vdv2022", 1.0, 5, 8, 2, "class-il", (1.0, 1.0)),
+        ("vdv2022", 0.5, 3, 4, 2, "task-il", (1.0, 1.0)),
+        ("bic", 1.0, 1, 0, 2, "class-il", (1.0, 0.0)),
+        ("bic", 1.0, 2, 2, 2, "class-il", (0.5, 0.5)),
+        ("bic", 1.0, 3, 4, 2, "class-il", (1 / 3, 2 / 3)),
+        ("bic", 1.0, 2, 50, 10, "class-il", (1 / 6, 5 / 6)),
+        ("bic", 0.5, 2, 50, 10, "class-il", (1 / 6, 5 / 12)),
+    ],
+)
+def test_schedule_weights_match_hand_computed_values(schedule, alpha, t, n_old, n_new, scenario,
+                                                     expected):
+    w_ce, w_kd = schedule_weights(schedule, alpha, t, n_old, n_new, scenario)
+    assert (w_ce, w_kd) == pytest.approx(expected, abs=1e-12)
+
+
+def test_unknown_schedule_is_a_config_error():
+    with pytest.raises(ConfigError, match="vdv2019"):
+        schedule_weights("linear", 1.0, 2, 2, 2)
+
+
+@pytest.mark.parametrize(("scenario", "expected"), [
+    # classes are counted per task: 2 old tasks of 2 classes, 2 new ones
+    ("class-il", (1 / 3, 2 / 3)), ("task-il", (1 / 3, 2 / 3)),
+    # domain-il tasks share their 2 output units; counted per task, lambda = 1 - 1/t
+    ("domain-il", (1 / 3, 2 / 3)),
+])
+def test_lwf_weights_count_classes_per_task(scenario, expected):
+    _, _, state, ctx = setup("lwf", scenario, **{"strategy.alpha_schedule": "bic"})
+    assert state.strategy.weights(ctx) == pytest.approx(expected)
+
+
+# ------------------------------------------------------------------------------ presets
+
+#: What each preset's documentation (strategies.py docstring table, description and source)
+#: claims, written out independently of the code.
+DOCUMENTED = {
+    "lwf": dict(distill_loss="soft_ce", temperature=2.0, t2_scaling=False, logits="old",
+                distill_reduction="sum", alpha=1.0, alpha_schedule="constant",
+                teacher_input="same", ce_scope="seen", warmup_epochs=1),
+    "lwf-vdv2019": dict(distill_loss="soft_ce", temperature=2.0, t2_scaling=True,
+                        logits="padded", distill_reduction="mean", alpha=1.0,
+                        alpha_schedule="vdv2019", teacher_input="same", ce_scope="seen",
+                        warmup_epochs=0),
+    "lwf-vdv2022": dict(distill_loss="soft_ce", temperature=2.0, t2_scaling=False,
+                        logits="padded", distill_reduction="mean", alpha=1.0,
+                        alpha_schedule="vdv2022", teacher_input="same", ce_scope="seen",
+                        warmup_epochs=0),
+    "lwf-mammoth": dict(distill_loss="soft_ce", temperature=2.0, t2_scaling=False,
+                        logits="old", distill_reduction="sum", alpha=0.5,
+                        alpha_schedule="constant", teacher_input="clean", ce_scope="seen",
+                        warmup_epochs=1),
+    "lwf-avalanche": dict(distill_loss="kl", temperature=2.0, t2_scaling=False, logits="old",
+                          distill_reduction="sum", alpha=1.0, alpha_schedule="constant",
+                          teacher_input="same", ce_scope="seen", warmup_epochs=0),
+    "lwf-facil": dict(distill_loss="soft_ce", temperature=2.0, t2_scaling=False, logits="old",
+                      distill_reduction="sum", alpha=1.0, alpha_schedule="constant",
+                      teacher_input="same", ce_scope="current", warmup_epochs=0),
+    "joint": dict(mode="incremental"),
+    "ewc": dict(ewc_lambda=100.0, ewc_online=False, ewc_gamma=1.0, fisher_samples=1000,
+                ewc_fisher="true"),
+    "naive": {},
+}
+SUPPORTED = {"lwf-mammoth": ("class-il",), "lwf-facil": ("class-il",)}
+
+
+def test_every_preset_is_documented_here():
+    assert set(PRESETS) == set(DOCUMENTED)
+
+
+@pytest.mark.parametrize("name", sorted(DOCUMENTED))
+def test_preset_resolves_to_its_documented_options(name):
+    preset = PRESETS[name]
+    scenarios = SUPPORTED.get(name, ("task-il", "class-il", "domain-il"))
+    assert preset.scenarios == scenarios
+    assert preset.description and preset.source
+    for scenario in scenarios:
+        config = build_config("split-digits", name, {"stream.scenario": scenario})
+        assert config.strategy.name == name
+        for key, value in DOCUMENTED[name].items():
+            assert getattr(config.strategy, key) == value, (name, key)
+        # --set still wins over the preset
+        changed = build_config("split-digits", name, {"stream.scenario": scenario,
+                                                    "strategy.temperature": 3.0})
+        assert changed.strategy.temperature == 3.0
+
+
+@pytest.mark.parametrize("name", ["lwf-mammoth", "lwf-facil"])
+def test_class_il_presets_refuse_other_scenarios(name):
+    with pytest.raises(ConfigError, match="class-il"):
+        build_config("split-digits", name)  # split-digits is task-il
+
+
+def test_sources_cite_files_and_lines():
+    for name in ("lwf-vdv2019", "lwf-vdv2022", "lwf-mammoth", "lwf-avalanche", "lwf-facil"):
+        assert " l." in PRESETS[name].source, name
+    assert "regularization.py" in PRESETS["lwf-avalanche"].source
+    assert "models/lwf.py" in PRESETS["lwf-mammoth"].source
+    assert "src/approach/lwf.py" in PRESETS["lwf-facil"].source
+
+
+def test_padded_logits_need_a_softmax_or_sigmoid_loss():
+    with pytest.raises(ConfigError, match="padded"):
+        build_config("split-digits", "lwf-vdv2019", {"strategy.distill_loss": "mse_logits"})
+
+
+# ---------------------------------------------------- LwF against each library's formula
+
+
+def avalanche_penalty(out: torch.Tensor, prev_out: torch.Tensor,
+                      active_units_by_task: list[list[int]], alpha: float, T: float) -> torch.Tensor:
+    """Avalanche 0.6.0's LwF penalty, written from its documented behaviour
+    (regularization.py l.83-142): per task head, softmax of the active units / T, KL with
+    reduction batchmean, summed over heads, times alpha."""
+    total = out.new_zeros(())
+    for au in active_units_by_task:
+        log_p = torch.log_softmax(out[:, au] / T, dim=1)
+        q = torch.softmax(prev_out[:, au] / T, dim=1)
+        total = total + F.kl_div(log_p, q, reduction="batchmean")
+    return alpha * total
+
+
+@pytest.mark.parametrize(("scenario", "units"), [
+    ("task-il", [[0, 1], [2, 3]]),   # one term per earlier head
+    ("class-il", [[0, 1, 2, 3]]),    # one group of the classes seen before
+    ("domain-il", [[0, 1]]),         # the shared outputs
+])
+def test_lwf_avalanche_term_equals_avalanche_formula(scenario, units):
+    _, _, state, ctx = setup("lwf-avalanche", scenario)
+    strategy = state.strategy
+    with_teacher(strategy, ctx)
+    batch = batch_of(ctx)
+    features, logits = student_outputs(ctx, batch)
+    ours = strategy.distillation(ctx, batch, features, logits)
+    teacher_logits = strategy.teacher(batch.x)
+    theirs = avalanche_penalty(logits, teacher_logits, units, alpha=1.0, T=2.0)
+    assert ours.item() > 0
+    assert float(ours) == pytest.approx(float(theirs), abs=1e-6)
+    # and the whole loss is CE + that term
+    total = strategy.loss(ctx, batch, features, logits)
+    assert float(total) == pytest.approx(float(strategy.ce(ctx, batch, logits) + theirs), abs=1e-6)
+
+
+def test_lwf_facil_term_is_one_softmax_over_the_old_heads_and_ce_on_the_current():
+    _, _, state, ctx = setup("lwf-facil", "class-il", index=2)
+    strategy = state.strategy
+    with_teacher(strategy, ctx)
+    batch = batch_of(ctx)
+    features, logits = student_outputs(ctx, batch)
+    t = strategy.teacher(batch.x)
+    # FACIL's cross_entropy with exp = 1/T (and without its eps): softmax(x)^(1/T), normalised
+    tar = F.softmax(t[:, :4], dim=1).pow(0.5)
+    tar = tar / tar.sum(1, keepdim=True)
+    out = F.softmax(logits[:, :4], dim=1).pow(0.5)
+    out = out / out.sum(1, keepdim=True)
+    kd = -(tar * out.log()).sum(1).mean()
+    ce = F.cross_entropy(logits[:, 4:6], batch.y - 4)   # the current head only
+    assert float(strategy.loss(ctx, batch, features, logits)) == pytest.approx(float(ce + kd),
+                                                                                 abs=1e-5)
+
+
+def test_lwf_mammoth_term_and_teacher_on_clean_inputs():
+    _, _, state, ctx = setup("lwf-mammoth", "class-il", index=2,
+                             **{"train.augment": True})
+    strategy = state.strategy
+    with_teacher(strategy, ctx)
+    assert strategy._cache is not None          # clean inputs: computed once per task
+    batch = batch_of(ctx)
+    batch.x = batch.x + 0.3 * torch.randn_like(batch.x)   # an "augmented" student input
+    features, logits = student_outputs(ctx, batch)
+    t = strategy.teacher(ctx.prepare(batch.raw))   # the teacher sees the clean images
+    smooth_t = F.softmax(t[:, :4], 1).pow(0.5)
+    smooth_t = smooth_t / smooth_t.sum(1, keepdim=True)
+    smooth_s = F.softmax(logits[:, :4], 1).pow(0.5)
+    smooth_s = smooth_s / smooth_s.sum(1, keepdim=True)
+    kd = -(smooth_t * smooth_s.log()).sum(1).mean()
+    assert float(strategy.distillation(ctx, batch, features, logits)) == pytest.approx(
+        0.5 * float(kd), abs=1e-5)
+
+
+def test_lwf_vdv2019_class_il_pads_the_teacher_with_zeros_and_scales_by_t2():
+    _, _, state, ctx = setup("lwf-vdv2019", "class-il", index=2)
+    strategy = state.strategy
+    with_teacher(strategy, ctx)
+    batch = batch_of(ctx)
+    features, logits = student_outputs(ctx, batch)
+    t = strategy.teacher(batch.x)
+    T = 2.0
+    targets = torch.cat([F.softmax(t[:, :4] / T, 1), torch.zeros(len(t), 2)], dim=1)
+    kd = -(targets * F.log_softmax(logits[:, :6] / T, 1)).sum(1).mean() * T**2
+    ce = F.cross_entropy(logits[:, :6], batch.y)
+    expected = (1 / 3) * ce + (2 / 3) * kd
+    got = strategy.loss(ctx, batch, features, logits)
+    assert float(got) == pytest.approx(float(expected), abs=1e-5)
+
+
+def test_lwf_vdv2022_task_il_sums_the_heads_and_class_il_weighs_one():
+    _, _, state, ctx = setup("lwf-vdv2022", "task-il", index=2)
+    strategy = state.strategy
+    with_teacher(strategy, ctx)
+    batch = batch_of(ctx)
+    features, logits = student_outputs(ctx, batch)
+    t = strategy.teacher(batch.x)
+    heads = [slice(0, 2), slice(2, 4)]
+    per_head = [-(F.softmax(t[:, h] / 2, 1) * F.log_softmax(logits[:, h] / 2, 1)).sum(1).mean()
+                for h in heads]
+    # mean over the 2 earlier heads, times (t - 1) = 2: the sum
+    assert float(strategy.distillation(ctx, batch, features, logits)) == pytest.approx(
+        float(sum(per_head)), abs=1e-5)
+    _, _, state, ctx = setup("lwf-vdv2022", "class-il", index=2)
+    strategy = state.strategy
+    with_teacher(strategy, ctx)
+    batch = batch_of(ctx)
+    features, logits = student_outputs(ctx, batch)
+    t = strategy.teacher(batch.x)
+    targets = torch.cat([F.softmax(t[:, :4] / 2, 1), torch.zeros(len(t), 2)], dim=1)
+    kd = -(targets * F.log_softmax(logits[:, :6] / 2, 1)).sum(1).mean()
+    assert float(strategy.distillation(ctx, batch, features, logits)) == pytest.approx(
+        float(kd), abs=1e-5)
+
+
+def test_padded_logits_push_new_outputs_down_and_equal_old_elsewhere():
+    _, _, state, ctx = setup("lwf-vdv2019", "class-il", index=2)
+    groups, masks = state.strategy.distill_groups(ctx)
+    assert [g.tolist() for g in groups] == [[0, 1, 2, 3, 4, 5]]
+    assert masks[0] is not None and masks[0].tolist() == [True] * 4 + [False] * 2
+    for scenario in ("task-il", "domain-il"):
+        _, _, state, ctx = setup("lwf-vdv2019", scenario, index=2)
+        padded = state.strategy.distill_groups(ctx)
+        old = ctx.stream.distill_groups(2, "old")
+        assert [g.tolist() for g in padded[0]] == [g.tolist() for g in old]
+        assert padded[1] == [None] * len(old)
+
+
+def test_teacher_outputs_are_cached_only_when_the_inputs_are_deterministic():
+    _, _, state, ctx = setup("lwf", "task-il", **{"train.augment": True})
+    with_teacher(state.strategy, ctx)
+    assert state.strategy._cache is None          # augmented batches: teacher per batch
+    _, _, state, ctx = setup("lwf", "task-il")
+    with_teacher(state.strategy, ctx)
+    assert state.strategy._cache is not None
+    assert len(state.strategy._cache) == len(ctx.current_train_data)
+
+
+def test_no_distillation_on_the_first_task():
+    _, _, state, ctx = setup("lwf", "class-il", index=0)
+    batch = batch_of(ctx)
+    features, logits = student_outputs(ctx, batch)
+    assert float(state.strategy.distillation(ctx, batch, features, logits)) == 0.0
+    assert float(state.strategy.loss(ctx, batch, features, logits)) == pytest.approx(
+        float(state.strategy.ce(ctx, batch, logits)))
+
+
+# ------------------------------------------------------------------------------- joint
+
+
+def test_joint_trains_on_the_union_and_keeps_task_ids():
+    config, stream, state, _ = setup("joint", "task-il")
+    sizes = [len(task.train_y) for task in stream]
+    for index in range(3):
+        data = state.strategy.train_data(_context(config, stream, state, index))
+        assert len(data) == sum(sizes[: index + 1])
+        assert data.t.tolist() == [t for t in range(index + 1) for _ in range(sizes[t])]
+        assert torch.equal(data.y, torch.cat([task.train_y for task in stream.tasks[: index + 1]]))
+        assert data.x.dtype == torch.uint8
+
+
+def test_joint_cross_entropy_uses_each_examples_own_head():
+    config, stream, state, _ = setup("joint", "task-il")
+    ctx = _context(config, stream, state, 2)
+    data = state.strategy.train_data(ctx)
+    ctx.current_train_data = data
+    idx = torch.arange(len(data))
+    batch = Batch(ctx.prepare(data.x), data.y, data.t, idx, data.x, ctx)
+    _, logits = student_outputs(ctx, batch)
+    per_example = [F.cross_entropy(logits[i:i + 1, 2 * t:2 * t + 2], data.y[i:i + 1] - 2 * t)
+                   for i, t in enumerate(data.t.tolist())]
+    assert float(state.strategy.loss(ctx, batch, None, logits)) == pytest.approx(
+        float(torch.stack(per_example).mean()), abs=1e-6)
+
+
+def test_joint_final_mode_trains_only_at_the_last_task():
+    config, stream, state, _ = setup("joint", "class-il", **{"strategy.mode": "final"})
+    for index in range(3):
+        ctx = _context(config, stream, state, index)
+        data = state.strategy.train_data(ctx)
+        assert len(data) == (sum(len(t.train_y) for t in stream) if index == 2 else 0)
+    untrained = {n: p.detach().clone() for n, p in new_state(config, stream).model.named_parameters()}
+    unchanged = []
+
+    def check(st):
+        unchanged.append(all(torch.equal(p, untrained[n]) for n, p in st.model.named_parameters()))
+
+    train_stream(config, stream, progress=False, on_task_end=check)
+    assert unchanged == [True, True, False]
+    # in task-il (and domain-il) those rows are exactly the initial row b
+    config, stream, _, _ = setup("joint", "task-il", **{"strategy.mode": "final"})
+    state = train_stream(config, stream, progress=False)
+    assert state.rows[0] == state.initial and state.rows[1] == state.initial
+    assert state.rows[2] != state.initial
+
+
+# --------------------------------------------------------------------------------- EWC
+
+
+def fake_consolidation(ewc: EWC, model: torch.nn.Module, seed: int = 0) -> None:
+    g = torch.Generator().manual_seed(seed)
+    ewc.fishers.append({n: torch.rand(p.shape, generator=g) for n, p in model.named_parameters()})
+    ewc.anchors.append({n: p.detach().clone() for n, p in model.named_parameters()})
+
+
+def test_ewc_penalty_is_zero_at_the_anchor_and_quadratic_away_from_it():
+    _, _, state, ctx = setup("ewc", "task-il", **{"strategy.ewc_lambda": 3.0})
+    ewc, model = state.strategy, ctx.model
+    fake_consolidation(ewc, model)
+    assert float(ewc.penalty(model)) == 0.0
+    direction = {n: torch.randn_like(p) for n, p in model.named_parameters()}
+    values = []
+    for eps in (0.1, 0.2, 0.4):
+        moved = copy.deepcopy(model)
+        with torch.no_grad():
+            for n, p in moved.named_parameters():
+                p.add_(eps * direction[n])
+        values.append(float(ewc.penalty(moved)))
+        by_hand = 0.5 * 3.0 * sum(float((ewc.fishers[0][n] * (eps * direction[n]) ** 2).sum())
+                                  for n in direction)
+        assert values[-1] == pytest.approx(by_hand, rel=1e-5)
+    assert values[1] / values[0] == pytest.approx(4.0, rel=1e-4)
+    assert values[2] / values[0] == pytest.approx(16.0, rel=1e-4)
+
+
+def test_ewc_sums_one_penalty_per_task_and_online_keeps_one_decayed_fisher():
+    _, _, state, ctx = setup("ewc", "task-il", **{"strategy.ewc_lambda": 2.0})
+    ewc, model = state.strategy, ctx.model
+    ewc.after_task(ctx)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1)
+    ewc.after_task(ctx)
+    assert len(ewc.fishers) == 2
+    _, _, state, ctx2 = setup("ewc", "task-il", **{"strategy.ewc_online": True,
+                                                   "strategy.ewc_gamma": 0.5})
+    online = state.strategy
+    ctx2.model.load_state_dict(ctx.model.state_dict())
+    online.fishers, online.anchors = [ewc.fishers[0]], [ewc.anchors[0]]
+    online.after_task(ctx2)
+    assert len(online.fishers) == 1
+    for n, f in online.fishers[0].items():
+        assert torch.allclose(f, 0.5 * ewc.fishers[0][n] + ewc.fishers[1][n], atol=1e-6)
+    # the penalty uses gamma * F* around the latest anchor (Schwarz et al. 2018)
+    moved = copy.deepcopy(ctx2.model)
+    with torch.no_grad():
+        for p in moved.parameters():
+            p.add_(0.05)
+    by_hand = 0.5 * online.config.ewc_lambda * 0.5 * sum(
+        float((online.fishers[0][n] * (p - online.anchors[0][n]) ** 2).sum())
+        for n, p in moved.named_parameters())
+    assert float(online.penalty(moved)) == pytest.approx(by_hand, rel=1e-5)
+
+
+def fisher_by_loop(model, x, masks, y, kind):
+    """The diagonal Fisher by one backward pass per example and class (the definition)."""
+    model.eval()
+    fisher = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for i in range(len(x)):
+        log_p = F.log_softmax(model(x[i:i + 1])[0].masked_fill(~masks[i], float("-inf")), 0)
+        classes = [(int(y[i]), 1.0)] if kind == "empirical" else [
+            (c, float(log_p[c].exp())) for c in masks[i].nonzero().flatten().tolist()]
+        for c, w in classes:
+            grads = torch.autograd.grad(log_p[c], list(model.parameters()), retain_graph=True)
+            for (n, _), g in zip(model.named_parameters(), grads, strict=True):
+                fisher[n] += w * g ** 2
+    return {n: f / len(x) for n, f in fisher.items()}
+
+
+@pytest.mark.parametrize("kind", ["true", "empirical"])
+@pytest.mark.parametrize("arch", ["mlp", "convnet", "resnet18"])
+def test_fisher_fast_path_equals_per_example_gradients(arch, kind):
+    torch.manual_seed(0)
+    shape = (1, 6, 6) if arch == "mlp" else (3, 8, 8)
+    model = {"mlp": lambda: MLP(shape, (10, 10), 6),
+             "convnet": lambda: ConvNet(shape, (4, 8), 6),
+             "resnet18": lambda: ReducedResNet18(shape, 2, 6)}[arch]()
+    model.train()
+    model(torch.randn(16, *shape))   # non-trivial batch-norm running statistics
+    model.eval()                     # as diagonal_fisher puts it
+    n = 10
+    x = torch.randn(n, *shape)
+    masks = torch.zeros(n, 6, dtype=torch.bool)
+    masks[:, :3] = True
+    masks[::2, 3] = True                     # examples of different tasks
+    y = torch.randint(0, 3, (n,))
+    fast = _fisher_by_layers(model, x, masks, y, kind)
+    reference = fisher_by_loop(model, x, masks, y, kind) if arch == "mlp" else \
+        _fisher_by_vmap(model, x, masks, y, kind)
+    assert sorted(fast) == sorted(reference)
+    for name in fast:
+        assert torch.allclose(fast[name], reference[name], rtol=1e-4, atol=1e-8), name
+
+
+def test_ewc_fisher_subset_is_seeded_and_bounded():
+    _, _, state, ctx = setup("ewc", "class-il", **{"strategy.fisher_samples": 5})
+    a = state.strategy.fisher(ctx)
+    b = state.strategy.fisher(ctx)
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    assert all(bool((f >= 0).all()) for f in a.values())
+
+
+# ------------------------------------------------------------------------ checkpoints
+
+
+@pytest.mark.parametrize("name", ["naive", "lwf", "lwf-vdv2019", "ewc", "joint"])
+def test_state_dict_round_trip_gives_the_same_loss(name):
+    config, stream, state, ctx = setup(name, "class-il", index=1,
+                                       **({"strategy.ewc_online": True} if name == "ewc" else {}))
+    strategy = state.strategy
+    first = _context(config, stream, state, 0)
+    first.current_train_data = strategy.train_data(first)
+    strategy.after_task(first)
+    saved = io.BytesIO()
+    torch.save(strategy.state_dict(), saved)
+    saved.seek(0)
+    fresh = type(strategy)(strategy.config)
+    fresh.load_state_dict(torch.load(saved, weights_only=False))
+    if hasattr(fresh, "restore"):
+        fresh.restore(ctx.model)
+    # the model moves on; the strategies must agree on everything that depends on the state
+    with torch.no_grad():
+        for p in ctx.model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    for s in (strategy, fresh):
+        ctx.current_train_data = s.train_data(ctx)
+        s.before_task(ctx)
+    batch = batch_of(ctx)
+    features, logits = student_outputs(ctx, batch)
+    assert float(fresh.loss(ctx, batch, features, logits)) == pytest.approx(
+        float(strategy.loss(ctx, batch, features, logits)), abs=1e-7)
+    if name.startswith("lwf"):
+        assert strategy.distillation(ctx, batch, features, logits).item() > 0
+
+
+# ------------------------------------------------------------------- regression guard
+
+
+def _digits_run(data_dir: Path, name: str, **sets):
+    config = build_config("split-digits", name, {"train.epochs": 5, **sets}, seed=0)
+    ds = load_dataset("digits", data_dir, True, "")
+    stream = build_stream(config, ds)
+    return train_stream(config, stream, progress=False)
+
+
+def test_lwf_forgets_less_than_naive_on_split_digits(data_dir):
+    naive = _digits_run(data_dir, "naive")
+    lwf = _digits_run(data_dir, "lwf")
+    f_naive, f_lwf = forgetting(naive.rows), forgetting(lwf.rows)
+    # When written: 0.050 vs 0.003 at seed 0; over seeds 0-4 naive forgot 0.05-0.10 and LwF
+    # at most 0.013. With fewer epochs the gap is within seed noise on this easy stream.
+    assert f_lwf < f_naive
+    assert f_naive - f_lwf > 0.03
+
+
+def test_checkpoint_resume_of_each_strategy_gives_the_same_matrix():
+    """RunState.checkpoint -> restore_state after task 1 -> the uninterrupted matrix."""
+    from lifelong_kd.engine import restore_state
+
+    for name in ("lwf", "ewc", "joint"):
+        config = build_config("split-digits", name, {"train.epochs": 1, "stream.n_tasks": 3,
+                                                   "stream.classes_per_task": 2}, seed=0)
+        stream = build_stream(config, toy_dataset(per_class=8))
+        full = train_stream(config, stream, progress=False)
+        saved: dict = {}
+
+        def stop_after_first(st, saved=saved):
+            if st.next_task == 1:
+                buffer = io.BytesIO()
+                torch.save(st.checkpoint(), buffer)
+                saved["bytes"] = buffer.getvalue()
+
+        train_stream(config, stream, progress=False, on_task_end=stop_after_first)
+        checkpoint = torch.load(io.BytesIO(saved["bytes"]), weights_only=False)
+        resumed = train_stream(config, stream, restore_state(config, stream, checkpoint),
+                               progress=False)
+        assert resumed.rows == full.rows, name
