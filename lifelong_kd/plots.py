@@ -60,9 +60,18 @@ def _panels(
     return fig, flat[:n]
 
 
+#: One marker per strategy, so that lines stay apart in greyscale and where they overlap.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
 def colour(i: int) -> str:
     """The i-th Okabe-Ito colour (cycling)."""
     return PALETTE[i % len(PALETTE)]
+
+
+def marker(i: int) -> str:
+    """The i-th marker (cycling)."""
+    return MARKERS[i % len(MARKERS)]
 
 
 def _mean_band(values: np.ndarray, band: str = "ci95") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -169,7 +178,7 @@ def plot_task_accuracies_by_strategy(
         for i, (name, d) in enumerate(data.items()):
             x = np.arange(j + 1, d.shape[1] + 1)
             mean, lo, hi = _mean_band(d[:, j:, j], band)
-            a.plot(x, mean, marker="o", ms=3, color=colour(i),
+            a.plot(x, mean, marker=marker(i), ms=4, color=colour(i), alpha=0.9,
                    label=f"{name} (n={len(d)})" if j == 0 else None)
             if len(d) > 1:
                 a.fill_between(x, lo, hi, color=colour(i), alpha=0.2, linewidth=0)
@@ -212,7 +221,8 @@ def plot_average_accuracy(
         c = np.asarray(per_seed, dtype=float) * 100.0
         x = np.arange(1, c.shape[1] + 1)
         mean, lo, hi = _mean_band(c, band)
-        ax.plot(x, mean, marker="o", ms=3, color=colour(i), label=f"{name} (n={len(c)})")
+        ax.plot(x, mean, marker=marker(i), ms=4, color=colour(i), alpha=0.9,
+                label=f"{name} (n={len(c)})")
         if len(c) > 1:
             ax.fill_between(x, lo, hi, color=colour(i), alpha=0.2, linewidth=0)
         ax.set_xticks(x)

@@ -25,6 +25,29 @@ from lifelong_kd.cli import main
 from .conftest import QUICK_MNIST, SHARED
 
 CSVS = ("summary.csv", "paired.csv", "runs.csv", "matrices.csv")
+QUICK_DIGITS = ["--set", "train.epochs=1", "--set", "data.train_subset=400"]
+
+#: A benchmark of the tests' own (the shipped presets may change): Split-Digits, task-il.
+TOY_TOML = """description = "Split-Digits for the report tests"
+[data]
+dataset = "digits"
+[stream]
+kind = "split"
+scenario = "task-il"
+n_tasks = 5
+[model]
+name = "mlp"
+hidden = [50]
+[train]
+batch_size = 32
+lr = 0.05
+"""
+
+
+def toml_file(folder: Path, name: str) -> Path:
+    path = folder / f"{name}.toml"
+    path.write_text(TOY_TOML, encoding="utf-8")
+    return path
 
 
 # ----------------------------------------------------------------------------- hand-made runs
@@ -314,13 +337,15 @@ def test_plot_functions_draw_into_given_axes() -> None:
 
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A real `compare` of naive and LwF on the sklearn digits, 2 seeds, 1 epoch."""
+    """A real `compare` of naive, LwF and joint on the sklearn digits: 2 seeds, 1 epoch, 400
+    training examples."""
     out = tmp_path_factory.mktemp("cmp")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_CACHE_HOME", str(out.parent / "cache"))
         mp.setenv("MPLBACKEND", "Agg")
-        code = main(["compare", "quickstart", "--seeds", "0", "1", "--set", "train.epochs=1",
-                     "--out", str(out), "--quiet"])
+        code = main(["compare", str(toml_file(out.parent, "toy-digits")),
+                     "--strategies", "naive", "lwf", "joint",
+                     "--seeds", "0", "1", *QUICK_DIGITS, "--out", str(out), "--quiet"])
     assert code == 0
     yield out
 
@@ -335,8 +360,16 @@ def test_compare_writes_every_file(comparison: Path) -> None:
     for metric, value in result["metrics"].items():
         got = runs[(runs.run == "lwf/seed-1") & (runs.metric == metric)]["value"].item()
         assert got == pytest.approx(value if value is not None else math.nan, nan_ok=True)
+    # intransigence of every run against the joint run of its seed (a*_j = joint's R[j][j])
+    joint = json.loads((comparison / "joint" / "seed-1" / "result.json").read_text())
+    got = runs[(runs.run == "lwf/seed-1") & (runs.metric == "intransigence")]["value"].item()
+    assert got == pytest.approx(M.intransigence(result["accuracy_matrix"],
+                                                joint["accuracy_matrix"]))
+    intr = runs[runs.metric == "intransigence"]
+    assert len(intr) == 6 and (intr[intr.strategy == "joint"]["value"] == 0).all()
     text = (comparison / "report.md").read_text()
-    assert "quickstart" in text and "fingerprint" in text and "torch" in text
+    assert "toy-digits" in text and "fingerprint" in text and "torch" in text
+    assert "intransigence ↓" in text
     assert "## Paired comparison with `naive`" in text
 
 
@@ -345,27 +378,26 @@ def test_report_from_saved_folders_equals_the_one_compare_wrote(
 ) -> None:
     assert main(["report", str(comparison), "--out", str(tmp_path / "a")]) == 0
     folders = sorted(str(p.parent) for p in comparison.rglob("result.json"))
-    assert len(folders) == 4
+    assert len(folders) == 6
     assert main(["report", *folders, "--out", str(tmp_path / "b")]) == 0
     for out in ("a", "b"):
         for name in (*CSVS, "report.md"):
             assert (tmp_path / out / name).read_text() == (comparison / name).read_text(), name
-    assert "report of 4 run(s)" in capsys.readouterr().err
+    assert "report of 6 run(s)" in capsys.readouterr().err
 
 
 def test_report_refuses_folders_from_different_benchmarks(
     comparison: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    toml = tmp_path / "other-digits.toml"
-    shutil.copy(Path(report.__file__).parent.parent / "benchmarks" / "quickstart.toml", toml)
+    toml = toml_file(tmp_path, "other-digits")
     run = tmp_path / "other"
-    assert main(["run", str(toml), "--set", "train.epochs=1", "--out", str(run), "--quiet"]) == 0
+    assert main(["run", str(toml), *QUICK_DIGITS, "--out", str(run), "--quiet"]) == 0
     capsys.readouterr()
     code = main(["report", str(comparison), str(run), "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 2
     assert "cannot report these runs together" in err
-    assert "benchmark (quickstart vs other-digits)" in err
+    assert "benchmark (toy-digits vs other-digits)" in err
     assert "Traceback" not in err
     assert not (tmp_path / "r" / "report.md").exists()
 
