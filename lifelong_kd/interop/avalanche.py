@@ -42,6 +42,7 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from ..config import SCENARIOS
@@ -230,7 +231,18 @@ def to_avalanche_benchmark(stream: Stream, *, augment: bool = False, test: bool 
     streams = {"train": [dataset(t.train_x, t.train_y, t.id, True) for t in stream.tasks]}
     if test:
         streams["test"] = [dataset(t.test_x, t.test_y, t.id, False) for t in stream.tasks]
-    return with_classes_timeline(with_task_labels(benchmark_from_datasets(**streams)))
+    bench = with_classes_timeline(with_task_labels(benchmark_from_datasets(**streams)))
+    # The fields of Avalanche's class-incremental scenarios that iCaRL reads from
+    # ``experience.benchmark`` (the new-style benchmarks above do not have them).
+    info = SimpleNamespace(
+        n_classes_per_exp=[len(t.outputs) for t in stream.tasks],
+        classes_order=[u for t in stream.tasks for u in t.outputs],
+        n_classes=stream.n_outputs,
+    )
+    for s in bench.streams.values():
+        for exp in s:
+            exp.benchmark = info
+    return bench
 
 
 # ------------------------------------------------------------------ their strategies here
@@ -279,18 +291,23 @@ def _modules() -> dict[str, type]:
             return self.model(x).masked_fill(~self.units[task_labels], MASK_VALUE)
 
     class Control(SupervisedPlugin):
-        """Stops after ``max_steps`` steps (train.iterations), on a user's stop request
-        (raises Interrupted) and on a NaN or infinite loss (raises Diverged)."""
+        """Sets the active units (class-il) of the model being trained, stops after
+        ``max_steps`` steps (train.iterations), on a user's stop request (raises Interrupted)
+        and on a NaN or infinite loss (raises Diverged)."""
 
         def __init__(self) -> None:
             super().__init__()
             self.should_stop: Callable[[], bool] | None = None
+            self.active: torch.Tensor | None = None
             self.max_steps = 0
             self.steps = 0
             self.task = 0
 
         def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
             self.steps = 0
+            # on strategy.model, not our wrapper: GDumb trains a fresh copy at each task
+            if self.active is not None and isinstance(strategy.model, ActiveUnits):
+                strategy.model.active.copy_(self.active)
 
         def after_training_iteration(self, strategy: Any, **kwargs: Any) -> None:
             self.steps += 1
@@ -399,7 +416,7 @@ class AvalancheStrategy(Strategy):
         if self._train_head is not None:  # ICaRL: the trained classifier back in place
             model.head.load_state_dict(self._train_head)
         if ctx.stream.scenario == "class-il":  # the units of the classes seen so far
-            self._wrapper.active.copy_(ctx.stream.train_masks(ctx.index)[ctx.index])
+            self._control.active = ctx.stream.train_masks(ctx.index)[ctx.index].to(ctx.device)
         cfg = ctx.config.train
         self._control.should_stop = should_stop
         self._control.max_steps = cfg.iterations
