@@ -468,7 +468,7 @@ def fisher_by_loop(model, x, masks, y, kind):
     for i in range(len(x)):
         log_p = F.log_softmax(model(x[i:i + 1])[0].masked_fill(~masks[i], float("-inf")), 0)
         classes = [(int(y[i]), 1.0)] if kind == "empirical" else [
-            (c, float(log_p[c].exp())) for c in masks[i].nonzero().flatten().tolist()]
+            (c, float(log_p[c].detach().exp())) for c in masks[i].nonzero().flatten().tolist()]
         for c, w in classes:
             grads = torch.autograd.grad(log_p[c], list(model.parameters()), retain_graph=True)
             for (n, _), g in zip(model.named_parameters(), grads, strict=True):
