@@ -132,7 +132,8 @@ class StrategyConfig:
     #: against the teacher's over the old ones, zero on the current (van de Ven & Tolias 2019).
     logits: str = "old"
     #: How the per-group distillation terms combine (task-il: one group per earlier head):
-    #: ``sum`` (Li & Hoiem 2016, eq. 1; Avalanche) or ``mean`` (van de Ven & Tolias 2019).
+    #: ``sum`` (Li & Hoiem 2016, section 3: one term per old task; Avalanche) or ``mean``
+    #: (van de Ven & Tolias 2019).
     distill_reduction: str = "sum"
     #: ``same``: the teacher sees the student's (possibly augmented) batch; ``clean``.
     teacher_input: str = "same"
