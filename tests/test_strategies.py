@@ -587,3 +587,15 @@ def test_checkpoint_resume_of_each_strategy_gives_the_same_matrix():
         resumed = train_stream(config, stream, restore_state(config, stream, checkpoint),
                                progress=False)
         assert resumed.rows == full.rows, name
+
+
+@pytest.mark.parametrize(("key", "value", "valid"), [
+    ("strategy.logits", "new", "padded"),
+    ("strategy.distill_reduction", "max", "mean"),
+    ("strategy.ewc_fisher", "fake", "empirical"),
+    ("strategy.distill_loss", "kll", "kl"),
+    ("strategy.alpha_schedule", "linear", "vdv2022"),
+])
+def test_invalid_strategy_options_name_the_valid_ones(key, value, valid):
+    with pytest.raises(ConfigError, match=valid):
+        build_config("split-digits", "lwf", {key: value})
