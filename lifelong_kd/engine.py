@@ -162,12 +162,15 @@ def restore_state(config: RunConfig, stream: Stream, saved: dict[str, Any]) -> R
     return state
 
 
-def make_optimizer(config: RunConfig, params: Any) -> torch.optim.Optimizer:
+def make_optimizer(
+    config: RunConfig, params: Any, weight_decay: float | None = None
+) -> torch.optim.Optimizer:
+    """The optimiser of ``config.train`` over ``params`` (``weight_decay`` overrides it)."""
     t = config.train
+    wd = t.weight_decay if weight_decay is None else weight_decay
     if t.optimizer == "adam":
-        return torch.optim.Adam(params, lr=t.lr, betas=(t.betas[0], t.betas[1]),
-                                weight_decay=t.weight_decay)
-    return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+        return torch.optim.Adam(params, lr=t.lr, betas=(t.betas[0], t.betas[1]), weight_decay=wd)
+    return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=wd)
 
 
 def _context(config: RunConfig, stream: Stream, state: RunState, index: int) -> TaskContext:
@@ -265,7 +268,8 @@ def train_stream(
                 ctx.phase = "warmup"
                 units = torch.tensor(stream[index].outputs, device=ctx.device)
                 head_params = list(model.head.parameters())
-                _train_phase(ctx, strategy, data, make_optimizer(config, head_params),
+                # no weight decay: the old heads' rows, whose gradients are zeroed, stay put
+                _train_phase(ctx, strategy, data, make_optimizer(config, head_params, 0.0),
                              warmup, warmup * math.ceil(n / bs), g, progress, should_stop,
                              f"task {index + 1}/{len(stream)} warm-up", head_units=units)
                 ctx.phase = "train"
@@ -320,6 +324,9 @@ def _train_phase(
         keep[head_units] = True
     step = 0
     model.train()
+    if keep is not None:  # warm-up: the frozen backbone keeps its batch-norm statistics too
+        model.eval()
+        model.head.train()
     try:
         for epoch in range(epochs):
             ctx.epoch = epoch

@@ -299,7 +299,12 @@ class LwF(Strategy):
     def warmup_epochs(self, ctx: TaskContext) -> int:
         """``warmup_epochs`` of head-only training before every task after the first (Li &
         Hoiem 2016, Algorithm 1, "warm-up step")."""
-        return self.config.warmup_epochs if ctx.index > 0 else 0
+        if ctx.index == 0 or not self.config.warmup_epochs:
+            return 0
+        # Only a task with output units of its own has a "new head" to warm up (not domain-il,
+        # nor task-il heads shared by tasks with the same classes).
+        seen = {u for task in ctx.stream.tasks[: ctx.index] for u in task.outputs}
+        return self.config.warmup_epochs if set(ctx.stream[ctx.index].outputs) - seen else 0
 
     def after_task(self, ctx: TaskContext) -> None:
         self.teacher = copy.deepcopy(ctx.model).eval().requires_grad_(False)
