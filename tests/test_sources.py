@@ -601,6 +601,12 @@ def test_cli_run_on_a_small_cifar10_jpeg_folder(cifar_jpeg_subset, tmp_path):
 
 @pytest.mark.parametrize("name", preset_names())
 def test_every_preset_resolves(name):
+    from lifelong_kd.config import suite_members
+
+    members = suite_members(name)
+    if members is not None:  # a suite: every member resolves
+        assert all(build_config(m).benchmark == m for m in members)
+        return
     config = build_config(name)
     assert config.benchmark == name and config.description
     if config.data.dataset.startswith("cifar"):
