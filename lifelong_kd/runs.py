@@ -274,9 +274,10 @@ def compare(
         if log:
             log(f"[{n}/{total}] {strategy} seed {seed} -> {folder}")
         try:
+            # per-run plots are left to `lifelong-kd plot RUN_DIR`: the comparison has its own
             res = execute_run(
                 config, provider, folder, progress=progress, resume=resume, force=force,
-                keep_checkpoints=keep_checkpoints, stop=stop,
+                keep_checkpoints=keep_checkpoints, stop=stop, plots=False,
             )
         except UserError as exc:
             failures.append({"strategy": strategy, "seed": seed, "error": str(exc)})
