@@ -204,7 +204,10 @@ def main() -> int:
         return 0
     env = dict(os.environ, LIFELONG_KD_DATA=str(args.data_dir.resolve()))
     me = [sys.executable, __file__]
-    ours = [sys.executable, "-m", "lifelong_kd", "run", "--strategy", "lwf", "--quiet", "--offline"]
+    # `lwf` with the plain loop's exact loss: KL (the preset's soft CE has the same gradient),
+    # no head warm-up
+    ours = [sys.executable, "-m", "lifelong_kd", "run", "--strategy", "lwf", "--quiet", "--offline",
+            "--set", "strategy.distill_loss=kl", "--set", "strategy.warmup_epochs=0"]
     if args.mode in ("all", "mnist"):
         _series(
             "Permuted-MNIST, 3 tasks, 1 epoch, MLP 2x400, SGD 0.01 m0.9, batch 128, LwF a=1 T=2",
