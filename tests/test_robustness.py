@@ -33,7 +33,7 @@ def _cmd(out: Path, *extra: str) -> list[str]:
             "--offline", "--quiet", "--out", str(out), *SLOW, *extra]
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 600.0) -> None:
     start = time.time()
     while not path.exists():
         assert proc.poll() is None, "the run ended before it could be interrupted"
