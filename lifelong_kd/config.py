@@ -42,6 +42,7 @@ BENCHMARK_DIR = _benchmark_dir()
 SCENARIOS = ("task-il", "class-il", "domain-il")
 STREAM_KINDS = ("permuted", "split", "rotated")
 HEADS = ("multi", "masked")
+INITS = ("default", "xavier")
 OPTIMIZERS = ("sgd", "adam")
 
 
@@ -58,6 +59,9 @@ class DataConfig:
     #: Folder of an ``imagefolder`` dataset (with ``train/`` and ``test/`` inside); relative
     #: paths are taken from the data directory.
     path: str = ""
+    #: Standardise inputs with the dataset's per-channel mean and std: (x / 255 - mean) / std.
+    #: ``false`` feeds x / 255 in [0, 1], as Mammoth's and van de Ven's code do.
+    normalize: bool = True
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,10 @@ class ModelConfig:
     nf: int = 20
     #: Channels of the ConvNet's conv layers.
     channels: tuple[int, ...] = (32, 64)
+    #: Initial weights: ``default`` (PyTorch's) or ``xavier`` (every ``nn.Linear`` gets
+    #: Xavier-uniform weights and zero biases, as Mammoth's backbones; convolutions keep
+    #: PyTorch's).
+    init: str = "default"
 
 
 @dataclass(frozen=True)
@@ -543,6 +551,7 @@ def validate(config: RunConfig) -> None:
         )
     _choice("model.name", m.name, sorted(MODELS))
     _choice("model.head", m.head, HEADS)
+    _choice("model.init", m.init, INITS)
     if any(h < 1 for h in m.hidden):
         raise ConfigError(f"`model.hidden` = {list(m.hidden)} must hold widths >= 1")
     if any(c < 1 for c in m.channels) or not m.channels:

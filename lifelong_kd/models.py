@@ -127,6 +127,20 @@ MODEL_DESCRIPTIONS = {
 }
 
 
+def xavier_init(model: nn.Module) -> None:
+    """Xavier-uniform weights and zero biases for every ``nn.Linear`` (Glorot & Bengio 2010):
+    W ~ U(-a, a), a = sqrt(6 / (fan_in + fan_out)); what Mammoth's ``backbone.xavier`` does."""
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 def build_model(config: ModelConfig, input_shape: tuple[int, int, int], n_outputs: int) -> Model:
-    """Build the model named by ``config.name`` (weights from the global torch RNG)."""
-    return MODELS[config.name](config, input_shape, n_outputs)
+    """Build the model named by ``config.name`` (weights from the global torch RNG), with the
+    initial weights of ``config.init``."""
+    model = MODELS[config.name](config, input_shape, n_outputs)
+    if config.init == "xavier":
+        xavier_init(model)
+    return model

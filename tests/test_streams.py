@@ -148,3 +148,16 @@ def test_task_aware_matrix_never_below_task_agnostic(tmp_path):
     # naive forgets old classes in class-il; knowing the task recovers part of them
     assert (aware[-1, :-1] > agnostic[-1, :-1]).any()
     assert set(result["metrics_task_aware"]) == set(result["metrics"])
+
+
+def test_normalize_false_feeds_pixels_in_unit_range():
+    ds = toy_dataset()
+    standard = build_stream(cfg(), ds)
+    raw = build_stream(cfg(**{"data.normalize": "false"}), ds)
+    assert standard.mean == ds.mean and standard.std == ds.std
+    assert raw.mean == (0.0,) and raw.std == (1.0,)
+    config = cfg(**{"data.normalize": "false"})
+    ctx = _context(config, raw, new_state(config, raw), 0)
+    x = ctx.prepare(raw[0].train_x)
+    assert torch.allclose(x, raw[0].train_x.float() / 255.0)
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0

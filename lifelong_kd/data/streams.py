@@ -265,5 +265,7 @@ def build_stream(config: RunConfig, ds: Dataset) -> Stream:
         tasks.append(Task(t, name, classes, outputs, train_x, train_y, test_x, test_y))
     return Stream(
         name=config.benchmark, scenario=scenario, tasks=tuple(tasks), n_outputs=n_outputs,
-        input_shape=ds.input_shape, mean=ds.mean, std=ds.std,
+        input_shape=ds.input_shape,
+        mean=ds.mean if config.data.normalize else tuple(0.0 for _ in ds.mean),
+        std=ds.std if config.data.normalize else tuple(1.0 for _ in ds.std),
     )

@@ -1,0 +1,45 @@
+"""Model construction: initial weights."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from lifelong_kd.config import build_config
+from lifelong_kd.errors import ConfigError
+from lifelong_kd.models import build_model
+
+
+def test_xavier_init_gives_uniform_linear_weights_in_glorot_bound_and_zero_bias():
+    config = build_config("split-digits", "naive", {"model.init": "xavier", "model.hidden": "300,200"})
+    torch.manual_seed(0)
+    model = build_model(config.model, (1, 28, 28), 10)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert [tuple(m.weight.shape) for m in linears] == [(300, 784), (200, 300), (10, 200)]
+    for m in linears:
+        fan_out, fan_in = m.weight.shape
+        bound = math.sqrt(6.0 / (fan_in + fan_out))
+        w = m.weight.detach()
+        assert float(w.abs().max()) <= bound
+        # a uniform on (-a, a) has variance a^2 / 3; 60000 draws give it to a few percent
+        assert float(w.var()) == pytest.approx(bound**2 / 3, rel=0.05)
+        assert torch.count_nonzero(m.bias) == 0
+
+
+def test_default_init_is_pytorchs_and_differs_from_xavier():
+    default = build_config("split-digits", "naive", {"model.hidden": "400"})
+    assert default.model.init == "default"
+    torch.manual_seed(0)
+    a = build_model(default.model, (1, 8, 8), 10)
+    torch.manual_seed(0)
+    b = nn.Linear(64, 400)
+    assert torch.equal(a.backbone[1].weight, b.weight)
+    assert torch.count_nonzero(a.backbone[1].bias) > 0
+
+
+def test_unknown_init_is_rejected_naming_the_valid_ones():
+    with pytest.raises(ConfigError, match=r"model.init.*'he'.*default.*xavier"):
+        build_config("split-digits", "naive", {"model.init": "he"})
