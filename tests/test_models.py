@@ -43,3 +43,42 @@ def test_default_init_is_pytorchs_and_differs_from_xavier():
 def test_unknown_init_is_rejected_naming_the_valid_ones():
     with pytest.raises(ConfigError, match=r"model.init.*'he'.*default.*xavier"):
         build_config("split-digits", "naive", {"model.init": "he"})
+
+
+@pytest.mark.parametrize("name", ["convnet", "resnet18"])
+def test_conv_models_run_channels_last_with_the_same_function(name):
+    """The NHWC layout is a layout only: outputs and gradients match a contiguous copy."""
+    config = build_config("split-digits", "naive", {"model.name": name, "model.nf": "4"})
+    torch.manual_seed(0)
+    model = build_model(config.model, (3, 16, 16), 10).eval()
+    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(5, 3, 16, 16)
+    out = model(x)
+    plain = build_model(config.model, (3, 16, 16), 10).eval()
+    plain.load_state_dict(model.state_dict())
+    plain.to(memory_format=torch.contiguous_format)
+    assert not next(m for m in plain.modules() if isinstance(m, nn.Conv2d)).weight.is_contiguous(
+        memory_format=torch.channels_last)
+    assert torch.allclose(out, plain(x), atol=1e-5)
+    out.sum().backward()
+    plain(x).sum().backward()
+    for p, q in zip(model.parameters(), plain.parameters(), strict=True):
+        assert torch.allclose(p.grad, q.grad, atol=1e-4)
+
+
+def test_convnet_pool_before_relu_is_conv_relu_pool():
+    """max-pool commutes with ReLU: the ConvNet is the textbook conv-ReLU-pool network."""
+    config = build_config("split-digits", "naive", {"model.name": "convnet"})
+    torch.manual_seed(0)
+    model = build_model(config.model, (3, 32, 32), 10)
+    b = model.backbone
+    textbook = nn.Sequential(b[0], nn.ReLU(), nn.MaxPool2d(2), b[3], nn.ReLU(), nn.MaxPool2d(2),
+                             *list(b)[6:])
+    x = torch.randn(8, 3, 32, 32, requires_grad=True)
+    ours = model.features(x)
+    theirs = textbook(x)
+    assert torch.allclose(ours, theirs, atol=1e-6)
+    (g_ours,) = torch.autograd.grad(ours.square().sum(), x)
+    (g_theirs,) = torch.autograd.grad(theirs.square().sum(), x)
+    assert torch.allclose(g_ours, g_theirs, atol=1e-5)
