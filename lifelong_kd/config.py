@@ -5,7 +5,9 @@ A run is described by one :class:`RunConfig`. It is resolved from, in increasing
 1. the dataclass defaults below,
 2. the options of the strategy preset (``lwf``, ``lwf-vdv2019``, ...; see ``strategies.py``),
 3. the benchmark preset (a TOML file in ``benchmarks/`` or any path),
-4. ``--set section.key=value`` overrides from the command line.
+4. the preset's settings for this strategy only (``[overrides.<strategy>.<section>]`` tables,
+   for protocols that train each strategy with its own hyperparameters),
+5. ``--set section.key=value`` overrides from the command line.
 
 Every key is checked: an unknown key is rejected with the closest valid one, a value of the
 wrong type or out of range is rejected naming the key, the value and what would be valid.
@@ -394,7 +396,8 @@ def suite_description(benchmark: str) -> str:
 
 
 def read_benchmark(benchmark: str) -> tuple[str, dict[str, Any]]:
-    """Read a benchmark preset by name or path; return its name and its flat keys."""
+    """Read a benchmark preset by name or path; return its name and its flat keys (without
+    its per-strategy ``overrides``: see :func:`strategy_overrides`)."""
     name, path, table = _load_table(benchmark)
     if "benchmarks" in table:
         members = ", ".join(map(str, table["benchmarks"]))
@@ -402,9 +405,35 @@ def read_benchmark(benchmark: str) -> tuple[str, dict[str, Any]]:
             f"`{name}` is a suite of benchmarks ({members}): `lifelong-kd compare {name}` runs "
             "them all; `run` takes one of them"
         )
+    table = {k: v for k, v in table.items() if k != "overrides"}
     flat = _flatten(table, str(path))
     flat.setdefault("benchmark", name)
     return name, flat
+
+
+def strategy_overrides(benchmark: str) -> dict[str, dict[str, Any]]:
+    """The preset's per-strategy settings, strategy name -> flat keys.
+
+    In TOML, ``[overrides.lwf-mammoth.train]`` with ``weight_decay = 0.0005`` sets
+    ``train.weight_decay`` for the ``lwf-mammoth`` runs only (Mammoth's ``best_args`` give
+    each method its own hyperparameters). Only configuration sections may be overridden.
+    """
+    from .strategies import strategy_preset  # light import: no torch at module level
+
+    _, path, table = _load_table(benchmark)
+    overrides = table.get("overrides", {})
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{path}: `overrides` must be a table ([overrides.<strategy>.<section>])")
+    out: dict[str, dict[str, Any]] = {}
+    for strategy, sections in overrides.items():
+        strategy_preset(strategy)  # an unknown strategy name fails here, naming the valid ones
+        if not isinstance(sections, dict) or not all(k in SECTIONS for k in sections):
+            raise ConfigError(
+                f"{path}: `overrides.{strategy}` must hold section tables "
+                f"({', '.join(f'[overrides.{strategy}.{s}]' for s in SECTIONS)})"
+            )
+        out[strategy] = _flatten(sections, f"{path} [overrides.{strategy}]")
+    return out
 
 
 def build_config(
@@ -422,6 +451,7 @@ def build_config(
     if not isinstance(name, str):
         raise ConfigError(f"`strategy.name` = {name!r} is not a string")
     preset = strategy_preset(name)
+    flat.update(strategy_overrides(benchmark).get(name, {}))
     # An external strategy (interop/avalanche.py) takes its own arguments as strategy.<arg>.
     own = tuple(getattr(preset, "kwargs_names", ()))
     for key in list(flat) + list(overrides):

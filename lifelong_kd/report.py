@@ -386,6 +386,17 @@ def _distinct(results: Sequence[dict[str, Any]], section: str, key: str) -> str:
     return " / ".join(values)
 
 
+def _own_settings(first: dict[str, Any], run: dict[str, Any]) -> str:
+    """The data, stream, model and training settings of ``run`` that differ from those of
+    ``first`` (a preset's per-strategy overrides), as ``section.key = value``."""
+    diffs = []
+    for section in ("data", "stream", "model", "train"):
+        mine, theirs = run.get(section, {}), first.get(section, {})
+        diffs += [f"{section}.{k} = {_value(v)}" for k, v in mine.items()
+                  if _value(v) != _value(theirs.get(k))]
+    return ", ".join(diffs)
+
+
 def _what_was_run(results: Sequence[dict[str, Any]]) -> list[str]:
     first = results[0]
     cfg = first.get("config", {})
@@ -407,8 +418,10 @@ def _what_was_run(results: Sequence[dict[str, Any]]) -> list[str]:
         runs = [r for r in results if r["strategy"] == s]
         seeds = ", ".join(str(r["seed"]) for r in runs)
         secs = sum(r.get("timing", {}).get("total_seconds", 0.0) for r in runs) / len(runs)
-        lines.append(f"  - `{s}`: {_strategy_options(results, s)}; seeds {seeds}; "
-                     f"{secs:.1f} s per run on average")
+        own = _own_settings(cfg, runs[0].get("config", {}))
+        lines.append(f"  - `{s}`: {_strategy_options(results, s)}"
+                     + (f"; its own settings: {own}" if own else "")
+                     + f"; seeds {seeds}; {secs:.1f} s per run on average")
     seeds = sorted({r["seed"] for r in results})
     lines += [
         f"- **Seeds**: {', '.join(str(s) for s in seeds)}",

@@ -448,3 +448,17 @@ def test_run_does_not_import_scipy(tmp_path: Path, data_dir: Path) -> None:
                           env=env, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(p.suffix for p in out.iterdir() if p.suffix in (".png", ".svg")) == [".png"] * 4
+
+
+def test_report_names_the_settings_a_strategy_has_of_its_own():
+    """A preset's per-strategy override (here: LwF's own learning rate) shows in 'What was run'."""
+    from lifelong_kd.report import _what_was_run
+
+    runs = [fake_result("naive", s, m) for s, m in NAIVE.items()]
+    runs += [fake_result("lwf", s, m, lr=0.03) for s, m in LWF.items()]
+    lines = "\n".join(_what_was_run(runs))
+    naive_line = next(line for line in lines.splitlines() if "`naive`" in line)
+    lwf_line = next(line for line in lines.splitlines() if "`lwf`" in line)
+    assert "own settings" not in naive_line
+    assert "its own settings: train.lr = 0.03" in lwf_line
+    assert "lr = 0.1" in lines  # the shared training line is the first strategy's
