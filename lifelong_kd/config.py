@@ -148,7 +148,8 @@ class StrategyConfig:
     #: ``same``: the teacher sees the student's (possibly augmented) batch; ``clean``.
     teacher_input: str = "same"
     alpha_schedule: str = "constant"
-    #: ``class-il``: cross-entropy over every class ``seen`` so far or the ``current`` task's.
+    #: ``class-il``: cross-entropy over every class ``seen`` so far, the ``current`` task's, or
+    #: ``all`` the outputs, classes of later tasks included (Mammoth's SGD and Joint).
     ce_scope: str = "seen"
     #: Epochs training only the new task's head before the whole network.
     warmup_epochs: int = 0
@@ -616,7 +617,7 @@ def validate(config: RunConfig) -> None:
     _choice("strategy.ewc_fisher", st.ewc_fisher, ("true", "empirical"))
     _choice("strategy.teacher_input", st.teacher_input, ("same", "clean"))
     _choice("strategy.alpha_schedule", st.alpha_schedule, ALPHA_SCHEDULES)
-    _choice("strategy.ce_scope", st.ce_scope, ("seen", "current"))
+    _choice("strategy.ce_scope", st.ce_scope, ("seen", "current", "all"))
     _positive("strategy.warmup_epochs", st.warmup_epochs, strict=False)
     _choice("strategy.mode", st.mode, ("incremental", "final"))
     _positive("strategy.ewc_lambda", st.ewc_lambda, strict=False)

@@ -161,3 +161,15 @@ def test_normalize_false_feeds_pixels_in_unit_range():
     x = ctx.prepare(raw[0].train_x)
     assert torch.allclose(x, raw[0].train_x.float() / 255.0)
     assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+
+
+def test_class_il_cross_entropy_scopes():
+    """seen: the classes of tasks 0..current; current: the task's own; all: every output."""
+    ds = toy_dataset()
+    stream = build_stream(cfg(**{"stream.scenario": "class-il", "stream.n_tasks": 5}), ds)
+    seen, current, every = (stream.train_masks(1, scope) for scope in ("seen", "current", "all"))
+    assert seen[0].tolist() == [True] * 4 + [False] * 6
+    assert current[1].tolist() == [False, False, True, True] + [False] * 6
+    assert every.all()
+    with pytest.raises(ConfigError, match="ce_scope.*'every'.*seen.*current.*all"):
+        cfg(**{"strategy.ce_scope": "every"})

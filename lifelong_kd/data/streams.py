@@ -85,6 +85,8 @@ class Stream:
         for t in range(len(self.tasks)):
             if self.scenario == "task-il":
                 rows.append(self._units([t]))
+            elif self.scenario == "class-il" and ce_scope == "all":
+                rows.append(torch.ones(self.n_outputs, dtype=torch.bool))
             elif self.scenario == "class-il":
                 rows.append(self._units(range(current + 1) if ce_scope == "seen" else [t]))
             else:

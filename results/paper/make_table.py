@@ -39,10 +39,10 @@ PUBLISHED = [
     # Protocol 2: means from issue 7 (Mammoth README); the +- are DER Table 2's, recalled (the
     # issue quotes the means only) - see README.
     ("2", "buzzega2020-seq-mnist", "class-il", "task_agnostic", "naive", 19.60, 0.04, DER),
-    ("2", "buzzega2020-seq-mnist-lwf", "class-il", "task_agnostic", "lwf-mammoth", 19.62, 0.01, DER),
+    ("2", "buzzega2020-seq-mnist", "class-il", "task_agnostic", "lwf-mammoth", 19.62, 0.01, DER),
     ("2", "buzzega2020-seq-mnist", "class-il", "task_agnostic", "joint", 95.57, 0.24, DER),
     ("2", "buzzega2020-seq-mnist", "task-il (task-aware)", "task_aware", "naive", 94.94, 2.18, DER),
-    ("2", "buzzega2020-seq-mnist-lwf", "task-il (task-aware)", "task_aware", "lwf-mammoth", 94.11, 3.01, DER),
+    ("2", "buzzega2020-seq-mnist", "task-il (task-aware)", "task_aware", "lwf-mammoth", 94.11, 3.01, DER),
     ("2", "buzzega2020-seq-mnist", "task-il (task-aware)", "task_aware", "joint", 99.51, 0.07, DER),
     # Protocol 3: mean +- std from issue 7 (DER Table 2); no published LwF.
     ("3", "buzzega2020-perm-mnist", "domain-il", "task_agnostic", "naive", 40.70, 2.33, DER),
