@@ -48,15 +48,17 @@ OURS: dict[str, tuple[str, list[str]]] = {
     "permuted": ("permuted-mnist", [
         "stream.n_tasks=3", "train.epochs=1", "model.hidden=[400,400]", "train.optimizer=sgd",
         "train.lr=0.01", "train.momentum=0.9", "train.batch_size=128",
-        "train.eval_batch_size=1000", "strategy.alpha=1", "strategy.temperature=2",
+        "train.eval_batch_size=256", "strategy.alpha=1", "strategy.temperature=2",
     ]),
     "cifar": ("split-cifar10-jpeg", [
         "stream.scenario=class-il", "stream.n_tasks=5", "train.epochs=1", "model.name=convnet",
         "model.channels=[32,64]", "train.optimizer=sgd", "train.lr=0.01", "train.momentum=0.9",
-        "train.batch_size=64", "train.eval_batch_size=1000", "train.augment=true",
+        "train.batch_size=64", "train.eval_batch_size=256", "train.augment=true",
         "strategy.alpha=1", "strategy.temperature=2",
     ]),
 }
+#: Test examples per forward pass, both sides (our default; Avalanche's eval_mb_size).
+EVAL_BATCH = 256
 #: --tiny: (training examples, test examples) of the whole dataset.
 TINY = (600, 300)
 CIFAR_MEAN, CIFAR_STD = (0.4913, 0.4821, 0.4465), (0.2452, 0.2428, 0.2606)
@@ -83,7 +85,7 @@ def _lwf_run(model: Any, bench: Any, batch_size: int) -> list[list[float]]:
     strategy = LwF(
         model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
         criterion=torch.nn.CrossEntropyLoss(), alpha=1.0, temperature=2.0,
-        train_mb_size=batch_size, train_epochs=1, eval_mb_size=1000,
+        train_mb_size=batch_size, train_epochs=1, eval_mb_size=EVAL_BATCH,
         evaluator=EvaluationPlugin(accuracy_metrics(experience=True), loggers=[]),
     )
     n = len(bench.test_stream)

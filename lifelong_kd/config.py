@@ -120,7 +120,9 @@ class TrainConfig:
     reset_optimizer: bool = True
     #: Random crop with 4-pixel padding and horizontal flip, on whole batches.
     augment: bool = False
-    eval_batch_size: int = 1000
+    #: Test examples per forward pass when evaluating (results do not depend on it). 256 keeps
+    #: a ConvNet's activations in the CPU caches, which on CPU is faster than larger batches.
+    eval_batch_size: int = 256
     #: ``cpu``, ``cuda``, ``cuda:1``, ...
     device: str = "cpu"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,12 +22,18 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F
            "#000000")
 
 
-def _axes(ax: Axes | None, size: tuple[float, float] = (5.0, 4.0)) -> tuple[Figure, Axes]:
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` with the non-interactive Agg backend (files only, no display)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _axes(ax: Axes | None, size: tuple[float, float] = (5.0, 4.0)) -> tuple[Figure, Axes]:
+    plt = pyplot()
     if ax is not None:
         return ax.figure, ax  # type: ignore[return-value]
     fig, new_ax = plt.subplots(figsize=size, layout="constrained")
@@ -40,11 +46,7 @@ def _panels(
 ) -> tuple[Figure, list[Axes]]:
     """``n`` axes: the given ones (at least ``n``), or a new grid of ``ncols`` columns whose
     unused cells are hidden."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     if ax is not None:
         axes = list(ax)
         if len(axes) < n:
