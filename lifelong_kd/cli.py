@@ -154,6 +154,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     from .config import BENCHMARK_DIR, preset_names, valid_keys
     from .data.sources import DATASETS
+    from .interop.avalanche import KNOWN
     from .losses import LOSSES
     from .models import MODEL_DESCRIPTIONS
     from .strategies import PRESETS
@@ -168,6 +169,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("strategies:")
     for p in PRESETS.values():
         print(f"  {p.name:<22} {p.description}  [source: {p.source}]")
+    print("Avalanche strategies (--strategy avalanche:<Name>; pip install 'lifelong-kd[avalanche]'):")
+    for name, known in KNOWN.items():
+        print(f"  {'avalanche:' + name:<22} {known.description}")
     print("models:")
     for name, desc in MODEL_DESCRIPTIONS.items():
         print(f"  {name:<22} {desc}")

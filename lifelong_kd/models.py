@@ -134,7 +134,8 @@ MODELS: dict[str, Callable[[ModelConfig, tuple[int, int, int], int], Model]] = {
 
 MODEL_DESCRIPTIONS = {
     "mlp": "fully connected ReLU network (model.hidden, default 400,400)",
-    "convnet": "small CNN: conv-ReLU-pool per model.channels (default 32,64), then 256 units",
+    "convnet": "small CNN: 3x3 conv, 2x2 max-pool, ReLU (= conv-ReLU-pool) per model.channels "
+               "(default 32,64), then 256 units; channels-last",
     "resnet18": "reduced ResNet-18 of GEM/Mammoth/Avalanche, width model.nf (default 20)",
 }
 

@@ -141,7 +141,8 @@ def test_console_entry_points(tmp_path):
     listing = subprocess.run([sys.executable, "-m", "lifelong_kd", "list"], capture_output=True,
                              text=True, timeout=120)
     assert listing.returncode == 0
-    for word in ("permuted-mnist", "quickstart", "naive", "lwf", "mlp", "kl"):
+    for word in ("permuted-mnist", "quickstart", "naive", "lwf", "mlp", "kl", "avalanche:LwF",
+                 "avalanche:ICaRL"):
         assert word in listing.stdout
 
 
