@@ -398,24 +398,8 @@ def suite_description(benchmark: str) -> str:
     return str(_load_table(benchmark)[2].get("description", ""))
 
 
-def read_benchmark(benchmark: str) -> tuple[str, dict[str, Any]]:
-    """Read a benchmark preset by name or path; return its name and its flat keys (without
-    its per-strategy ``overrides``: see :func:`strategy_overrides`)."""
-    name, path, table = _load_table(benchmark)
-    if "benchmarks" in table:
-        members = ", ".join(map(str, table["benchmarks"]))
-        raise ConfigError(
-            f"`{name}` is a suite of benchmarks ({members}): `lifelong-kd compare {name}` runs "
-            "them all; `run` takes one of them"
-        )
-    table = {k: v for k, v in table.items() if k != "overrides"}
-    flat = _flatten(table, str(path))
-    flat.setdefault("benchmark", name)
-    return name, flat
-
-
-def strategy_overrides(benchmark: str) -> dict[str, dict[str, Any]]:
-    """The preset's per-strategy settings, strategy name -> flat keys.
+def _read(benchmark: str) -> tuple[str, dict[str, Any], dict[str, dict[str, Any]]]:
+    """Read a benchmark preset once: its name, its flat keys and its per-strategy overrides.
 
     In TOML, ``[overrides.lwf-mammoth.train]`` with ``weight_decay = 0.0005`` sets
     ``train.weight_decay`` for the ``lwf-mammoth`` runs only (Mammoth's ``best_args`` give
@@ -423,20 +407,35 @@ def strategy_overrides(benchmark: str) -> dict[str, dict[str, Any]]:
     """
     from .strategies import strategy_preset  # light import: no torch at module level
 
-    _, path, table = _load_table(benchmark)
-    overrides = table.get("overrides", {})
-    if not isinstance(overrides, dict):
+    name, path, table = _load_table(benchmark)
+    if "benchmarks" in table:
+        members = ", ".join(map(str, table["benchmarks"]))
+        raise ConfigError(
+            f"`{name}` is a suite of benchmarks ({members}): `lifelong-kd compare {name}` runs "
+            "them all; `run` takes one of them"
+        )
+    raw = table.get("overrides", {})
+    if not isinstance(raw, dict):
         raise ConfigError(f"{path}: `overrides` must be a table ([overrides.<strategy>.<section>])")
-    out: dict[str, dict[str, Any]] = {}
-    for strategy, sections in overrides.items():
+    overrides: dict[str, dict[str, Any]] = {}
+    for strategy, sections in raw.items():
         strategy_preset(strategy)  # an unknown strategy name fails here, naming the valid ones
         if not isinstance(sections, dict) or not all(k in SECTIONS for k in sections):
             raise ConfigError(
                 f"{path}: `overrides.{strategy}` must hold section tables "
                 f"({', '.join(f'[overrides.{strategy}.{s}]' for s in SECTIONS)})"
             )
-        out[strategy] = _flatten(sections, f"{path} [overrides.{strategy}]")
-    return out
+        overrides[strategy] = _flatten(sections, f"{path} [overrides.{strategy}]")
+    flat = _flatten({k: v for k, v in table.items() if k != "overrides"}, str(path))
+    flat.setdefault("benchmark", name)
+    return name, flat, overrides
+
+
+def read_benchmark(benchmark: str) -> tuple[str, dict[str, Any]]:
+    """Read a benchmark preset by name or path; return its name and its flat keys (its
+    per-strategy ``overrides`` are applied by :func:`build_config`)."""
+    name, flat, _ = _read(benchmark)
+    return name, flat
 
 
 def build_config(
@@ -448,13 +447,13 @@ def build_config(
     """Resolve and validate the configuration of one run (see the module docstring)."""
     from .strategies import strategy_preset  # light import: no torch at module level
 
-    _, flat = read_benchmark(benchmark)
+    _, flat, per_strategy = _read(benchmark)
     overrides = dict(overrides or {})
     name = strategy or overrides.get("strategy.name") or flat.get("strategy.name") or "naive"
     if not isinstance(name, str):
         raise ConfigError(f"`strategy.name` = {name!r} is not a string")
     preset = strategy_preset(name)
-    flat.update(strategy_overrides(benchmark).get(name, {}))
+    flat.update(per_strategy.get(name, {}))
     # An external strategy (interop/avalanche.py) takes its own arguments as strategy.<arg>.
     own = tuple(getattr(preset, "kwargs_names", ()))
     for key in list(flat) + list(overrides):
