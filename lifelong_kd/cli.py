@@ -9,9 +9,23 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import typing
 from pathlib import Path
 
 from .errors import UserError
+
+
+class UsageError(UserError):
+    """A command line argparse cannot parse (an unknown option, a missing value)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2 like every other bad input:
+    ``error: lifelong-kd run: argument --set: expected one argument (see lifelong-kd run
+    --help)``. (A ``--set`` value that starts with ``-`` is written ``--set=-x``.)"""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -36,7 +50,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lifelong-kd",
         description="Continual-learning benchmarks with knowledge distillation: accuracy "
                     "matrices, forgetting metrics and plots for naive fine-tuning, LwF and more.",
@@ -240,7 +254,11 @@ COMMANDS = {"run": cmd_run, "compare": cmd_compare, "list": cmd_list, "report": 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:

@@ -6,6 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests are deterministic everywhere (CI and developers alike): the same examples on
+# every run, no example database carried between runs, no deadline on a loaded machine.
+settings.register_profile("deterministic", derandomize=True, database=None, deadline=None,
+                          print_blob=True)
+settings.load_profile("deterministic")
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("LIFELONG_KD_TEST_DATA", ROOT.parent / "shared" / "datasets"))

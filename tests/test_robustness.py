@@ -3,11 +3,14 @@ and arbitrary --set strings."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -227,16 +230,34 @@ SHORT = ["--set", "train.epochs=1", "--set", "train.iterations=3", "--set",
          "data.test_subset=100"]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                 HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, suppress_health_check=[HealthCheck.too_slow])
 @given(item=SET_ITEM)
-def test_arbitrary_set_strings_run_or_fail_cleanly(item, tmp_path_factory, capsys):
-    """Property, through the command line: exit 0 (a run) or 2 (one error line), no traceback."""
-    out = tmp_path_factory.mktemp("prop")
-    code = main(["run", "split-digits", "--out", str(out / "r"), "--quiet", "--offline",
-                 "--set", item, *SHORT])
-    err = capsys.readouterr().err
-    assert code in (0, 2), err
-    assert "Traceback" not in err
+def test_arbitrary_set_strings_run_or_fail_cleanly(item):
+    """Property, through the command line: exit 0 (a run) or 2 with exactly one line,
+    ``error: ...``, and no traceback. Usage errors (``--set -x``: argparse takes ``-x`` for an
+    option) look the same as every other bad input. Each example captures its own stderr."""
+    with tempfile.TemporaryDirectory() as tmp:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = main(["run", "split-digits", "--out", str(Path(tmp) / "r"), "--quiet",
+                         "--offline", "--set", item, *SHORT])
+    text = err.getvalue()
+    assert code in (0, 2), text
+    assert "Traceback" not in text
     if code == 2:
-        assert err.startswith("error: ")
+        assert text.startswith("error: "), text
+        assert text.count("\n") == 1 and text.endswith("\n"), text
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "split-digits", "--set", "-x"],
+    ["run"],
+    ["compare", "--seeds", "one"],
+    ["frobnicate"],
+])
+def test_usage_errors_are_one_line_and_exit_2(argv, capsys):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1, captured.err
+    assert "--help" in captured.err
