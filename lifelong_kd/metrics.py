@@ -10,12 +10,21 @@ Several libraries call different quantities "forgetting"; here each has its own 
 (Avalanche's, the drop from just after learning), and ``bwt`` (Lopez-Paz & Ranzato 2017,
 its sign reversed). ``intransigence`` (Chaudhry et al. 2018) needs a second matrix, that of
 joint training with the same seed, so it is not in :data:`METRICS`; the report computes it when
-a comparison includes ``joint``.
+a comparison includes ``joint`` trained incrementally (``strategy.mode = incremental``: its
+R[j][j] is the accuracy on task j of a model trained jointly on tasks 0..j, Chaudhry's a*_j).
+A ``joint`` run with ``mode = final`` trains once on all T tasks: its accuracies are those of
+a model trained on tasks 0..T-1, not 0..j, so they are not a*_j for j < T-1 and are not used.
+
+Some runs' matrices mean something only in their last row: ``joint`` with ``mode = final``
+evaluates the untrained model after tasks 0..T-2. For those only the metrics of
+:data:`LAST_ROW_METRICS` are kept; the others are nan (:func:`meaningful_metrics`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -147,6 +156,64 @@ HIGHER_IS_BETTER = {"average_accuracy", "average_incremental_accuracy", "learnin
 #: Metrics the report shows, in this order (``intransigence`` only when ``joint`` was run).
 REPORT_METRICS = (*METRICS, "intransigence")
 
+#: The range each metric can take (accuracies in [0, 1]; differences of accuracies, such as
+#: forgetting, bwt, fwt and intransigence, in [-1, 1]). Confidence intervals are clipped to it.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "average_accuracy": (0.0, 1.0),
+    "average_incremental_accuracy": (0.0, 1.0),
+    "learning_accuracy": (0.0, 1.0),
+    "bwt": (-1.0, 1.0),
+    "forgetting": (-1.0, 1.0),
+    "forgetting_after_learning": (-1.0, 1.0),
+    "fwt": (-1.0, 1.0),
+    "intransigence": (-1.0, 1.0),
+}
+
+#: Metrics that read only the last row of R: still meaningful when the earlier rows are not
+#: those of a trained model (``joint`` with ``mode = final``).
+LAST_ROW_METRICS = frozenset({"average_accuracy"})
+
+
+def last_row_only(strategy: Mapping[str, Any]) -> str | None:
+    """Why only the last row of a run's matrix means something, or None when every row does.
+
+    ``strategy`` is the run's ``config["strategy"]``. ``joint`` with ``mode = final`` trains
+    nothing before the last task (see ``strategies.Joint``), so rows 0..T-2 are the untrained
+    model's accuracies.
+    """
+    if strategy.get("name") == "joint" and strategy.get("mode") == "final":
+        return ("`joint` with `strategy.mode = final` trains only at the last task, so rows "
+                "0..T-2 of its matrix are the untrained model's accuracies")
+    return None
+
+
+def meaningful_metrics(
+    values: Mapping[str, float], strategy: Mapping[str, Any], n_tasks: int,
+    rows_finished: int | None = None,
+) -> dict[str, float]:
+    """``values`` (metric -> value) with nan for every metric that means nothing for the run.
+
+    For a run whose matrix means something only in its last row (:func:`last_row_only`)
+    with T = ``n_tasks`` > 1, every metric but those of :data:`LAST_ROW_METRICS` is nan, and
+    all of them are nan while the run has not finished its T rows (``rows_finished`` < T: its
+    last finished row is not the trained one). Other runs' values are returned unchanged.
+    """
+    rows = n_tasks if rows_finished is None else rows_finished
+    if n_tasks <= 1 or last_row_only(strategy) is None:
+        return dict(values)
+    return {m: (v if m in LAST_ROW_METRICS and rows >= n_tasks else math.nan)
+            for m, v in values.items()}
+
+
+def meaningful_per_task(
+    values: Sequence[float], strategy: Mapping[str, Any], n_tasks: int
+) -> list[float]:
+    """A per-task vector (e.g. :func:`per_task_forgetting`), all nan for a run whose matrix
+    means something only in its last row (see :func:`meaningful_metrics`)."""
+    if n_tasks <= 1 or last_row_only(strategy) is None:
+        return list(values)
+    return [math.nan] * len(values)
+
 #: The formula and the source of every metric, as the report prints them.
 DEFINITIONS = {
     "average_accuracy": "mean_j R[T-1][j]: accuracy over all tasks after the last "
@@ -167,7 +234,10 @@ DEFINITIONS = {
     "fwt": "mean_{j>=1} ( R[j-1][j] - b_j ), b_j the untrained model's accuracy: forward "
            "transfer (FWT, Lopez-Paz & Ranzato 2017, eq. 4)",
     "intransigence": "mean_j ( a*_j - R[j][j] ), a*_j the accuracy on task j of joint "
-                     "training on tasks 0..j with the same seed (Chaudhry et al. 2018, eq. 4)",
+                     "training on tasks 0..j with the same seed (Chaudhry et al. 2018, eq. 4): "
+                     "R[j][j] of `joint` with `strategy.mode = incremental`; a `joint` run "
+                     "with `mode = final` is trained on all tasks, not on 0..j, and gives no "
+                     "a*_j",
 }
 
 

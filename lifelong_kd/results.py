@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .metrics import all_metrics, per_task_forgetting
+from .metrics import all_metrics, meaningful_metrics, meaningful_per_task, per_task_forgetting
 
 SCHEMA = 1
 
@@ -166,18 +166,24 @@ def build_result(
         "task_names": task_names,
         "accuracy_matrix": rows,
         "initial_accuracy": initial,
-        "metrics": square_metrics(rows, initial),
-        "per_task_forgetting": per_task_forgetting([r[:k] for r in rows]) if k else [],
+        # metrics that mean nothing for the run (joint, mode = final: rows 0..T-2 untrained) are null
+        "metrics": meaningful_metrics(square_metrics(rows, initial), config["strategy"],
+                                      len(task_names), k),
+        "per_task_forgetting": meaningful_per_task(
+            per_task_forgetting([r[:k] for r in rows]) if k else [], config["strategy"],
+            len(task_names)),
     }
     if message:
         result["message"] = message
     if scenario == "class-il":
         result["accuracy_matrix_task_aware"] = rows_task_aware
         result["initial_accuracy_task_aware"] = initial_task_aware
-        result["metrics_task_aware"] = square_metrics(rows_task_aware, initial_task_aware)
-        result["per_task_forgetting_task_aware"] = (
-            per_task_forgetting([r[:k] for r in rows_task_aware]) if k else []
-        )
+        result["metrics_task_aware"] = meaningful_metrics(
+            square_metrics(rows_task_aware, initial_task_aware), config["strategy"],
+            len(task_names), k)
+        result["per_task_forgetting_task_aware"] = meaningful_per_task(
+            per_task_forgetting([r[:k] for r in rows_task_aware]) if k else [],
+            config["strategy"], len(task_names))
     result["timing"] = timing
     result["config"] = config
     result["environment"] = environment()
