@@ -106,6 +106,9 @@ class Strategy:
     Subclasses override the hooks they need; ``loss`` is the one thing most override.
     """
 
+    #: The ``StrategyConfig`` fields this strategy reads (the report lists only those).
+    OPTIONS: tuple[str, ...] = ("ce_scope",)
+
     def __init__(self, config: StrategyConfig):
         self.config = config
 
@@ -181,6 +184,9 @@ class LwF(Strategy):
     When the teacher's inputs are deterministic (no augmentation, or ``teacher_input =
     clean``) its outputs are computed once per task and reused across epochs.
     """
+
+    OPTIONS = ("alpha", "temperature", "t2_scaling", "distill_loss", "logits", "distill_reduction",
+               "teacher_input", "alpha_schedule", "ce_scope", "warmup_epochs")
 
     def __init__(self, config: StrategyConfig):
         super().__init__(config)
@@ -350,6 +356,8 @@ class Joint(Strategy):
     that matrix are not meaningful.
     """
 
+    OPTIONS = ("mode", "ce_scope")
+
     def train_data(self, ctx: TaskContext) -> TrainData:
         from .engine import TrainData
 
@@ -385,6 +393,8 @@ class EWC(Strategy):
     penalty (lambda/2) sum_i gamma F*_i (theta_i - theta*_i)^2, gamma = ``ewc_gamma``, as in
     van de Ven et al.'s ``ewc_loss`` (models/cl/continual_learner.py).
     """
+
+    OPTIONS = ("ewc_lambda", "ewc_online", "ewc_gamma", "fisher_samples", "ewc_fisher", "ce_scope")
 
     def __init__(self, config: StrategyConfig):
         super().__init__(config)

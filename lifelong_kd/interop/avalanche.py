@@ -338,6 +338,8 @@ class AvalancheStrategy(Strategy):
     ``strategy.kwargs``. Its own loggers and metrics are off.
     """
 
+    #: Its own keyword arguments are its only options (``ce_scope`` must stay ``seen``).
+    OPTIONS = ("kwargs",)
     avalanche_name = ""
     avalanche_cls_name = ""
 
