@@ -21,6 +21,7 @@ import difflib
 import math
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -214,6 +215,35 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _normal(text: str) -> str:
+    """``text`` without case and punctuation: ``Fashion_MNIST`` and ``fashion-mnist`` alike."""
+    return "".join(ch for ch in text.casefold() if ch.isalnum())
+
+
+def closest_name(
+    value: str, valid: Sequence[str], aliases: dict[str, str] | None = None
+) -> str | None:
+    """The valid name that ``value`` most likely means (for a "did you mean" hint), or None.
+
+    In order: the valid name equal to ``value`` but for case and punctuation (``Task-IL`` ->
+    ``task-il``); the target of an alias compared the same way (``fmnist`` ->
+    ``fashion-mnist``); the closest of the normalised names by ``difflib`` (ratio >= 0.6);
+    the closest of the names as written.
+    """
+    key = _normal(value)
+    by_normal = {_normal(v): v for v in valid}
+    if key in by_normal:
+        return by_normal[key]
+    for alias, target in (aliases or {}).items():
+        if _normal(alias) == key and target in valid:
+            return target
+    close = difflib.get_close_matches(key, [k for k in by_normal if k], n=1)
+    if close:
+        return by_normal[close[0]]
+    close = difflib.get_close_matches(value, list(valid), n=1)
+    return close[0] if close else None
+
+
 def valid_keys() -> list[str]:
     """Every dotted key that ``--set`` and presets accept."""
     keys = list(TOP_LEVEL)
@@ -365,8 +395,8 @@ def _load_table(benchmark: str) -> tuple[str, Path, dict[str, Any]]:
     else:
         path = BENCHMARK_DIR / f"{benchmark}.toml"
         if not path.is_file():
-            close = difflib.get_close_matches(benchmark, preset_names(), n=1)
-            hint = f" (did you mean `{close[0]}`?)" if close else ""
+            close = closest_name(benchmark, preset_names())
+            hint = f" (did you mean `{close}`?)" if close else ""
             raise ConfigError(
                 f"unknown benchmark `{benchmark}`{hint}; valid benchmarks: "
                 f"{', '.join(preset_names())}, or the path of a TOML file"
@@ -383,6 +413,8 @@ def suite_members(benchmark: str) -> list[str] | None:
     """The benchmarks of a suite preset (a TOML file with a ``benchmarks`` list), else None.
 
     ``compare`` runs every member into its own sub-folder; ``run`` takes single benchmarks.
+    Every member is checked here, before anything runs: it must be a single benchmark (a
+    preset name or a TOML file, not itself a suite), named once.
     """
     _, path, table = _load_table(benchmark)
     members = table.get("benchmarks")
@@ -390,7 +422,37 @@ def suite_members(benchmark: str) -> list[str] | None:
         return None
     if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
         raise ConfigError(f"{path}: `benchmarks` must be a non-empty list of benchmark names")
+    singles = ", ".join(single_presets())
+    seen: set[str] = set()
+    for member in members:
+        if member in seen:
+            raise ConfigError(f"{path}: `benchmarks` names `{member}` twice; name each "
+                              "benchmark once")
+        seen.add(member)
+        try:
+            _, _, member_table = _load_table(member)
+        except ConfigError as exc:
+            text = str(exc).split("; valid benchmarks:")[0]
+            raise ConfigError(f"{path}: member `{member}` of `benchmarks`: {text}; valid members: "
+                              f"{singles}, or the path of a TOML file") from None
+        if "benchmarks" in member_table:
+            raise ConfigError(f"{path}: member `{member}` of `benchmarks` is itself a suite; a "
+                              f"suite's members are single benchmarks: {singles}, or the path "
+                              "of a TOML file")
     return members
+
+
+def single_presets() -> list[str]:
+    """The shipped presets that are single benchmarks (not suites)."""
+    names = []
+    for name in preset_names():
+        try:
+            table = tomllib.loads((BENCHMARK_DIR / f"{name}.toml").read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+            continue
+        if "benchmarks" not in table:
+            names.append(name)
+    return names
 
 
 def suite_description(benchmark: str) -> str:
@@ -398,8 +460,8 @@ def suite_description(benchmark: str) -> str:
     return str(_load_table(benchmark)[2].get("description", ""))
 
 
-def _read(benchmark: str) -> tuple[str, dict[str, Any], dict[str, dict[str, Any]]]:
-    """Read a benchmark preset once: its name, its flat keys and its per-strategy overrides.
+def _read(benchmark: str) -> tuple[str, Path, dict[str, Any], dict[str, dict[str, Any]]]:
+    """Read a benchmark preset once: its name, path, flat keys and per-strategy overrides.
 
     In TOML, ``[overrides.lwf-mammoth.train]`` with ``weight_decay = 0.0005`` sets
     ``train.weight_decay`` for the ``lwf-mammoth`` runs only (Mammoth's ``best_args`` give
@@ -428,13 +490,13 @@ def _read(benchmark: str) -> tuple[str, dict[str, Any], dict[str, dict[str, Any]
         overrides[strategy] = _flatten(sections, f"{path} [overrides.{strategy}]")
     flat = _flatten({k: v for k, v in table.items() if k != "overrides"}, str(path))
     flat.setdefault("benchmark", name)
-    return name, flat, overrides
+    return name, path, flat, overrides
 
 
 def read_benchmark(benchmark: str) -> tuple[str, dict[str, Any]]:
     """Read a benchmark preset by name or path; return its name and its flat keys (its
     per-strategy ``overrides`` are applied by :func:`build_config`)."""
-    name, flat, _ = _read(benchmark)
+    name, _, flat, _ = _read(benchmark)
     return name, flat
 
 
@@ -444,16 +506,42 @@ def build_config(
     overrides: dict[str, Any] | None = None,
     seed: int | None = None,
 ) -> RunConfig:
-    """Resolve and validate the configuration of one run (see the module docstring)."""
-    from .strategies import strategy_preset  # light import: no torch at module level
+    """Resolve and validate the configuration of one run (see the module docstring).
 
-    _, flat, per_strategy = _read(benchmark)
+    The preset's override tables of the other strategies are validated too, each as the full
+    configuration of its strategy (the preset, that table, and the ``--set`` values that are
+    not strategy options), so that a mistake in ``[overrides.lwf.train]`` is reported while
+    ``naive`` runs, before any data is loaded, and not only when ``lwf`` does.
+    """
+    _, path, flat, per_strategy = _read(benchmark)
     overrides = dict(overrides or {})
     name = strategy or overrides.get("strategy.name") or flat.get("strategy.name") or "naive"
     if not isinstance(name, str):
         raise ConfigError(f"`strategy.name` = {name!r} is not a string")
+    config = _resolve(name, flat, per_strategy.get(name, {}), overrides, seed)
+    shared = {k: v for k, v in overrides.items()
+              if k in valid_keys() and not k.startswith("strategy.")}
+    for other, table in per_strategy.items():
+        if other == name:
+            continue
+        try:
+            _resolve(other, flat, table, shared, seed)
+        except ConfigError as exc:
+            raise ConfigError(f"{path} [overrides.{other}] (checked whatever strategy runs): "
+                              f"{exc}") from None
+    return config
+
+
+def _resolve(
+    name: str, preset_flat: dict[str, Any], own_table: dict[str, Any],
+    overrides: dict[str, Any], seed: int | None,
+) -> RunConfig:
+    """The validated configuration of strategy ``name``: its preset's options < the
+    benchmark's flat keys < its override table < ``overrides`` (``--set``)."""
+    from .strategies import strategy_preset  # light import: no torch at module level
+
     preset = strategy_preset(name)
-    flat.update(per_strategy.get(name, {}))
+    flat = {**preset_flat, **own_table}
     # An external strategy (interop/avalanche.py) takes its own arguments as strategy.<arg>.
     own = tuple(getattr(preset, "kwargs_names", ()))
     for key in list(flat) + list(overrides):
@@ -502,10 +590,14 @@ def _from_flat(flat: dict[str, Any]) -> RunConfig:
     return RunConfig(**top, **{s: SECTIONS[s](**v) for s, v in per_section.items()})
 
 
-def _choice(key: str, value: str, valid: tuple[str, ...] | list[str]) -> None:
+def _choice(
+    key: str, value: str, valid: tuple[str, ...] | list[str], aliases: dict[str, str] | None = None
+) -> None:
+    """``value`` must be one of ``valid``; the error suggests the closest one (case and
+    punctuation ignored, ``aliases`` consulted) and lists them all."""
     if value not in valid:
-        close = difflib.get_close_matches(value, list(valid), n=1)
-        hint = f" (did you mean `{close[0]}`?)" if close else ""
+        close = closest_name(value, list(valid), aliases)
+        hint = f" (did you mean `{close}`?)" if close else ""
         raise ConfigError(f"`{key}` = {value!r} is not valid{hint}; valid: {', '.join(valid)}")
 
 
@@ -513,6 +605,15 @@ def _positive(key: str, value: float, strict: bool = True) -> None:
     if (value <= 0) if strict else (value < 0):
         bound = "> 0" if strict else ">= 0"
         raise ConfigError(f"`{key}` = {value!r} is out of range; it must be {bound}")
+
+
+def _check_benchmark_name(name: str) -> None:
+    """The benchmark's name names output folders (``runs/<benchmark>/...``): it must be one
+    folder name, not a path that leads elsewhere."""
+    if (not name.strip() or name in (".", "..") or any(c in name for c in "/\\")
+            or any(ord(c) < 32 for c in name)):
+        raise ConfigError(f"`benchmark` = {name!r} is not valid; it names the output folder "
+                          "runs/<benchmark>/, so it must be a non-empty name without / or \\")
 
 
 def _check_device(device: str) -> None:
@@ -539,17 +640,22 @@ def _check_device(device: str) -> None:
 
 def validate(config: RunConfig) -> None:
     """Check every value's range and every name before any data is loaded."""
-    from .data.sources import DATASETS
+    from .data.sources import DATASET_ALIASES, DATASETS, KNOWN_INPUT_SHAPES
     from .losses import LOSSES
     from .models import MODELS
     from .strategies import ALPHA_SCHEDULES, strategy_preset
 
     d, s, m, t, st = config.data, config.stream, config.model, config.train, config.strategy
+    _check_benchmark_name(config.benchmark)
     if not 0 <= config.seed < 2**63:
         raise ConfigError(f"`seed` = {config.seed} is out of range; it must be in [0, 2^63)")
     for seed in config.seeds:
         if not 0 <= seed < 2**63:
             raise ConfigError(f"`seeds` holds {seed}; seeds must be in [0, 2^63)")
+    for key, values in (("seeds", config.seeds), ("strategies", config.strategies)):
+        twice = [v for i, v in enumerate(values) if v in values[:i]]
+        if twice:  # compare would run it twice into one folder and count it twice
+            raise ConfigError(f"`{key}` = {list(values)} holds `{twice[0]}` twice; name each once")
     for name in config.strategies:
         strategy_preset(name)
     for key, value, limit in (
@@ -564,7 +670,7 @@ def validate(config: RunConfig) -> None:
     ):
         if value > limit:
             raise ConfigError(f"`{key}` = {value} is out of range; at most {limit}")
-    _choice("data.dataset", d.dataset, sorted(DATASETS))
+    _choice("data.dataset", d.dataset, sorted(DATASETS), DATASET_ALIASES)
     _positive("data.train_subset", d.train_subset, strict=False)
     _positive("data.test_subset", d.test_subset, strict=False)
     if d.dataset == "imagefolder" and not d.path:
@@ -589,6 +695,15 @@ def validate(config: RunConfig) -> None:
     if any(c < 1 for c in m.channels) or not m.channels:
         raise ConfigError(f"`model.channels` = {list(m.channels)} must hold one or more widths >= 1")
     _positive("model.nf", m.nf)
+    shape = KNOWN_INPUT_SHAPES.get(d.dataset) if not d.path else None
+    if m.name == "convnet" and shape is not None:
+        # each layer halves the image (2 x 2 max-pool); a side of 0 pixels fails in the model
+        deepest = min(shape[1:]).bit_length() - 1  # floor(log2(side))
+        if len(m.channels) > deepest:
+            raise ConfigError(
+                f"`model.channels` = {list(m.channels)} has {len(m.channels)} layers, but the "
+                f"{shape[0]} x {shape[1]} x {shape[2]} images of `{d.dataset}` allow at most "
+                f"{deepest} (each layer halves the image)")
     _positive("train.epochs", t.epochs, strict=t.iterations == 0)
     _positive("train.iterations", t.iterations, strict=False)
     _positive("train.batch_size", t.batch_size)
@@ -607,6 +722,9 @@ def validate(config: RunConfig) -> None:
         bad = sorted(set(st.kwargs) - set(own))[0]
         raise ConfigError(f"strategy `{st.name}` has no argument `{bad}`; its arguments: "
                           f"{', '.join(own) or 'none'}")
+    check_kwargs = getattr(preset, "check_kwargs", None)  # their types and ranges
+    if check_kwargs is not None:
+        check_kwargs(st.kwargs)
     _positive("strategy.alpha", st.alpha, strict=False)
     _positive("strategy.temperature", st.temperature)
     _choice("strategy.distill_loss", st.distill_loss, sorted(LOSSES))

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import multiprocessing
 import os
 import pickle
 import tempfile
 import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import closest_name
 from ..errors import DataError
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` of an exception on one line (some messages span several, e.g.
+    pickle's), so that the DataError quoting it stays one line."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -110,8 +120,8 @@ def read_idx(path: Path) -> np.ndarray:
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{path} is a truncated or corrupt gzip file ({exc})") from None
+        except (OSError, EOFError, zlib.error) as exc:  # zlib.error: a corrupt deflate stream
+            raise DataError(f"{path} is a truncated or corrupt gzip file ({_one_line(exc)})") from None
     if len(raw) < 4:
         raise DataError(f"{path} is too short to be an IDX file ({len(raw)} bytes)")
     if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
@@ -125,7 +135,7 @@ def read_idx(path: Path) -> np.ndarray:
         raise DataError(f"{path}: IDX header truncated or with {ndim} dimensions")
     dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_TYPES[raw[2]])
-    expected = int(np.prod(dims)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # exact: int64 arithmetic could wrap around
     if len(raw) - header != expected:
         raise DataError(
             f"{path}: the header declares shape {dims} ({expected} data bytes) but the file "
@@ -318,11 +328,10 @@ def read_cifar_pickle(path: Path) -> dict[str, Any]:
     except pickle.UnpicklingError as exc:
         if "truncated" in str(exc):
             raise DataError(f"{path} is truncated (the pickle ends early)") from None
-        raise DataError(f"{path} is not a CIFAR python pickle ({exc})") from None
+        raise DataError(f"{path} is not a CIFAR python pickle ({' '.join(str(exc).split())})") \
+            from None
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a malformed file
-        raise DataError(
-            f"{path} is not a CIFAR python pickle ({type(exc).__name__}: {exc})"
-        ) from None
+        raise DataError(f"{path} is not a CIFAR python pickle ({_one_line(exc)})") from None
     if not isinstance(obj, dict):
         raise DataError(f"{path}: expected a pickled dict, found {type(obj).__name__}")
     return {k.decode("latin1") if isinstance(k, bytes) else str(k): v for k, v in obj.items()}
@@ -556,7 +565,7 @@ def _decode_or_error(path: str) -> np.ndarray | str:
     try:
         return _decode_image(path)
     except Exception as exc:  # noqa: BLE001 - reported with the file name by the caller
-        return f"{type(exc).__name__}: {exc}"
+        return _one_line(exc)
 
 
 def _decode_chunk(paths: list[str]) -> list[np.ndarray | str]:
@@ -639,8 +648,10 @@ def _read_cache(path: Path, listing: _FolderListing) -> dict[str, np.ndarray] | 
             if problem is None and (x.dtype != np.uint8 or x.ndim != 4 or len(x) != len(y)
                                     or not np.array_equal(y, listing.labels[split])):
                 problem = f"its {split} arrays do not match the folder"
+        if problem is None and arrays["train_x"].shape[1:] != arrays["test_x"].shape[1:]:
+            problem = "its train and test images differ in shape"
     except Exception as exc:  # noqa: BLE001 - any failure to read means: rebuild
-        problem = f"{type(exc).__name__}: {exc}"
+        problem = _one_line(exc)
     if problem is not None:
         warnings.warn(f"ignoring the image-folder cache {path} ({problem}); rebuilding it",
                       stacklevel=3)
@@ -757,6 +768,32 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "digits": load_digits,
 }
 
+#: Other spellings people type for a dataset, as the "did you mean" hint of an unknown name
+#: (never accepted as the name itself). Matching ignores case and punctuation, so
+#: ``FashionMNIST`` (torchvision's class and folder name), ``Fashion_MNIST`` and
+#: ``CIFAR-10`` need no entry; these are the abbreviations and the data folders' names.
+DATASET_ALIASES: dict[str, str] = {
+    "fmnist": "fashion-mnist", "fashion": "fashion-mnist",
+    "cifar10batchespy": "cifar10", "cifar100python": "cifar100",
+    "cifar10jpg": "cifar10-jpeg", "cifarjpeg": "cifar10-jpeg",
+    "folder": "imagefolder", "images": "imagefolder",
+    "sklearndigits": "digits", "loaddigits": "digits",
+}
+
+#: Image shape (C, H, W) of the datasets whose shape is fixed, so that settings that do not
+#: fit it (a ConvNet that pools it to nothing) are rejected before any data is loaded.
+KNOWN_INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
+    "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "digits": (1, 8, 8),
+    "cifar10": (3, 32, 32), "cifar100": (3, 32, 32),
+    "cifar10-jpeg": (3, 32, 32),  # the copy at its default place; a data.path may differ
+}
+
+
+def dataset_hint(name: str) -> str:
+    """`` (did you mean `fashion-mnist`?)`` for a near-miss dataset name, else empty."""
+    close = closest_name(name, sorted(DATASETS), DATASET_ALIASES)
+    return f" (did you mean `{close}`?)" if close else ""
+
 
 def load_dataset(
     name: str, data_dir: Path, offline: bool = False, path: str = "", progress: bool = True
@@ -765,7 +802,8 @@ def load_dataset(
     image-folder dataset; ``progress``: show a progress bar for slow first loads (on a
     terminal)."""
     if name not in DATASETS:
-        raise DataError(f"unknown dataset `{name}`; valid datasets: {', '.join(sorted(DATASETS))}")
+        raise DataError(f"unknown dataset `{name}`{dataset_hint(name)}; valid datasets: "
+                        f"{', '.join(sorted(DATASETS))}")
     return DATASETS[name](Path(data_dir), offline=offline, path=path, progress=progress)
 
 

@@ -41,7 +41,7 @@ import inspect
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -71,14 +71,73 @@ _OURS = frozenset({
 
 
 @dataclass(frozen=True)
+class _Arg:
+    """What one argument of an Avalanche strategy accepts, checked when the configuration is
+    read (before any data is loaded) rather than found out by Avalanche mid-run.
+
+    ``kind``: ``int``, ``number`` (an int or a finite float), ``numbers`` (a number or a list
+    of them, e.g. LwF's per-task alpha), ``bool``, ``str`` or ``choice``; ``low`` / ``high``
+    bound numbers (``low`` exclusive when ``strict``).
+    """
+
+    kind: str
+    low: float | None = None
+    strict: bool = False
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """What would be valid, for the error message."""
+        if self.kind == "bool":
+            return "true or false"
+        if self.kind == "str":
+            return "a string"
+        if self.kind == "choice":
+            return f"one of {', '.join(self.choices)}"
+        what = "an integer" if self.kind == "int" else "a finite number"
+        if self.low is not None and self.high is not None:
+            what += f" in [{self.low:g}, {self.high:g}]"
+        elif self.low is not None:
+            what += f" {'>' if self.strict else '>='} {self.low:g}"
+        return what + (" or a list of them (one per task)" if self.kind == "numbers" else "")
+
+    def problem(self, value: Any) -> str | None:
+        """None when ``value`` is valid, else ``is not valid`` or ``is out of range``."""
+        if self.kind == "bool":
+            return None if isinstance(value, bool) else "is not valid"
+        if self.kind == "str":
+            return None if isinstance(value, str) else "is not valid"
+        if self.kind == "choice":
+            return None if value in self.choices else "is not valid"
+        values = value if self.kind == "numbers" and isinstance(value, list) and value else [value]
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) \
+                    or (self.kind == "int" and not isinstance(v, int)):
+                return "is not valid"
+            if not math.isfinite(v):
+                return "is not valid"
+            if self.low is not None and (v <= self.low if self.strict else v < self.low):
+                return "is out of range"
+            if self.high is not None and v > self.high:
+                return "is out of range"
+        return None
+
+
+@dataclass(frozen=True)
 class _Known:
     """A supported Avalanche strategy: its class in ``avalanche.training``, our defaults for
-    its required arguments, and the scenarios it can run in."""
+    its required arguments, the scenarios it can run in, and what its arguments accept
+    (the ranges Avalanche 0.6.0's code needs; arguments not listed are checked by their type
+    annotation where it is a plain int, float, bool or str)."""
 
     cls_name: str
     defaults: dict[str, Any]
     scenarios: tuple[str, ...]
     description: str
+    args: dict[str, _Arg] = field(default_factory=dict)
+
+
+_MEMORY = _Arg("int", low=1)
 
 
 #: The strategies that were checked to run on our streams. Other ``SupervisedTemplate``
@@ -88,27 +147,73 @@ KNOWN: dict[str, _Known] = {
     "LwF": _Known("LwF", {"alpha": 1.0, "temperature": 2.0}, SCENARIOS,
                   "Avalanche's Learning without Forgetting: CE + alpha * KL(teacher/T || "
                   "student/T) over the old units, one term per earlier head; defaults alpha 1, "
-                  "T 2 (LwFPlugin's)"),
+                  "T 2 (LwFPlugin's)",
+                  {"alpha": _Arg("numbers", low=0), "temperature": _Arg("number", low=0,
+                                                                         strict=True)}),
     "EWC": _Known("EWC", {"ewc_lambda": 0.4}, SCENARIOS,
                   "Avalanche's Elastic Weight Consolidation; default ewc_lambda 0.4 "
-                  "(Avalanche's EWC example)"),
+                  "(Avalanche's EWC example)",
+                  {"ewc_lambda": _Arg("number", low=0),
+                   "mode": _Arg("choice", choices=("separate", "online")),
+                   "decay_factor": _Arg("number", low=0, high=1),
+                   "keep_importance_data": _Arg("bool")}),
     "SI": _Known("SynapticIntelligence", {"si_lambda": 0.0001}, SCENARIOS,
                  "Avalanche's Synaptic Intelligence; default si_lambda 1e-4 "
-                 "(Avalanche's SI example)"),
+                 "(Avalanche's SI example)",
+                 {"si_lambda": _Arg("numbers", low=0), "eps": _Arg("number", low=0, strict=True)}),
     "GEM": _Known("GEM", {"patterns_per_exp": 256}, SCENARIOS,
                   "Avalanche's Gradient Episodic Memory (needs quadprog, in the extra); "
-                  "default patterns_per_exp 256"),
+                  "default patterns_per_exp 256",
+                  {"patterns_per_exp": _MEMORY, "memory_strength": _Arg("number", low=0)}),
     "AGEM": _Known("AGEM", {"patterns_per_exp": 256}, SCENARIOS,
-                   "Avalanche's Averaged GEM; default patterns_per_exp 256"),
+                   "Avalanche's Averaged GEM; default patterns_per_exp 256",
+                   {"patterns_per_exp": _MEMORY, "sample_size": _MEMORY}),
     "Replay": _Known("Replay", {}, SCENARIOS,
-                     "Avalanche's experience replay (mem_size, default 200)"),
+                     "Avalanche's experience replay (mem_size, default 200)",
+                     {"mem_size": _MEMORY}),
     "GDumb": _Known("GDumb", {}, SCENARIOS,
                     "Avalanche's GDumb: retrain from scratch on a class-balanced memory "
-                    "(mem_size, default 200)"),
+                    "(mem_size, default 200)",
+                    {"mem_size": _MEMORY}),
     "ICaRL": _Known("ICaRL", {"memory_size": 2000, "fixed_memory": True}, ("class-il",),
                     "Avalanche's iCaRL (nearest-mean-of-exemplars classifier, evaluated as "
-                    "such); class-il only; default memory_size 2000"),
+                    "such); class-il only; default memory_size 2000",
+                    {"memory_size": _MEMORY, "fixed_memory": _Arg("bool")}),
 }
+
+
+def _annotation_arg(annotation: Any) -> _Arg | None:
+    """The check of an argument from its type annotation when that is a plain ``int``,
+    ``float``, ``bool`` or ``str`` (``Optional`` of one included: TOML has no None to set),
+    else None (not checked here; Avalanche's own error is then reported in one line)."""
+    import types
+    import typing
+
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(members) != 1:
+            return None
+        annotation = members[0]
+    plain = {int: "int", float: "number", bool: "bool", str: "str",
+             "int": "int", "float": "number", "bool": "bool", "str": "str"}
+    try:
+        kind = plain.get(annotation)
+    except TypeError:  # an unhashable annotation
+        return None
+    return _Arg(kind) if kind else None
+
+
+def _cross_check(name: str, kwargs: dict[str, Any]) -> None:
+    """Checks between arguments, as Avalanche asserts them when the strategy is built."""
+    if name == "avalanche:EWC":
+        online = kwargs.get("mode") == "online"
+        if online and kwargs.get("decay_factor") is None:
+            raise ConfigError("`avalanche:EWC`: `strategy.mode` = 'online' needs "
+                              "`strategy.decay_factor` (a finite number in [0, 1])")
+        if not online and "decay_factor" in kwargs:
+            raise ConfigError(f"`avalanche:EWC`: `strategy.decay_factor` = "
+                              f"{kwargs['decay_factor']!r} is only used with `strategy.mode` "
+                              "= 'online'; set that too, or drop it")
 
 
 def _require_avalanche() -> Any:
@@ -133,6 +238,26 @@ class AvalanchePreset(StrategyPreset):
 
     kwargs_names: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
+    #: What each argument accepts (see :class:`_Arg`); arguments not listed are not checked.
+    arg_checks: dict[str, _Arg] = field(default_factory=dict)
+
+    def check_kwargs(self, kwargs: dict[str, Any]) -> None:
+        """Check the strategy's arguments (``strategy.kwargs``) before any data is loaded:
+        the required ones are given, each has a valid type and range; a ConfigError naming
+        the argument, its value and what would be valid otherwise (``config.validate``
+        calls this)."""
+        missing = [a for a in self.required if a not in kwargs]
+        if missing:
+            raise ConfigError(f"`{self.name}` needs its argument `{missing[0]}`: set it with "
+                              f"--set strategy.{missing[0]}=...")
+        for key, value in kwargs.items():
+            check = self.arg_checks.get(key)
+            problem = check.problem(value) if check is not None else None
+            if problem is not None:
+                assert check is not None
+                raise ConfigError(f"`strategy.{key}` = {value!r} {problem} for `{self.name}`; "
+                                  f"it must be {check.describe()}")
+        _cross_check(self.name, kwargs)
 
 
 @functools.cache
@@ -160,6 +285,8 @@ def avalanche_preset(name: str) -> StrategyPreset:
     own = tuple(p.name for p in params.values()
                 if p.name not in _OURS and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
     required = tuple(p.name for p in params.values() if p.name in own and p.default is p.empty)
+    checks = {a: c for a in own if (c := _annotation_arg(params[a].annotation)) is not None}
+    checks.update(known.args if known else {})
     cls = type(f"Avalanche{short}", (AvalancheStrategy,), {"avalanche_name": short,
                                                              "avalanche_cls_name": cls_name})
     return AvalanchePreset(
@@ -171,6 +298,7 @@ def avalanche_preset(name: str) -> StrategyPreset:
         scenarios=known.scenarios if known else SCENARIOS,
         kwargs_names=own,
         required=required,
+        arg_checks=checks,
     )
 
 
@@ -402,9 +530,13 @@ class AvalancheStrategy(Strategy):
         args = {k: v for k, v in common.items() if k in params}
         try:
             self._av = av_cls(**args, **self.config.kwargs)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"`{self.config.name}` rejected its arguments "
-                              f"{self.config.kwargs}: {exc}") from None
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever Avalanche raises, one clear line
+            text = " ".join(str(exc).split())
+            raise ConfigError(f"`{self.config.name}` could not be built with its arguments "
+                              f"{self.config.kwargs}: {type(exc).__name__}"
+                              f"{': ' + text if text else ''}") from None
 
     # ------------------------------------------------------------------ the hook
     def train_task(self, ctx: TaskContext, should_stop: Callable[[], bool] | None = None) -> None:
