@@ -2,12 +2,22 @@
 
 Colours come from the Okabe-Ito palette (safe for colour-blind readers and in greyscale
 print); axes are labelled; accuracies are shown in percent.
+
+What a figure draws stays bounded whatever the number of tasks T (``n_tasks`` up to 1000 is
+accepted): figures are at most :data:`MAX_INCHES` on a side, heat-map cells are labelled only
+up to :data:`ANNOTATE_MAX_TASKS` tasks, at most :data:`MAX_TICKS` ticks label an axis, at
+most :data:`MAX_PANELS` per-task panels and :data:`MAX_LINES` per-task lines are drawn (tasks
+spread evenly over the stream, the first and the last included; the figure names the ones
+shown), and per-task forgetting becomes one line per strategy past :data:`MAX_BARS` tasks.
+:func:`run_plots` and the comparison's plots make one figure at a time and close it after
+saving it, also when drawing or saving fails.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +26,22 @@ import numpy as np
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+#: Heat-map cells get their value written in them only up to this many tasks (rows, columns).
+ANNOTATE_MAX_TASKS = 20
+#: At most this many ticks label an axis of tasks.
+MAX_TICKS = 12
+#: At most this many per-task panels (one per task) in a figure.
+MAX_PANELS = 10
+#: At most this many per-task lines (one per task) in a figure.
+MAX_LINES = 10
+#: Per-task forgetting is drawn as grouped bars up to this many tasks, as lines beyond.
+MAX_BARS = 30
+#: No side of a figure is longer than this (inches; at 150 dpi, 2100 pixels).
+MAX_INCHES = 14.0
+#: The band's bounds (percent) of an accuracy, and of a difference of accuracies.
+ACCURACY_BOUNDS = (0.0, 100.0)
+DIFFERENCE_BOUNDS = (-100.0, 100.0)
 
 #: Okabe & Ito 2008, "Color universal design".
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",
@@ -32,11 +58,37 @@ def pyplot() -> Any:
     return plt
 
 
+def _inches(x: float) -> float:
+    return min(x, MAX_INCHES)
+
+
+def shown_tasks(t: int, at_most: int) -> list[int]:
+    """At most ``at_most`` of the task indices 0..t-1, spread evenly, the first and the last
+    included (all of them when t <= at_most)."""
+    if t <= at_most:
+        return list(range(t))
+    return sorted({round(k * (t - 1) / (at_most - 1)) for k in range(at_most)})
+
+
+def _left_out(shown: Sequence[int], t: int, what: str) -> str:
+    """The note a figure carries when it shows only some tasks (1-based names)."""
+    names = ", ".join(str(j + 1) for j in shown)
+    return f"{what} for {len(shown)} of {t} tasks ({names}); the others are left out"
+
+
+def _task_ticks(ax: Axes, t: int, axis: str = "x", first: int = 1) -> None:
+    """Ticks at no more than :data:`MAX_TICKS` of the positions first, ..., first + t - 1,
+    labelled with their task numbers 1..t."""
+    shown = shown_tasks(t, MAX_TICKS)
+    set_ticks = ax.set_xticks if axis == "x" else ax.set_yticks
+    set_ticks([first + j for j in shown], [str(j + 1) for j in shown])
+
+
 def _axes(ax: Axes | None, size: tuple[float, float] = (5.0, 4.0)) -> tuple[Figure, Axes]:
     plt = pyplot()
     if ax is not None:
         return ax.figure, ax  # type: ignore[return-value]
-    fig, new_ax = plt.subplots(figsize=size, layout="constrained")
+    fig, new_ax = plt.subplots(figsize=(_inches(size[0]), _inches(size[1])), layout="constrained")
     return fig, new_ax
 
 
@@ -54,7 +106,7 @@ def _panels(
         return axes[0].figure, axes[:n]  # type: ignore[return-value]
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
-    fig, grid = plt.subplots(nrows, ncols, figsize=(panel[0] * ncols, panel[1] * nrows),
+    fig, grid = plt.subplots(nrows, ncols, figsize=(_inches(panel[0] * ncols), _inches(panel[1] * nrows)),
                              layout="constrained", squeeze=False, sharey=sharey)
     flat = list(grid.ravel())
     for extra in flat[n:]:
@@ -76,20 +128,27 @@ def marker(i: int) -> str:
     return MARKERS[i % len(MARKERS)]
 
 
-def _mean_band(values: np.ndarray, band: str = "ci95") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _mean_band(
+    values: np.ndarray, band: str = "ci95", bounds: tuple[float, float] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Column means of ``values`` (seeds x points) and the band around them: the 95%
     confidence interval of the mean (Student's t, ``ci95``) or +- one standard deviation
-    (``std``). The band is nan with one seed."""
+    (``std``), clipped to ``bounds`` (what the quantity can take, e.g. [0, 100] for an
+    accuracy in percent; see :func:`lifelong_kd.stats.clip_interval`). The band is nan with
+    one seed."""
     mean = values.mean(axis=0)
     if len(values) < 2:
         nan = np.full_like(mean, np.nan)
         return mean, nan, nan
     if band == "std":
         sd = values.std(axis=0, ddof=1)
-        return mean, mean - sd, mean + sd
-    from .stats import mean_ci
+        lo, hi = mean - sd, mean + sd
+    else:
+        from .stats import mean_ci
 
-    lo, hi = np.transpose([mean_ci(values[:, k])[1:] for k in range(values.shape[1])])
+        lo, hi = np.transpose([mean_ci(values[:, k])[1:] for k in range(values.shape[1])])
+    if bounds is not None:
+        lo, hi = np.clip(lo, *bounds), np.clip(hi, *bounds)
     return mean, lo, hi
 
 
@@ -101,18 +160,23 @@ def plot_accuracy_matrix(
     matrix: Sequence[Sequence[float]], ax: Axes | None = None, title: str = "",
     vmin: float = 0.0, vmax: float = 100.0, colorbar: bool = True,
 ) -> Figure:
-    """Annotated heatmap of R (in %): row i = after training task i, column j = task j."""
+    """Heatmap of R (in %): row i = after training task i, column j = task j. Each cell holds
+    its value up to :data:`ANNOTATE_MAX_TASKS` rows and columns; nan cells (rows that mean
+    nothing) are left blank."""
     m = np.asarray(matrix, dtype=float) * 100.0
-    fig, ax = _axes(ax, (0.6 * m.shape[1] + 2.5, 0.5 * m.shape[0] + 2.0))
-    im = ax.imshow(m, cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")
-    if m.size <= 400:
+    rows, cols = m.shape
+    fig, ax = _axes(ax, (0.6 * cols + 2.5, 0.5 * rows + 2.0))
+    im = ax.imshow(m, cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto",
+                   interpolation="nearest")
+    if max(rows, cols) <= ANNOTATE_MAX_TASKS:
         for (i, j), v in np.ndenumerate(m):
-            ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7,
-                    color="white" if v < (vmin + vmax) / 2 else "black")
+            if not math.isnan(v):
+                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7,
+                        color="white" if v < (vmin + vmax) / 2 else "black")
     ax.set_xlabel("evaluated on task")
     ax.set_ylabel("after training task")
-    ax.set_xticks(range(m.shape[1]), [str(j + 1) for j in range(m.shape[1])])
-    ax.set_yticks(range(m.shape[0]), [str(i + 1) for i in range(m.shape[0])])
+    _task_ticks(ax, cols, "x", first=0)
+    _task_ticks(ax, rows, "y", first=0)
     ax.set_title(title or "accuracy matrix (%)")
     if colorbar:
         fig.colorbar(im, ax=ax, label="accuracy (%)")
@@ -128,7 +192,7 @@ def plot_accuracy_matrices(
     over seeds, say); ``ax``, when given, is a sequence of one axes per matrix."""
     n = len(matrices)
     t = max((len(np.asarray(m)) for m in matrices.values()), default=1)
-    side = 0.45 * t + 1.6
+    side = min(0.45 * t + 1.6, 4.5)
     fig, axes = _panels(ax, n, 4, (side, side), sharey=False)
     for a, (name, m) in zip(axes, matrices.items(), strict=True):
         plot_accuracy_matrix(m, ax=a, title=name, colorbar=False)
@@ -144,18 +208,25 @@ def plot_accuracy_matrices(
 def plot_task_accuracies(
     matrix: Sequence[Sequence[float]], ax: Axes | None = None, title: str = ""
 ) -> Figure:
-    """Each task's accuracy as the stream goes on: one line per task, from when it is learnt."""
+    """Each task's accuracy as the stream goes on: one line per task, from when it is learnt
+    (at most :data:`MAX_LINES` tasks, spread over the stream; the title names them)."""
     m = np.asarray(matrix, dtype=float) * 100.0
     fig, ax = _axes(ax)
     x = np.arange(1, m.shape[0] + 1)
-    for j in range(m.shape[1]):
-        ax.plot(x[j:], m[j:, j], marker="o", ms=3, color=colour(j), label=f"task {j + 1}")
+    shown = shown_tasks(m.shape[1], MAX_LINES)
+    for k, j in enumerate(shown):
+        ax.plot(x[j:], m[j:, j], marker="o", ms=3, color=colour(k), label=f"task {j + 1}",
+                markevery=max(1, (len(x) - j) // 20))
     ax.set_xlabel("tasks trained")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_xticks(x)
+    _task_ticks(ax, m.shape[0])
     ax.set_ylim(0, 101)
-    ax.set_title(title or "accuracy on each task")
-    ax.legend(fontsize=7, ncol=2)
+    title = title or "accuracy on each task"
+    if len(shown) < m.shape[1]:
+        title += "\n" + _left_out(shown, m.shape[1], "lines")
+    ax.set_title(title, fontsize=10)
+    if shown:
+        ax.legend(fontsize=7, ncol=2)
     return fig
 
 
@@ -169,33 +240,41 @@ def plot_task_accuracies_by_strategy(
 
     ``matrices`` maps a strategy to its per-seed T x T matrices. Panel j shows R[i][j] for
     i >= j (from when task j is learnt): the mean over seeds as a line, with a band (95%
-    confidence interval of the mean, or +- one standard deviation with ``band = "std"``).
-    ``ax``, when given, is a sequence of T axes.
+    confidence interval of the mean, or +- one standard deviation with ``band = "std"``,
+    clipped to [0, 100]). At most :data:`MAX_PANELS` tasks get a panel (spread over the
+    stream; the title names them). ``ax``, when given, is a sequence of one axes per panel.
     """
     data = {name: np.asarray(ms, dtype=float) * 100.0 for name, ms in matrices.items()}
     t = max((d.shape[1] for d in data.values()), default=1)
-    fig, axes = _panels(ax, t, 5, (2.6, 2.3))
-    ncols = min(5, t)
-    for j, a in enumerate(axes):
+    shown = shown_tasks(t, MAX_PANELS)
+    fig, axes = _panels(ax, len(shown), 5, (2.6, 2.3))
+    ncols = min(5, len(shown))
+    for k, (j, a) in enumerate(zip(shown, axes, strict=True)):
         for i, (name, d) in enumerate(data.items()):
+            if j >= d.shape[1]:
+                continue
             x = np.arange(j + 1, d.shape[1] + 1)
-            mean, lo, hi = _mean_band(d[:, j:, j], band)
+            mean, lo, hi = _mean_band(d[:, j:, j], band, ACCURACY_BOUNDS)
             a.plot(x, mean, marker=marker(i), ms=4, color=colour(i), alpha=0.9,
-                   label=f"{name} (n={len(d)})" if j == 0 else None)
+                   markevery=max(1, len(x) // 20),
+                   label=f"{name} (n={len(d)})" if k == 0 else None)
             if len(d) > 1:
                 a.fill_between(x, lo, hi, color=colour(i), alpha=0.2, linewidth=0)
         a.set_title(f"task {j + 1}", fontsize=9)
-        a.set_xticks(np.arange(1, t + 1))
+        _task_ticks(a, t)
         a.set_xlim(0.5, t + 0.5)
         a.set_ylim(0, 101)
-        if ax is not None or j >= t - ncols:
+        if ax is not None or k >= len(shown) - ncols:
             a.set_xlabel("tasks trained")
-        if ax is not None or j % ncols == 0:
+        if ax is not None or k % ncols == 0:
             a.set_ylabel("accuracy (%)")
     if axes:
         fig.legend(loc="outside lower center", ncol=min(len(data), 4), fontsize=8)
-    fig.suptitle(title or f"accuracy on each task over the stream (band: {_band_label(band)} "
-                          "over seeds)", fontsize=10)
+    title = title or (f"accuracy on each task over the stream (band: {_band_label(band)} "
+                      "over seeds)")
+    if len(shown) < t:
+        title += "\n" + _left_out(shown, t, "panels")
+    fig.suptitle(title, fontsize=10)
     return fig
 
 
@@ -216,18 +295,21 @@ def plot_average_accuracy(
     ``curves`` maps a strategy to its per-seed curves (see :func:`seen_average_curve`). The
     band is the 95% confidence interval of the mean (Student's t; ``band = "ci95"``) or
     +- one standard deviation (``band = "std"``), as in van de Ven et al.'s figures
-    (van de Ven, Tuytelaars & Tolias 2022, "Three types of incremental learning").
+    (van de Ven, Tuytelaars & Tolias 2022, "Three types of incremental learning"), clipped
+    to [0, 100].
     """
     fig, ax = _axes(ax, (6.0, 4.0))
+    longest = 1
     for i, (name, per_seed) in enumerate(curves.items()):
         c = np.asarray(per_seed, dtype=float) * 100.0
         x = np.arange(1, c.shape[1] + 1)
-        mean, lo, hi = _mean_band(c, band)
+        longest = max(longest, c.shape[1])
+        mean, lo, hi = _mean_band(c, band, ACCURACY_BOUNDS)
         ax.plot(x, mean, marker=marker(i), ms=4, color=colour(i), alpha=0.9,
-                label=f"{name} (n={len(c)})")
+                markevery=max(1, len(x) // 20), label=f"{name} (n={len(c)})")
         if len(c) > 1:
             ax.fill_between(x, lo, hi, color=colour(i), alpha=0.2, linewidth=0)
-        ax.set_xticks(x)
+    _task_ticks(ax, longest)
     ax.set_xlabel("tasks trained")
     ax.set_ylabel("average accuracy on tasks seen (%)")
     ax.set_ylim(0, 101)
@@ -243,7 +325,9 @@ def plot_forgetting(
 ) -> Figure:
     """Forgetting per task (Chaudhry et al. 2018, eq. 2: max_{j<=l<=T-2} R[l][j] - R[T-1][j])
     as grouped bars, one colour per strategy: the mean over seeds, with error bars of the 95%
-    confidence interval of the mean (or +- one standard deviation with ``band = "std"``).
+    confidence interval of the mean (or +- one standard deviation with ``band = "std"``),
+    clipped to [-100, 100]. Past :data:`MAX_BARS` tasks, one line per strategy with a band
+    instead of bars.
 
     ``per_task`` maps a strategy to its per-seed vectors (see
     :func:`lifelong_kd.metrics.per_task_forgetting`), for tasks 1 .. T-1.
@@ -251,60 +335,121 @@ def plot_forgetting(
     fig, ax = _axes(ax, (6.0, 4.0))
     names = list(per_task)
     width = 0.8 / max(len(names), 1)
-    ticks: np.ndarray = np.arange(0)
+    longest = max((np.asarray(v, dtype=float).shape[-1] for v in per_task.values()
+                   if np.asarray(v).size), default=0)
+    as_lines = longest > MAX_BARS
     for i, name in enumerate(names):
         f = np.asarray(per_task[name], dtype=float) * 100.0
         if f.size == 0:
             continue
         x = np.arange(1, f.shape[1] + 1)
-        ticks = x if len(x) > len(ticks) else ticks
-        mean, lo, hi = _mean_band(f, band)
+        mean, lo, hi = _mean_band(f, band, DIFFERENCE_BOUNDS)
+        if as_lines:
+            ax.plot(x, mean, color=colour(i), marker=marker(i), ms=3,
+                    markevery=max(1, len(x) // 20), label=f"{name} (n={len(f)})")
+            if len(f) > 1:
+                ax.fill_between(x, lo, hi, color=colour(i), alpha=0.2, linewidth=0)
+            continue
         err = np.vstack([mean - lo, hi - mean]) if len(f) > 1 else None
         ax.bar(x + (i - (len(names) - 1) / 2) * width, mean, width, yerr=err,
                color=colour(i), label=f"{name} (n={len(f)})", capsize=2,
                error_kw={"elinewidth": 0.8})
-    ax.set_xticks(ticks)
+    if longest:
+        _task_ticks(ax, longest)
     ax.set_xlabel("task")
     ax.set_ylabel("forgetting (percentage points)")
-    ax.set_title(title or "forgetting per task (Chaudhry et al. 2018; error bars: "
-                          f"{_band_label(band)})", fontsize=10)
+    what = "bands" if as_lines else "error bars"
+    ax.set_title(title or "forgetting per task (Chaudhry et al. 2018; "
+                          f"{what}: {_band_label(band)})", fontsize=10)
     ax.axhline(0, color="black", linewidth=0.5)
-    ax.legend(fontsize=8)
+    if names:
+        ax.legend(fontsize=8)
     return fig
 
 
+@contextlib.contextmanager
+def closing_figures() -> Iterator[None]:
+    """Close every figure opened inside the block when it ends, also on an error, so that
+    a failed plot leaves no figure (and its memory) behind."""
+    plt = pyplot()
+    before = set(plt.get_fignums())
+    try:
+        yield
+    finally:
+        for num in set(plt.get_fignums()) - before:
+            plt.close(num)
+
+
 def save(fig: Figure, path: Path, formats: Sequence[str] = ("png",)) -> list[Path]:
-    """Save ``fig`` as ``path`` with each suffix in ``formats``; close it; return the paths."""
+    """Save ``fig`` as ``path`` with each suffix in ``formats``; close it (also when saving
+    fails); return the paths."""
     import matplotlib.pyplot as plt
 
     from .results import atomic_path
 
     out = []
-    for fmt in formats:
-        target = Path(path).with_suffix(f".{fmt}")
-        with atomic_path(target) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=150)
-        out.append(target)
-    plt.close(fig)
+    try:
+        for fmt in formats:
+            target = Path(path).with_suffix(f".{fmt}")
+            with atomic_path(target) as tmp:
+                fig.savefig(tmp, format=fmt, dpi=150)
+            out.append(target)
+    finally:
+        plt.close(fig)
     return out
 
 
+def mask_rows(matrix: Sequence[Sequence[float]], strategy: Mapping[str, Any],
+              n_tasks: int) -> np.ndarray:
+    """The matrix with nan in the rows that mean nothing for the run (see
+    :func:`lifelong_kd.metrics.last_row_only`: every row but the last of ``joint`` with
+    ``mode = final``, and every row while such a run has not finished), so that plots leave
+    them out."""
+    from .metrics import last_row_only
+
+    m = np.array(matrix, dtype=float)
+    if n_tasks > 1 and last_row_only(strategy) is not None:
+        m[: (n_tasks - 1 if len(m) == n_tasks else len(m))] = np.nan
+    return m
+
+
 def run_plots(result: dict, out_dir: Path, formats: Sequence[str] = ("png",)) -> list[Path]:
-    """The plots of one run: matrix heatmap, per-task accuracies, average accuracy, forgetting."""
+    """The plots of one run: matrix heatmap, per-task accuracies, average accuracy, forgetting.
+
+    ``result`` is checked first (:func:`lifelong_kd.report.validate_result`: a UserError
+    naming ``out_dir/result.json`` when it is not a well-formed result). Rows that mean
+    nothing (``joint`` with ``mode = final`` before its last task) are left out, and such a
+    run gets no forgetting plot.
+    """
+    from .metrics import last_row_only, per_task_forgetting
+    from .report import validate_result
+
+    out_dir = Path(out_dir)
+    validate_result(result, out_dir / "result.json")
     rows = result["accuracy_matrix"]
     if not rows:
         return []
     name = result["strategy"]
-    paths = []
-    paths += save(plot_accuracy_matrix(rows, title=f"{name}: accuracy matrix (%)"),
-                  out_dir / "accuracy_matrix", formats)
-    paths += save(plot_task_accuracies(rows, title=f"{name}: accuracy on each task"),
-                  out_dir / "task_accuracy", formats)
+    t = int(result["n_tasks"])
+    strategy = result.get("config", {}).get("strategy", {"name": name})
+    partial = t > 1 and last_row_only(strategy) is not None
+    m = mask_rows(rows, strategy, t)
+    if np.isnan(m).all():
+        return []
+    note = " (last row only: mode = final)" if partial else ""
     k = len(rows)
-    square = [r[:k] for r in rows]
-    paths += save(plot_average_accuracy({name: [seen_average_curve(square)]}),
-                  out_dir / "average_accuracy", formats)
-    if k > 1:
-        paths += save(plot_forgetting({name: [result["per_task_forgetting"]]}),
-                      out_dir / "forgetting", formats)
+    square = m[:, :k]
+    paths: list[Path] = []
+    with closing_figures():
+        paths += save(plot_accuracy_matrix(m, title=f"{name}: accuracy matrix (%){note}"),
+                      out_dir / "accuracy_matrix", formats)
+        paths += save(plot_task_accuracies(m, title=f"{name}: accuracy on each task{note}"),
+                      out_dir / "task_accuracy", formats)
+        paths += save(plot_average_accuracy({name: [seen_average_curve(square)]},
+                                            title=f"{name}: average accuracy{note}"
+                                            if note else ""),
+                      out_dir / "average_accuracy", formats)
+        if k > 1 and not partial:
+            paths += save(plot_forgetting({name: [per_task_forgetting(square)]}),
+                          out_dir / "forgetting", formats)
     return paths

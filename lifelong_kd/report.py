@@ -18,23 +18,42 @@ is computed on both. A task-il run's matrix is ``task_aware``, a domain-il run's
 ``task_agnostic``.
 
 Runs whose status is not ``finished`` (interrupted, diverged) are listed as failures and
-left out of every table and plot. Intransigence needs the accuracy of joint training: it is
-computed for a run only when the same comparison holds a finished ``joint`` run with the
-same seed, and is absent (not zero) otherwise.
+left out of every table and plot. Intransigence needs the accuracy of joint training on tasks
+0..j: it is computed for a run only when the same comparison holds a finished ``joint`` run
+with ``strategy.mode = incremental`` and the same seed, and is absent (not zero) otherwise;
+report.md says why. Metrics that mean nothing for a run (``joint`` with ``mode = final``:
+every row but the last is the untrained model's) are nan (empty in the CSV files) and its
+plots show only its last row (:func:`lifelong_kd.metrics.meaningful_metrics`); report.md
+states the reason once. Confidence intervals are clipped to the range of their metric
+(:data:`lifelong_kd.metrics.BOUNDS`, :func:`lifelong_kd.stats.clip_interval`).
+
+Every result read for a report or a plot is checked first (:func:`validate_result`): a
+result.json with a missing key or a ragged matrix is a UserError naming the file.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .metrics import DEFINITIONS, HIGHER_IS_BETTER, REPORT_METRICS, all_metrics, intransigence
+from .metrics import (
+    BOUNDS,
+    DEFINITIONS,
+    HIGHER_IS_BETTER,
+    LAST_ROW_METRICS,
+    REPORT_METRICS,
+    all_metrics,
+    intransigence,
+    last_row_only,
+    meaningful_metrics,
+)
 from .results import write_text
-from .stats import describe, paired
+from .stats import describe, difference_bounds, paired
 
 #: The strategy every other is compared with, seed by seed.
 BASELINE = "naive"
@@ -104,9 +123,14 @@ def matrix_kinds(result: dict[str, Any]) -> dict[str, tuple[list[list[float]], l
     return kinds
 
 
+def strategy_config(result: dict[str, Any]) -> dict[str, Any]:
+    """The run's ``config["strategy"]`` (with its ``name``, even where the config lacks it)."""
+    return {"name": result["strategy"], **result.get("config", {}).get("strategy", {})}
+
+
 def _usable_joint(result: dict[str, Any]) -> bool:
     """A finished joint run trained incrementally: its R[j][j] is a*_j."""
-    mode = result.get("config", {}).get("strategy", {}).get("mode", "incremental")
+    mode = strategy_config(result).get("mode", "incremental")
     return result["strategy"] == JOINT and is_finished(result) and mode == "incremental"
 
 
@@ -120,7 +144,8 @@ def metric_rows(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
     The metrics are computed from the stored matrices (so that every report has every
     metric, whichever version wrote the run). ``intransigence`` is there only for runs with
-    a finished ``joint`` run of the same seed among ``results``.
+    a finished incremental ``joint`` run of the same seed among ``results``. Metrics that
+    mean nothing for a run (see :func:`lifelong_kd.metrics.meaningful_metrics`) are nan.
     """
     finished = order_runs(r for r in results if is_finished(r))
     joint = {r["seed"]: r for r in finished if _usable_joint(r)}
@@ -131,6 +156,7 @@ def metric_rows(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             values = all_metrics(matrix, initial)
             if kind in joint_kinds and len(joint_kinds[kind][0]) == len(matrix):
                 values["intransigence"] = intransigence(matrix, joint_kinds[kind][0])
+            values = meaningful_metrics(values, strategy_config(r), len(matrix))
             for metric in REPORT_METRICS:
                 if metric in values:
                     rows.append({"run": run_id(r), "strategy": r["strategy"], "seed": r["seed"],
@@ -149,14 +175,17 @@ def _values(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[int, 
 
 def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per strategy, matrix kind and metric, over the seeds (see :func:`stats.describe`):
-    mean, std, sem, ci_low, ci_high (95%, Student's t), n."""
-    return [{"strategy": s, "matrix": k, "metric": m, **describe(list(by_seed.values()))}
+    mean, std, sem, ci_low, ci_high (95%, Student's t, clipped to the metric's
+    :data:`~lifelong_kd.metrics.BOUNDS`), n."""
+    return [{"strategy": s, "matrix": k, "metric": m,
+             **describe(list(by_seed.values()), bounds=BOUNDS.get(m))}
             for (s, k, m), by_seed in _values(rows).items()]
 
 
 def paired_rows(rows: list[dict[str, Any]], baseline: str = BASELINE) -> list[dict[str, Any]]:
     """Per strategy (other than ``baseline``), matrix kind and metric: the paired difference
-    strategy - baseline over the seeds both ran (see :func:`stats.paired`). Empty when the
+    strategy - baseline over the seeds both ran (see :func:`stats.paired`), its interval
+    clipped to the range of a difference of two values of the metric. Empty when the
     baseline is not among the runs."""
     values = _values(rows)
     out = []
@@ -165,7 +194,8 @@ def paired_rows(rows: list[dict[str, Any]], baseline: str = BASELINE) -> list[di
         if s == baseline or base is None:
             continue
         seeds = [seed for seed in by_seed if seed in base]
-        res = paired([by_seed[x] for x in seeds], [base[x] for x in seeds])
+        res = paired([by_seed[x] for x in seeds], [base[x] for x in seeds],
+                     bounds=difference_bounds(BOUNDS.get(m)))
         out.append({"strategy": s, "baseline": baseline, "matrix": k, "metric": m,
                     **{c: res[c] for c in ("difference", "ci_low", "ci_high", "p", "n")}})
     return out
@@ -242,12 +272,17 @@ def write_comparison(
 # ----------------------------------------------------------------------------- plots
 
 
-def _group(results: Sequence[dict[str, Any]], kind: str) -> dict[str, list[list[list[float]]]]:
-    by: dict[str, list[list[list[float]]]] = {}
+def _group(results: Sequence[dict[str, Any]], kind: str) -> dict[str, list[Any]]:
+    """strategy -> its runs' matrices of ``kind``, with nan in the rows that mean nothing
+    (see :func:`lifelong_kd.plots.mask_rows`)."""
+    from .plots import mask_rows
+
+    by: dict[str, list[Any]] = {}
     for r in order_runs(results):
         kinds = matrix_kinds(r)
         if kind in kinds:
-            by.setdefault(r["strategy"], []).append(kinds[kind][0])
+            by.setdefault(r["strategy"], []).append(
+                mask_rows(kinds[kind][0], strategy_config(r), len(kinds[kind][0])))
     return by
 
 
@@ -258,7 +293,32 @@ def comparison_plots(
     ``accuracy_matrices`` (mean over seeds, side by side on one colour scale),
     ``average_accuracy`` (tasks seen, line and 95% band), ``task_accuracy`` (each task over
     the stream, strategies overlaid), ``forgetting`` (per task, grouped bars with 95% CI).
-    No ``formats``: no plots."""
+    Rows that mean nothing for a run are left out (``joint`` with ``mode = final``: only its
+    last row is drawn, and it has no forgetting bars). What each figure draws is bounded
+    whatever the number of tasks (see :mod:`lifelong_kd.plots`); one figure exists at a
+    time, closed after saving, also on an error. No ``formats``: no plots."""
+    from .plots import closing_figures
+
+    finished = [r for r in results if is_finished(r)]
+    if not finished or not formats:
+        return []
+    kinds = list(dict.fromkeys(k for r in order_runs(finished) for k in matrix_kinds(r)))
+    main = kinds[0]
+    partial = {r["strategy"] for r in finished if len(r["accuracy_matrix"]) > 1
+               and last_row_only(strategy_config(r)) is not None}
+    paths: list[Path] = []
+    with closing_figures():
+        for kind in kinds:
+            paths += _kind_plots(_group(finished, kind), kind, kind == main, len(kinds) > 1,
+                                 partial, out_dir, formats)
+    return paths
+
+
+def _kind_plots(
+    by: dict[str, list[Any]], kind: str, main: bool, several: bool, partial: set[str],
+    out_dir: Path, formats: Sequence[str],
+) -> list[Path]:
+    """The four comparison plots of one matrix kind (see :func:`comparison_plots`)."""
     import numpy as np
 
     from .metrics import per_task_forgetting
@@ -271,33 +331,27 @@ def comparison_plots(
         seen_average_curve,
     )
 
-    finished = [r for r in results if is_finished(r)]
-    if not finished or not formats:
-        return []
-    kinds = list(dict.fromkeys(k for r in order_runs(finished) for k in matrix_kinds(r)))
-    main = kinds[0]
     paths: list[Path] = []
-    for kind in kinds:
-        by = _group(finished, kind)
-        suffix = "" if kind == main else f"_{kind}"
-        label = "" if len(kinds) == 1 else f" [{kind.replace('_', '-')}]"
-        means = {f"{s} (n={len(ms)})": np.mean(np.asarray(ms, dtype=float), axis=0)
-                 for s, ms in by.items()}
-        paths += save(plot_accuracy_matrices(means, title="accuracy matrix (%), mean over seeds"
-                                                          + label),
-                      out_dir / f"accuracy_matrices{suffix}", formats)
-        curves = {s: [seen_average_curve(m) for m in ms] for s, ms in by.items()}
-        paths += save(plot_average_accuracy(curves, title="average accuracy on tasks seen "
-                                                          "(band: 95% CI over seeds)" + label),
-                      out_dir / f"average_accuracy{suffix}", formats)
-        paths += save(plot_task_accuracies_by_strategy(
-            by, title="accuracy on each task over the stream (band: 95% CI over seeds)" + label),
-            out_dir / f"task_accuracy{suffix}", formats)
-        if any(len(ms[0]) > 1 for ms in by.values()):
-            forgetting = {s: [per_task_forgetting(m) for m in ms] for s, ms in by.items()}
-            paths += save(plot_forgetting(forgetting, title="forgetting per task (Chaudhry "
-                                                            "et al. 2018), 95% CI" + label),
-                          out_dir / f"forgetting{suffix}", formats)
+    suffix = "" if main else f"_{kind}"
+    label = f" [{kind.replace('_', '-')}]" if several else ""
+    means = {f"{s} (n={len(ms)})": np.mean(np.asarray(ms, dtype=float), axis=0)
+             for s, ms in by.items()}
+    paths += save(plot_accuracy_matrices(means, title="accuracy matrix (%), mean over seeds"
+                                                      + label),
+                  out_dir / f"accuracy_matrices{suffix}", formats)
+    curves = {s: [seen_average_curve(m) for m in ms] for s, ms in by.items()}
+    paths += save(plot_average_accuracy(curves, title="average accuracy on tasks seen "
+                                                      "(band: 95% CI over seeds)" + label),
+                  out_dir / f"average_accuracy{suffix}", formats)
+    paths += save(plot_task_accuracies_by_strategy(
+        by, title="accuracy on each task over the stream (band: 95% CI over seeds)" + label),
+        out_dir / f"task_accuracy{suffix}", formats)
+    forgetting = {s: [per_task_forgetting(m) for m in ms] for s, ms in by.items()
+                  if s not in partial and len(ms[0]) > 1}
+    if forgetting:
+        paths += save(plot_forgetting(forgetting, title="forgetting per task (Chaudhry "
+                                                        "et al. 2018), 95% CI" + label),
+                      out_dir / f"forgetting{suffix}", formats)
     return paths
 
 
@@ -362,22 +416,35 @@ def _train_text(train: dict[str, Any]) -> str:
     return f"{length}; {_settings(train, skip)}"
 
 
+def _options_read(name: str) -> tuple[set[str], tuple[str, ...] | None]:
+    """(the options the preset ``name`` fixes, the options its strategy class reads: its
+    ``OPTIONS``, None when the strategy is unknown to this version)."""
+    from .strategies import strategy_preset
+
+    try:
+        preset = strategy_preset(name)
+    except UserError:
+        if name.startswith("avalanche:"):  # Avalanche is not installed here
+            from .interop.avalanche import AvalancheStrategy
+
+            return set(), AvalancheStrategy.OPTIONS
+        return set(), None
+    return set(preset.options), getattr(preset.cls, "OPTIONS", None)
+
+
 def _strategy_options(results: Sequence[dict[str, Any]], name: str) -> str:
-    """The options of strategy ``name`` that matter: those its preset fixes and those set to
+    """The options of strategy ``name`` that matter: among those its strategy class reads
+    (its ``OPTIONS``; ``naive`` ignores ``mode``), those its preset fixes and those set to
     something other than the default."""
     from .config import StrategyConfig
 
-    options = next(r["config"].get("strategy", {}) for r in results if r["strategy"] == name)
+    options = next(r.get("config", {}).get("strategy", {}) for r in results
+                   if r["strategy"] == name)
     defaults = StrategyConfig().__dict__
-    fixed: set[str] = set()
-    try:
-        from .strategies import strategy_preset
-
-        fixed = set(strategy_preset(name).options)
-    except (UserError, ImportError):
-        pass
+    fixed, reads = _options_read(name)
     shown = {k: v for k, v in options.items()
-             if k != "name" and (k in fixed or (k in defaults and _value(defaults[k]) != _value(v)))}
+             if k != "name" and (reads is None or k in reads)
+             and (k in fixed or (k in defaults and _value(defaults[k]) != _value(v)))}
     return _settings(shown) if shown else "no options"
 
 
@@ -454,6 +521,16 @@ def _best(summary: list[dict[str, Any]], kind: str, metric: str) -> set[str]:
     return {row["strategy"] for row in cands if math.isclose(row["mean"], best, abs_tol=1e-12)}
 
 
+def _interval_text(mean: float, low: float, high: float) -> str:
+    """`` ± h`` for a symmetric interval, `` [low, high]`` for one clipped at a bound, ``""``
+    without one (percent)."""
+    if math.isnan(low) or math.isnan(high):
+        return ""
+    if math.isclose(high - mean, mean - low, abs_tol=1e-9):
+        return f" ± {100 * (high - mean):.2f}"
+    return f" [{_pct(low)}, {_pct(high)}]"
+
+
 def _metrics_table(summary: list[dict[str, Any]], kind: str, strategies: list[str],
                    n_runs: dict[str, int]) -> list[str]:
     metrics = [m for m in REPORT_METRICS
@@ -470,9 +547,8 @@ def _metrics_table(summary: list[dict[str, Any]], kind: str, strategies: list[st
             if row is None or math.isnan(row["mean"]):
                 cells.append("n/a")
                 continue
-            text = _pct(row["mean"])
-            if not math.isnan(row["ci_high"]):
-                text += f" ± {100 * (row['ci_high'] - row['mean']):.2f}"
+            text = _pct(row["mean"]) + _interval_text(row["mean"], row["ci_low"],
+                                                      row["ci_high"])
             if row["n"] != n_runs[s]:
                 text += f" (n={row['n']})"
             cells.append(f"**{text}**" if s in best[m] else text)
@@ -492,7 +568,9 @@ def _paired_section(summary: list[dict[str, Any]], pairs: list[dict[str, Any]],
     lines += [
         f"Difference strategy - `{BASELINE}` per metric, in percentage points, over the "
         f"seeds both ran (pairs matched by seed); 95% confidence interval of the mean "
-        "difference (Student's t) and the two-sided paired t-test's p-value (H0: no "
+        "difference (Student's t, clipped to the range of a difference: [-100, 100] for "
+        "accuracies, [-200, 200] for the other metrics) and the two-sided paired t-test's "
+        "p-value (H0: no "
         "difference). With fewer than 2 pairs there is no interval and no p. Whether a "
         "positive difference is good depends on the metric (↑ higher is better, ↓ lower).",
         "",
@@ -519,6 +597,53 @@ def _paired_section(summary: list[dict[str, Any]], pairs: list[dict[str, Any]],
             lines.append(f"| {p['strategy']} | {p['metric']} {arrow} | "
                          f"{_pct(p['difference'], True)} | {ci} | {_p(p['p'])} | {p['n']} |")
         lines.append("")
+    return lines
+
+
+#: How the report's intervals are made, as report.md states it.
+INTERVAL_METHOD = (
+    "mean ± t_{0.975, n-1} s / sqrt(n) (Student's t, s the standard deviation over seeds), "
+    "clipped to the range the metric can take: [0, 100] % for accuracies "
+    "(average_accuracy, average_incremental_accuracy, learning_accuracy), [-100, 100] "
+    "points for the differences of accuracies (bwt, forgetting, forgetting_after_learning, "
+    "fwt, intransigence); the paired differences' intervals to twice that range. The true "
+    "mean lies in that range, so the clipped interval covers it exactly when the Student's "
+    "t one does: clipping keeps the 95% coverage and removes only values the metric cannot "
+    "take. The plots' bands are clipped the same way."
+)
+
+
+def _intransigence_absent(results: Sequence[dict[str, Any]]) -> str:
+    """Why report.md has no intransigence column (the real reason)."""
+    joints = [r for r in results if r["strategy"] == JOINT]
+    if joints and all(strategy_config(r).get("mode") == "final" for r in joints):
+        return (f"`intransigence` is absent: its a*_j is the accuracy on task j of joint "
+                f"training on tasks 0..j (Chaudhry et al. 2018, eq. 4), and the `{JOINT}` "
+                "runs here use `strategy.mode = final`: trained once on all tasks, they "
+                "give the accuracy of a model trained on tasks 0..T-1, not on 0..j, so they "
+                f"are not used. Run `{JOINT}` with `strategy.mode = incremental` (the "
+                "default) and the same seeds to get it.")
+    if joints:
+        return (f"`intransigence` is absent: no run has a finished `{JOINT}` run "
+                "(`strategy.mode = incremental`) with the same seed and as many tasks.")
+    return (f"`intransigence` is absent: it needs a finished `{JOINT}` run "
+            "(`strategy.mode = incremental`, the default) with the same seed in the "
+            "comparison; its R[j][j] is a*_j, the accuracy on task j of joint training on "
+            "tasks 0..j.")
+
+
+def _last_row_only_note(results: Sequence[dict[str, Any]]) -> list[str]:
+    """The one statement of why some strategies' metrics are n/a (``joint``, mode final)."""
+    lines = []
+    for s in strategies_of(results):
+        run = next(r for r in results if r["strategy"] == s)
+        reason = last_row_only(strategy_config(run)) if run["n_tasks"] > 1 else None
+        if reason:
+            kept = ", ".join(f"`{m}`" for m in LAST_ROW_METRICS)
+            lines += [f"{reason}. Only what its last row gives ({kept}) is reported; "
+                      "its other metrics mean nothing and are n/a here, empty in the CSV "
+                      "files and null in its result.json, and its plots show only its last "
+                      "row (no forgetting bars).", ""]
     return lines
 
 
@@ -559,14 +684,16 @@ def render_report(
             "",
             "Each cell: the mean over seeds ± the half-width of its 95% confidence interval "
             "(Student's t with n - 1 degrees of freedom; none with one seed), in percent or "
-            "percentage points. ↑: higher is better, ↓: lower is better. **Bold**: the best "
+            "percentage points; an interval that reached the range the metric can take is "
+            "clipped to it and shown as [low, high]. ↑: higher is better, ↓: lower is "
+            "better. **Bold**: the best "
             f"mean per metric{' (`joint`, the upper bound, is not ranked)' if JOINT in n_runs else ''}. "
             "`runs`: finished runs; a cell's own (n=...) when a metric is undefined for some.",
             "",
         ]
         if not any(r["metric"] == "intransigence" for r in summary):
-            lines += [f"`intransigence` is absent: it needs a finished `{JOINT}` run with the "
-                      "same seed in the comparison.", ""]
+            lines += [_intransigence_absent(results), ""]
+        lines += _last_row_only_note(results)
         for kind in kinds:
             if len(kinds) > 1:
                 lines += [f"### {MATRIX_TITLES[kind]}", ""]
@@ -577,7 +704,7 @@ def render_report(
         shown = [m for m in REPORT_METRICS if any(r["metric"] == m for r in summary)]
         lines += [f"- `{m}` ({'↑' if m in HIGHER_IS_BETTER else '↓'}): {DEFINITIONS[m]}"
                   for m in shown]
-        lines.append("")
+        lines += [f"- 95% confidence intervals: {INTERVAL_METHOD}", ""]
         lines += _paired_section(summary, pairs, results, kinds)
     lines += ["## Runs that did not finish", ""]
     if failures:
@@ -618,6 +745,115 @@ def render_report(
 
 
 # ----------------------------------------------------------------------------- loading
+
+_SCENARIOS = ("task-il", "class-il", "domain-il")
+_STATUSES = ("finished", "interrupted", "diverged")
+#: Sections of a result (and of its config) that must be tables where they are present.
+_TABLES = ("config", "data", "environment", "timing")
+_CONFIG_TABLES = ("data", "stream", "model", "train", "strategy")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _accuracies(value: Any, name: str, n: int, ragged: str = "") -> str | None:
+    """The problem with ``value`` (called ``name``) as a list of ``n`` accuracies in [0, 1],
+    or None; ``ragged`` is appended to a wrong length."""
+    if not isinstance(value, list):
+        return f"{name} is {type(value).__name__}, not a list"
+    if len(value) != n:
+        return f"{name} has {len(value)} value(s), expected {n} (n_tasks){ragged}"
+    # the fast path: plain numbers, as JSON gives them, in range (a comparison with nan is false)
+    if (all(type(v) is float or type(v) is int for v in value)
+            and all(-1e-9 <= v <= 1 + 1e-9 for v in value)):
+        return None
+    for j, v in enumerate(value):
+        if not _is_number(v) or not -1e-9 <= v <= 1 + 1e-9:
+            return f"{name}: value {j} is {v!r}, not an accuracy in [0, 1]"
+    return None
+
+
+def _matrix_problem(value: Any, name: str, n: int, finished: bool) -> str | None:
+    """The problem with ``value`` as an accuracy matrix of n columns (n rows when the run
+    finished, at most n otherwise), or None."""
+    if not isinstance(value, list):
+        return f"`{name}` is {type(value).__name__}, not a list of rows"
+    if len(value) > n or (finished and len(value) != n):
+        return (f"`{name}` has {len(value)} row(s), expected "
+                f"{n if finished else f'at most {n}'} (n_tasks = {n})")
+    for i, row in enumerate(value):
+        problem = _accuracies(row, f"`{name}` row {i}", n, ": a ragged matrix")
+        if problem:
+            return problem
+    return None
+
+
+def validate_result(result: Any, path: Path | str) -> dict[str, Any]:
+    """``result`` (read from ``path``) when it holds what the reports and plots read; a
+    UserError naming ``path`` and the first problem otherwise (a missing key, a value of the
+    wrong type, a ragged matrix, an accuracy outside [0, 1]).
+
+    Required: ``benchmark``, ``strategy``, ``scenario`` (task-il, class-il, domain-il),
+    ``seed`` (an integer), ``n_tasks`` (>= 1), ``accuracy_matrix`` (n_tasks rows of n_tasks
+    accuracies when ``status`` is finished, the default; at most n_tasks rows otherwise) and
+    ``initial_accuracy`` (n_tasks accuracies). Checked where present: ``status``,
+    ``task_names``, the class-il task-aware matrix and initial accuracies (the same shapes),
+    and that ``config`` (with its sections), ``data``, ``environment`` and ``timing`` are
+    tables.
+    """
+    def bad(problem: str) -> UserError:
+        return UserError(f"{path} is not a usable lifelong-kd result: {problem}")
+
+    if not isinstance(result, dict):
+        raise bad(f"it holds a {type(result).__name__}, not a JSON object")
+    for key in ("benchmark", "strategy", "scenario", "seed", "n_tasks", "accuracy_matrix",
+                "initial_accuracy"):
+        if key not in result:
+            raise bad(f"the key `{key}` is missing")
+    for key in ("benchmark", "strategy", "scenario"):
+        if not isinstance(result[key], str) or not result[key]:
+            raise bad(f"`{key}` is {result[key]!r}, not a name")
+    if result["scenario"] not in _SCENARIOS:
+        raise bad(f"`scenario` is {result['scenario']!r}, not one of {', '.join(_SCENARIOS)}")
+    for key, low in (("seed", None), ("n_tasks", 1)):
+        v = result[key]
+        if not isinstance(v, int) or isinstance(v, bool) or (low is not None and v < low):
+            raise bad(f"`{key}` is {v!r}, not an integer" + (f" >= {low}" if low else ""))
+    status = result.get("status", "finished")
+    if status not in _STATUSES:
+        raise bad(f"`status` is {status!r}, not one of {', '.join(_STATUSES)}")
+    n, finished = result["n_tasks"], status == "finished"
+    problem = (_matrix_problem(result["accuracy_matrix"], "accuracy_matrix", n, finished)
+               or _accuracies(result["initial_accuracy"], "`initial_accuracy`", n))
+    if problem is None and result.get("accuracy_matrix_task_aware") is not None:
+        aware = result["accuracy_matrix_task_aware"]
+        problem = _matrix_problem(aware, "accuracy_matrix_task_aware", n, finished)
+        if problem is None and len(aware) != len(result["accuracy_matrix"]):
+            problem = (f"`accuracy_matrix_task_aware` has {len(aware)} row(s), "
+                       f"`accuracy_matrix` {len(result['accuracy_matrix'])}")
+    if problem is None and result.get("initial_accuracy_task_aware") is not None:
+        problem = _accuracies(result["initial_accuracy_task_aware"],
+                              "`initial_accuracy_task_aware`", n)
+    if problem:
+        raise bad(problem)
+    names = result.get("task_names")
+    if names is not None and not (isinstance(names, list)
+                                  and all(isinstance(x, str) for x in names)):
+        raise bad("`task_names` is not a list of names")
+    for key in _TABLES:
+        if key in result and not isinstance(result[key], dict):
+            raise bad(f"`{key}` is {type(result[key]).__name__}, not a table")
+    config = result.get("config", {})
+    for key in _CONFIG_TABLES:
+        if key in config and not isinstance(config[key], dict):
+            raise bad(f"`config.{key}` is {type(config[key]).__name__}, not a table")
+    for section, key in (("timing", "total_seconds"), ("train", "iterations")):
+        table = result.get(section, {}) if section == "timing" else config.get(section, {})
+        where = section if section == "timing" else f"config.{section}"
+        if key in table and not _is_number(table[key]):
+            raise bad(f"`{where}.{key}` is {table[key]!r}, not a number")
+    return result
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -714,7 +950,7 @@ def load_runs(
             failures.append({"strategy": c.parent.parent.name, "seed": seed,
                              "error": f"incomplete: {c.parent} has a checkpoint but no "
                                       "result.json (resume it with --resume)"})
-    runs = [(p.parent, read_result(p)) for p in found]
+    runs = [(p.parent, validate_result(read_result(p), p)) for p in found]
     check_compatible(runs)
     for _, r in runs:
         if not is_finished(r):

@@ -1,5 +1,9 @@
 """Statistics over seeds: means with Student's t confidence intervals, paired comparisons.
 
+Intervals of bounded quantities (an accuracy lies in [0, 1], a difference of accuracies in
+[-1, 1]) are clipped to their bounds (:func:`clip_interval`): with few seeds the Student's t
+interval of a mean near a bound would otherwise run past it (e.g. [76.25, 108.15] %).
+
 Every function drops NaN values (a metric undefined for a run, such as backward transfer
 with one task) before computing. scipy is imported inside the functions that need the t
 distribution, so that importing this module stays cheap.
@@ -11,6 +15,7 @@ section 10.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -25,18 +30,51 @@ def _clean(values: Sequence[float]) -> np.ndarray:
     return a[~np.isnan(a)]
 
 
+@functools.lru_cache(maxsize=256)
 def t_quantile(q: float, df: int) -> float:
-    """The q-quantile of Student's t distribution with ``df`` degrees of freedom (scipy)."""
+    """The q-quantile of Student's t distribution with ``df`` degrees of freedom (scipy;
+    cached: a plot's band asks for the same few quantiles at every point)."""
     from scipy import stats
 
     return float(stats.t.ppf(q, df))
 
 
-def mean_ci(values: Sequence[float], level: float = LEVEL) -> tuple[float, float, float]:
+#: A closed range [low, high] that a quantity cannot leave (None: unbounded).
+Bounds = tuple[float, float] | None
+
+
+def clip_interval(low: float, high: float, bounds: Bounds) -> tuple[float, float]:
+    """The interval [low, high] intersected with ``bounds`` = [a, b]:
+
+        [max(low, a), min(high, b)]
+
+    The clipped interval covers the true mean exactly when the unclipped one does (the true
+    mean of a quantity in [a, b] lies in [a, b]), so clipping keeps the confidence level; it
+    only removes values the quantity cannot take. nan stays nan; ``bounds = None`` changes
+    nothing.
+    """
+    if bounds is None:
+        return low, high
+    a, b = bounds
+    if a > b:
+        raise ValueError(f"bounds must be (low, high) with low <= high, got {bounds}")
+    return (low if math.isnan(low) else min(max(low, a), b),
+            high if math.isnan(high) else max(min(high, b), a))
+
+
+def difference_bounds(bounds: Bounds) -> Bounds:
+    """The range of x - y for x and y both in [a, b]: [a - b, b - a] (None stays None)."""
+    return None if bounds is None else (bounds[0] - bounds[1], bounds[1] - bounds[0])
+
+
+def mean_ci(
+    values: Sequence[float], level: float = LEVEL, bounds: Bounds = None
+) -> tuple[float, float, float]:
     """(mean, low, high): the mean and its two-sided ``level`` confidence interval.
 
     mean +- t_{(1+level)/2, n-1} * s / sqrt(n), with s the sample standard deviation
-    (ddof = 1) and t the quantile of Student's t distribution with n - 1 degrees of freedom.
+    (ddof = 1) and t the quantile of Student's t distribution with n - 1 degrees of freedom,
+    clipped to ``bounds`` when given (see :func:`clip_interval`).
     NaNs are dropped; with no value everything is nan; with one value the interval is
     (nan, nan), as a spread cannot be estimated from one seed.
     """
@@ -48,32 +86,38 @@ def mean_ci(values: Sequence[float], level: float = LEVEL) -> tuple[float, float
     if n < 2:
         return mean, math.nan, math.nan
     half = t_quantile((1 + level) / 2, n - 1) * float(a.std(ddof=1)) / math.sqrt(n)
-    return mean, mean - half, mean + half
+    return (mean, *clip_interval(mean - half, mean + half, bounds))
 
 
-def describe(values: Sequence[float], level: float = LEVEL) -> dict[str, float]:
+def describe(
+    values: Sequence[float], level: float = LEVEL, bounds: Bounds = None
+) -> dict[str, float]:
     """mean, std, sem, ci_low, ci_high and n over the non-NaN values.
 
     std = sqrt( sum_i (x_i - mean)^2 / (n - 1) ) (the sample standard deviation),
     sem = std / sqrt(n) (the standard error of the mean), [ci_low, ci_high] the Student's t
-    interval of :func:`mean_ci`. std, sem and the interval are nan when n < 2.
+    interval of :func:`mean_ci`, clipped to ``bounds``. std, sem and the interval are nan
+    when n < 2.
     """
     a = _clean(values)
     n = len(a)
-    mean, lo, hi = mean_ci(a, level)
+    mean, lo, hi = mean_ci(a, level, bounds)
     std = float(a.std(ddof=1)) if n > 1 else math.nan
     sem = std / math.sqrt(n) if n > 1 else math.nan
     return {"mean": mean, "std": std, "sem": sem, "ci_low": lo, "ci_high": hi, "n": n}
 
 
 def paired(
-    values: Sequence[float], baseline: Sequence[float], level: float = LEVEL
+    values: Sequence[float], baseline: Sequence[float], level: float = LEVEL,
+    bounds: Bounds = None,
 ) -> dict[str, float]:
     """Paired comparison of two equally long samples, matched by position (the same seeds).
 
     With d_i = values_i - baseline_i over the n pairs where neither side is NaN:
 
-    - difference = mean(d), and its Student's t confidence interval (see :func:`mean_ci`);
+    - difference = mean(d), and its Student's t confidence interval (see :func:`mean_ci`),
+      clipped to ``bounds``, the range of a difference (for two quantities in [a, b]:
+      :func:`difference_bounds`, [a - b, b - a]);
     - the paired t-test of H0: E[d] = 0: t = mean(d) / (s_d / sqrt(n)), s_d the sample
       standard deviation of d, and the two-sided p-value p = 2 * P(T_{n-1} >= |t|).
 
@@ -87,7 +131,7 @@ def paired(
     keep = ~(np.isnan(a) | np.isnan(b))
     d = a[keep] - b[keep]
     n = len(d)
-    mean, lo, hi = mean_ci(d, level)
+    mean, lo, hi = mean_ci(d, level, bounds)
     t = p = math.nan
     if n > 1:
         s = float(d.std(ddof=1))
