@@ -33,8 +33,8 @@ ANNOTATE_MAX_TASKS = 20
 MAX_TICKS = 12
 #: At most this many per-task panels (one per task) in a figure.
 MAX_PANELS = 10
-#: At most this many per-task lines (one per task) in a figure.
-MAX_LINES = 10
+#: At most this many per-task lines (one per task) in a figure: one colour each.
+MAX_LINES = 8
 #: Per-task forgetting is drawn as grouped bars up to this many tasks, as lines beyond.
 MAX_BARS = 30
 #: No side of a figure is longer than this (inches; at 150 dpi, 2100 pixels).
@@ -72,14 +72,14 @@ def shown_tasks(t: int, at_most: int) -> list[int]:
 
 def _left_out(shown: Sequence[int], t: int, what: str) -> str:
     """The note a figure carries when it shows only some tasks (1-based names)."""
-    names = ", ".join(str(j + 1) for j in shown)
-    return f"{what} for {len(shown)} of {t} tasks ({names}); the others are left out"
+    return f"{what} for {len(shown)} of {t} tasks: " + ", ".join(str(j + 1) for j in shown)
 
 
-def _task_ticks(ax: Axes, t: int, axis: str = "x", first: int = 1) -> None:
-    """Ticks at no more than :data:`MAX_TICKS` of the positions first, ..., first + t - 1,
+def _task_ticks(ax: Axes, t: int, axis: str = "x", first: int = 1,
+                at_most: int = MAX_TICKS) -> None:
+    """Ticks at no more than ``at_most`` of the positions first, ..., first + t - 1,
     labelled with their task numbers 1..t."""
-    shown = shown_tasks(t, MAX_TICKS)
+    shown = shown_tasks(t, min(at_most, MAX_TICKS))
     set_ticks = ax.set_xticks if axis == "x" else ax.set_yticks
     set_ticks([first + j for j in shown], [str(j + 1) for j in shown])
 
@@ -175,8 +175,8 @@ def plot_accuracy_matrix(
                         color="white" if v < (vmin + vmax) / 2 else "black")
     ax.set_xlabel("evaluated on task")
     ax.set_ylabel("after training task")
-    _task_ticks(ax, cols, "x", first=0)
-    _task_ticks(ax, rows, "y", first=0)
+    _task_ticks(ax, cols, "x", first=0, at_most=8)
+    _task_ticks(ax, rows, "y", first=0, at_most=8)
     ax.set_title(title or "accuracy matrix (%)")
     if colorbar:
         fig.colorbar(im, ax=ax, label="accuracy (%)")
@@ -211,9 +211,9 @@ def plot_task_accuracies(
     """Each task's accuracy as the stream goes on: one line per task, from when it is learnt
     (at most :data:`MAX_LINES` tasks, spread over the stream; the title names them)."""
     m = np.asarray(matrix, dtype=float) * 100.0
-    fig, ax = _axes(ax)
-    x = np.arange(1, m.shape[0] + 1)
     shown = shown_tasks(m.shape[1], MAX_LINES)
+    fig, ax = _axes(ax, (5.0 if len(shown) == m.shape[1] else 6.5, 4.0))
+    x = np.arange(1, m.shape[0] + 1)
     for k, j in enumerate(shown):
         ax.plot(x[j:], m[j:, j], marker="o", ms=3, color=colour(k), label=f"task {j + 1}",
                 markevery=max(1, (len(x) - j) // 20))
@@ -224,7 +224,7 @@ def plot_task_accuracies(
     title = title or "accuracy on each task"
     if len(shown) < m.shape[1]:
         title += "\n" + _left_out(shown, m.shape[1], "lines")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10 if len(shown) == m.shape[1] else 8)
     if shown:
         ax.legend(fontsize=7, ncol=2)
     return fig
@@ -261,7 +261,7 @@ def plot_task_accuracies_by_strategy(
             if len(d) > 1:
                 a.fill_between(x, lo, hi, color=colour(i), alpha=0.2, linewidth=0)
         a.set_title(f"task {j + 1}", fontsize=9)
-        _task_ticks(a, t)
+        _task_ticks(a, t, at_most=6)
         a.set_xlim(0.5, t + 0.5)
         a.set_ylim(0, 101)
         if ax is not None or k >= len(shown) - ncols:
