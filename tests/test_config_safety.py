@@ -265,6 +265,11 @@ def test_good_avalanche_arguments_still_pass(avalanche):
         ["strategy.mem_size=1"])).strategy.kwargs == {"mem_size": 1}
 
 
+def test_avalanche_strategy_names_are_suggested_whatever_the_case(avalanche):
+    with pytest.raises(ConfigError, match="did you mean `avalanche:Replay`"):
+        build_config("split-digits", "avalanche:REPLAY")
+
+
 def test_cli_bad_mem_size_exits_2_before_any_data(avalanche, tmp_path, capsys, no_data):
     code, err = run_cli(["run", "split-digits", "--strategy", "avalanche:Replay", "--quiet",
                          "--set", "strategy.mem_size=-5", "--out", str(tmp_path / "out")], capsys)

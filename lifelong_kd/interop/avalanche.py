@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from ..config import SCENARIOS
+from ..config import SCENARIOS, closest_name
 from ..errors import ConfigError, UserError
 from ..strategies import Strategy, StrategyPreset
 
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     import torch
 
     from ..config import StrategyConfig
-    from ..data.streams import Stream
+    from ..data.streams import Images, Stream
     from ..engine import TaskContext
 
 #: What to install when Avalanche is missing.
@@ -272,10 +272,8 @@ def avalanche_preset(name: str) -> StrategyPreset:
 
     av_cls = getattr(training, cls_name, None)
     if not (isinstance(av_cls, type) and issubclass(av_cls, SupervisedTemplate)):
-        import difflib
-
-        close = difflib.get_close_matches(short, list(KNOWN), n=1)
-        hint = f" (did you mean `avalanche:{close[0]}`?)" if close else ""
+        close = closest_name(short, list(KNOWN))
+        hint = f" (did you mean `avalanche:{close}`?)" if close else ""
         raise ConfigError(f"unknown Avalanche strategy `{name}`{hint}; supported: "
                           + ", ".join(f"avalanche:{k}" for k in KNOWN))
     params = inspect.signature(av_cls.__init__).parameters
@@ -305,14 +303,23 @@ def avalanche_preset(name: str) -> StrategyPreset:
 # ------------------------------------------------------------------------ our streams there
 
 
-def _normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> float32 (x / 255 - mean) / std, in chunks (as ``ctx.prepare``)."""
-    import torch
+class _NormalisedImages:
+    """A task's examples as Avalanche reads them, one at a time: image i of ``images`` (a
+    task's :class:`~lifelong_kd.data.streams.Images`, permuted or rotated on the fly from
+    the shared dataset) as float32 (x / 255 - mean) / std, as ``ctx.prepare`` makes it, and
+    its label. Nothing is copied ahead: no permuted, rotated or float copy of a task exists.
+    """
 
-    out = torch.empty(x.shape, dtype=torch.float32)
-    for i in range(0, len(x), 8192):
-        out[i:i + 8192] = x[i:i + 8192].float().div_(255.0).sub_(mean).div_(std)
-    return out
+    def __init__(self, images: Images, y: torch.Tensor, mean: torch.Tensor, std: torch.Tensor):
+        self.images, self.y = images, y
+        self.mean, self.std = mean.view(-1, 1, 1), std.view(-1, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x = self.images[int(i)].float().div_(255.0).sub_(self.mean).div_(self.std)
+        return x, int(self.y[i])
 
 
 def _crop_flip(stream: Stream) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -331,7 +338,8 @@ def to_avalanche_benchmark(stream: Stream, *, augment: bool = False, test: bool 
     """An Avalanche benchmark (``CLScenario``) with the tasks of ``stream``, in order.
 
     Experience t of ``train_stream`` (and ``test_stream`` when ``test``) holds task t's
-    examples as float tensors normalised as our engine does, labelled with our output units;
+    examples as float tensors normalised as our engine does (made example by example when
+    Avalanche reads them, from the stream's shared uint8 images), labelled with our output units;
     task labels are t in task-il and 0 otherwise. Experiences carry ``task_labels`` and the
     classes timeline (``classes_in_this_experience``, ``classes_seen_so_far``, ...).
     ``augment`` adds our crop-and-flip augmentation as the training transform.
@@ -342,18 +350,17 @@ def to_avalanche_benchmark(stream: Stream, *, augment: bool = False, test: bool 
     from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
     from avalanche.benchmarks.scenarios.supervised import with_classes_timeline
     from avalanche.benchmarks.scenarios.task_aware import with_task_labels
-    from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset
+    from avalanche.benchmarks.utils import _make_taskaware_classification_dataset
 
-    shape = (1, -1, 1, 1)
-    mean = torch.tensor(stream.mean).view(shape)
-    std = torch.tensor(stream.std).view(shape)
+    mean = torch.tensor(stream.mean)
+    std = torch.tensor(stream.std)
     transform = _crop_flip(stream) if augment else None
 
-    def dataset(x: torch.Tensor, y: torch.Tensor, task: int, train: bool) -> Any:
+    def dataset(x: Images, y: torch.Tensor, task: int, train: bool) -> Any:
         label = task if stream.scenario == "task-il" else 0
         groups = {"train": (transform if train else None, None), "eval": (None, None)}
-        return _make_taskaware_tensor_classification_dataset(
-            _normalise(x, mean, std), y.clone(), task_labels=label, targets=y.tolist(),
+        return _make_taskaware_classification_dataset(
+            _NormalisedImages(x, y.clone(), mean, std), task_labels=label, targets=y.tolist(),
             transform_groups=groups, initial_transform_group="train" if train else "eval")
 
     streams = {"train": [dataset(t.train_x, t.train_y, t.id, True) for t in stream.tasks]}
