@@ -19,6 +19,7 @@ Schema (``schema = 1``), one file per run::
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -31,26 +32,69 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .errors import UserError
 from .metrics import all_metrics, meaningful_metrics, meaningful_per_task, per_task_forgetting
 
 SCHEMA = 1
+
+
+class WriteError(UserError):
+    """A file could not be written: a full disk, a read-only folder, a file in the way."""
+
+
+def write_error(path: Path, exc: OSError) -> WriteError:
+    """One line that says why ``path`` could not be written (from the OSError ``exc``)."""
+    code = exc.errno
+    if code == errno.ENOSPC:
+        why = "no space left on the device"
+    elif code == errno.EDQUOT:
+        why = "the disk quota is exceeded"
+    elif isinstance(exc, PermissionError) or code == errno.EROFS:
+        why = f"{exc.strerror or 'permission denied'} (is {path.parent} read-only?)"
+    elif isinstance(exc, (FileExistsError, NotADirectoryError)) or code in (errno.EEXIST,
+                                                                           errno.ENOTDIR):
+        why = f"a file is in the way ({exc.filename or exc.strerror})"
+    else:
+        why = exc.strerror or str(exc)
+    return WriteError(f"cannot write {path}: {why}")
+
+
+def check_output_folder(folder: Path, option: str = "--out") -> None:
+    """Refuse an output folder that is a file or lies under a file (before anything runs)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"the output folder {folder} is a file; choose another {option}")
+    for parent in folder.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"the output folder {folder} lies under the file {parent}; "
+                                f"choose another {option}")
+            return
 
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
-    A crash or Ctrl-C while writing leaves the previous file (or none), never half a file.
+    A crash, Ctrl-C or a full disk while writing leaves the previous file (or none), never
+    half a file, and no temporary file. An OSError while writing (a full disk, a read-only
+    folder) becomes a :class:`WriteError` naming ``path``: one line for the command line.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise write_error(path, exc) from None
     os.close(fd)
     try:
-        yield Path(tmp)
-        os.replace(tmp, path)
+        try:
+            yield Path(tmp)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise write_error(path, exc) from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
 
 
@@ -77,8 +121,6 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 def read_result(path: Path) -> dict[str, Any]:
     """Read a result.json (or the result.json inside a run folder)."""
-    from .errors import UserError
-
     path = Path(path)
     if path.is_dir():
         path = path / "result.json"
@@ -88,6 +130,8 @@ def read_result(path: Path) -> dict[str, Any]:
         raise UserError(f"no result.json at {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} is not a valid result.json: {exc}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not isinstance(data, dict) or "accuracy_matrix" not in data:
         raise UserError(f"{path} is not a lifelong-kd result.json (no accuracy_matrix)")
     return data
