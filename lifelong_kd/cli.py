@@ -1,7 +1,9 @@
 """Command line: parses arguments, builds a RunConfig, calls the library, nothing else.
 
 Exit codes: 0 done; 1 a run diverged or a comparison had failed runs; 2 a usage,
-configuration or data error (one message, no traceback unless ``--debug``); 130 interrupted.
+configuration or data error, or a file that cannot be read or written (a full disk, a
+read-only folder, a folder in use by another process): one message, no traceback unless
+``--debug``; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -218,15 +220,19 @@ def _report_parsers(sub: argparse._SubParsersAction) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import load_runs, write_comparison
+    from .results import check_output_folder
+    from .runs import output_folder
 
     if args.out is None and (len(args.dirs) > 1 or (args.dirs[0] / "result.json").is_file()):
         raise UserError("give --out DIR: where to write the report of several folders or of "
                         "a single run folder")
     out = args.out if args.out is not None else args.dirs[0]
+    check_output_folder(out)
     if (out / "result.json").is_file():
         raise UserError(f"{out} is a run folder; write the report elsewhere with --out DIR")
     runs, failures = load_runs(args.dirs)
-    write_comparison([r for _, r in runs], out, failures)
+    with output_folder(out):  # not while a compare (or another report) writes there
+        write_comparison([r for _, r in runs], out, failures)
     print(f"report of {len(runs)} run(s): {out / 'report.md'}", file=sys.stderr)
     return 0
 
@@ -234,16 +240,19 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from .report import comparison_plots, load_runs
     from .results import read_result
+    from .runs import locked
 
     folder = args.result_dir
-    if (folder / "result.json").is_file():
-        from .plots import run_plots
+    # not while a run or compare writes there (a folder that is not there is reported below)
+    with locked(folder) if folder.is_dir() else contextlib.nullcontext():
+        if (folder / "result.json").is_file():
+            from .plots import run_plots
 
-        paths = run_plots(read_result(folder), folder, tuple(args.formats or ("png",)))
-    else:
-        runs, _ = load_runs([folder])
-        paths = comparison_plots([r for _, r in runs], folder, tuple(args.formats or
-                                                                      ("png", "svg")))
+            paths = run_plots(read_result(folder), folder, tuple(args.formats or ("png",)))
+        else:
+            runs, _ = load_runs([folder])
+            paths = comparison_plots([r for _, r in runs], folder, tuple(args.formats or
+                                                                          ("png", "svg")))
     print("\n".join(str(p) for p in paths) or f"nothing to plot in {folder}", file=sys.stderr)
     return 0
 
@@ -274,3 +283,9 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # the last resort: a file that cannot be read or written
+        if getattr(args, "debug", False):
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
