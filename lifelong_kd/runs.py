@@ -140,7 +140,9 @@ def locked(folder: Path) -> Iterator[None]:
     from filelock import FileLock, Timeout
 
     key = os.path.abspath(folder)
-    lock = _HELD.get(key) or FileLock(os.path.join(key, LOCK), timeout=0)
+    lock = _HELD.get(key)
+    if lock is None:
+        lock = FileLock(os.path.join(key, LOCK), timeout=0)
     try:
         lock.acquire(timeout=0)
     except Timeout:
@@ -527,9 +529,15 @@ def _execute_locked(
         },
         data=data_info, status=final_status, message=message,
     )
-    write_json(out_dir / RESULT, result)
-    if rows:
-        write_text(out_dir / "accuracy_matrix.csv", matrix_csv(rows))
+    try:
+        write_json(out_dir / RESULT, result)
+        if rows:
+            write_text(out_dir / "accuracy_matrix.csv", matrix_csv(rows))
+    except WriteError as exc:
+        if not ckpt.is_file():
+            raise
+        raise WriteError(f"{exc}; the last checkpoint is kept: free some space, then continue "
+                         "with --resume") from None
     if plots and rows:
         from .plots import run_plots
 

@@ -162,17 +162,19 @@ def test_a_checkpoint_with_a_pickle_payload_does_not_run_it(tmp_path, capsys):
 @pytest.mark.parametrize("strategy", ["naive", "lwf", "ewc", "joint"])
 def test_checkpoints_hold_only_tensors_and_plain_data(tmp_path, strategy):
     out = tmp_path / strategy
-    assert main(["run", "split-digits", "--strategy", strategy, "--out", str(out), "--quiet",
-                 "--keep-checkpoints", "--set", "train.optimizer=adam", "--set", "train.lr=0.001",
-                 *DIGITS]) == 0
+    sets = ["train.optimizer=adam", "train.lr=0.001", *DIGITS[1::2]]
+    config = build_config("split-digits", strategy, parse_set(sets))
+    provider = runs.DataProvider(tmp_path, progress=False)
+    first = runs.execute_run(config, provider, out, progress=False, keep_checkpoints=True,
+                             plots=False)
     saved = torch.load(out / runs.CHECKPOINT, weights_only=True)
     assert saved["state"]["next_task"] == 2
-    assert len(saved["data"]["fingerprint"]) == 64
+    assert saved["data"]["fingerprint"] == first["data"]["fingerprint"]
     # and it resumes (nothing to train: the result is rebuilt from the checkpoint)
     (out / "result.json").unlink()
-    assert main(["run", "split-digits", "--strategy", strategy, "--out", str(out), "--quiet",
-                 "--resume", "--set", "train.optimizer=adam", "--set", "train.lr=0.001",
-                 *DIGITS]) == 0
+    again = runs.execute_run(config, provider, out, progress=False, resume=True, plots=False)
+    assert again["accuracy_matrix"] == first["accuracy_matrix"]
+    assert again["timing"]["resumed_from_task"] == 2
 
 
 def _break(saved: dict, how: str) -> object:
@@ -386,6 +388,26 @@ def test_full_disk_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch)
     assert main([*args[:3], str(whole), *args[4:]]) == 0
     assert resumed["accuracy_matrix"] == json.loads((whole / "result.json").read_text())[
         "accuracy_matrix"]
+
+
+def test_full_disk_at_the_result_keeps_the_checkpoint(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "full"
+    args = ["run", "split-digits", "--out", str(out), "--quiet", *DIGITS]
+    real_replace = os.replace
+
+    def full_for_results(src, dst, *a, **kw):
+        if Path(dst).name == "result.json":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "replace", full_for_results)
+    assert main(args) == 2
+    err = _one_error_line(capsys.readouterr().err)
+    assert "no space left" in err and str(out / "result.json") in err and "--resume" in err
+    monkeypatch.undo()
+    assert sorted(p.name for p in out.iterdir() if p.name != runs.LOCK) == [runs.CHECKPOINT]
+    assert main([*args, "--resume"]) == 0
+    assert json.loads((out / "result.json").read_text())["timing"]["resumed_from_task"] == 1
 
 
 @pytest.mark.parametrize("failing", ["mkstemp", "replace", "body"])
