@@ -23,7 +23,7 @@ import torch
 
 from .config import RunConfig
 from .data.augment import random_crop_flip
-from .data.streams import Stream, Task
+from .data.streams import Images, ImageUnion, Stream, Task
 from .models import Model, build_model
 from .strategies import Strategy, build_strategy
 
@@ -33,14 +33,22 @@ class Interrupted(Exception):
 
 
 class Diverged(Exception):
-    """Raised when the loss is NaN or infinite."""
+    """Raised when the loss is NaN or infinite, when a weight is so after a task, or when the
+    model's outputs on test examples are (weights grown so large that the outputs overflow
+    while the training loss stayed finite)."""
 
 
 @dataclass
 class TrainData:
-    """Examples to train on: uint8 images, output-unit labels, and each example's task id."""
+    """Examples to train on: uint8 images, output-unit labels, and each example's task id.
 
-    x: torch.Tensor
+    ``x`` is indexed by batch (``x[idx]`` gives uint8 images (B, C, H, W)): a task's
+    :class:`~lifelong_kd.data.streams.Images`, or an
+    :class:`~lifelong_kd.data.streams.ImageUnion` of several tasks' (joint training), so that
+    no task's permuted or rotated copy is ever made whole.
+    """
+
+    x: Images | ImageUnion
     y: torch.Tensor
     t: torch.Tensor
 
@@ -53,9 +61,16 @@ class TrainData:
 
     @classmethod
     def union(cls, tasks: list[Task]) -> TrainData:
+        """The examples of ``tasks``, in order, each with its own task id."""
         parts = [cls.of_task(task) for task in tasks]
-        return cls(torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]),
-                   torch.cat([p.t for p in parts]))
+        x = ImageUnion([task.train_x for task in tasks], tuple(tasks[0].train_x.shape[1:]))
+        return cls(x, torch.cat([p.y for p in parts]), torch.cat([p.t for p in parts]))
+
+    @classmethod
+    def empty(cls, task: Task) -> TrainData:
+        """No examples (images of ``task``'s size)."""
+        y = task.train_y[:0]
+        return cls(ImageUnion([], tuple(task.train_x.shape[1:])), y, y.clone())
 
 
 @dataclass
@@ -196,7 +211,9 @@ def evaluate(
     """Accuracy on every task's test set after training tasks 0..``trained``.
 
     Returns the row and, for class-il, the task-aware row (prediction restricted to the
-    task's own classes); for the other scenarios the two are the same.
+    task's own classes); for the other scenarios the two are the same. Raises
+    :class:`Diverged` when the model's outputs on a task's test examples are not finite (an
+    argmax over inf or NaN would be scored as if measured).
     """
     stream, model = ctx.stream, ctx.model
     model.eval()
@@ -206,18 +223,66 @@ def evaluate(
             mask = stream.eval_mask(trained, j).to(ctx.device)
             mask_aware = stream.eval_mask(trained, j, task_aware=True).to(ctx.device)
             correct = correct_aware = 0
+            finite = torch.ones((), dtype=torch.bool, device=ctx.device)
             for i in range(0, len(task.test_y), ctx.eval_batch_size):
                 logits = model(ctx.prepare(task.test_x[i:i + ctx.eval_batch_size]))
+                finite &= torch.isfinite(logits).all()
                 y = task.test_y[i:i + ctx.eval_batch_size].to(ctx.device)
                 pred = logits.masked_fill(~mask, float("-inf")).argmax(dim=1)
                 correct += int((pred == y).sum())
                 if stream.scenario == "class-il":
                     pred = logits.masked_fill(~mask_aware, float("-inf")).argmax(dim=1)
                     correct_aware += int((pred == y).sum())
+            if not bool(finite):
+                _diverged_outputs(model, stream, trained, j)
             n = max(len(task.test_y), 1)
             row.append(correct / n)
             row_aware.append(correct_aware / n if stream.scenario == "class-il" else correct / n)
     return row, row_aware
+
+
+def _diverged_outputs(model: Model, stream: Stream, trained: int, j: int) -> None:
+    """Raise :class:`Diverged`: the model's outputs on task ``j``'s test examples are not
+    finite after training tasks 0..``trained``."""
+    largest = max((float(p.detach().abs().max()) for p in model.parameters() if p.numel()),
+                  default=0.0)
+    when = f"after task {trained} (0-based)" if trained >= 0 else "before training"
+    raise Diverged(
+        f"the model's outputs on the test examples of task {j} `{stream[j].name}` are inf or NaN "
+        f"{when}: its weights blew up (largest magnitude {largest:.3g}) while the loss stayed "
+        "finite; lower train.lr or check the inputs"
+    )
+
+
+def check_finite_weights(
+    tensors: list[tuple[str, torch.Tensor]], index: int, name: str, whose: str = "weights"
+) -> None:
+    """Raise :class:`Diverged` when one of the named ``tensors`` holds inf or NaN after task
+    ``index``: a loss can stay finite while the weights overflow (one host synchronisation
+    for all of them)."""
+    if not tensors:
+        return
+    flags = torch.stack([torch.isfinite(t.detach()).all() for _, t in tensors])
+    if bool(flags.all()):
+        return
+    bad = tensors[int((~flags).nonzero()[0])][0]
+    raise Diverged(
+        f"the {whose} became inf or NaN in task {index} (0-based) `{name}` (first: `{bad}`) "
+        "while the loss stayed finite; lower train.lr or check the inputs"
+    )
+
+
+def _model_tensors(model: Model) -> list[tuple[str, torch.Tensor]]:
+    """The parameters and floating-point buffers (batch-norm statistics) of ``model``."""
+    return list(model.named_parameters()) + [
+        (n, b) for n, b in model.named_buffers() if b.is_floating_point()]
+
+
+def _strategy_tensors(strategy: Strategy) -> list[tuple[str, torch.Tensor]]:
+    """The strategy's own parameters, for a strategy that has some (a ``parameters()``
+    method, as an ``nn.Module`` has: e.g. a bias-correction layer)."""
+    own = getattr(strategy, "parameters", None)
+    return [(f"parameter {i}", p) for i, p in enumerate(own())] if callable(own) else []
 
 
 def _steps_per_task(config: RunConfig, n: int) -> tuple[int, int]:
@@ -242,7 +307,9 @@ def train_stream(
     ``on_task_end`` is called after each task's row is recorded (to save a checkpoint).
     ``should_stop`` is polled every step; when it returns True, :class:`Interrupted` is
     raised and ``state`` holds the finished tasks only. A NaN or infinite loss raises
-    :class:`Diverged` naming the task, epoch and step.
+    :class:`Diverged` naming the task, epoch and step; so do weights that hold inf or NaN
+    after a task (the model's, then the strategy's own, if it has any) and outputs that do
+    on the test examples, even though the loss stayed finite.
     """
     state = state or new_state(config, stream)
     model, strategy, g = state.model, state.strategy, state.generator
@@ -286,7 +353,10 @@ def train_stream(
                          should_stop, f"task {index + 1}/{len(stream)}")
             if not config.train.reset_optimizer:
                 state.optimizer_state = optimizer.state_dict()
+        check_finite_weights(_model_tensors(model), index, stream[index].name)
         strategy.after_task(ctx)
+        check_finite_weights(_strategy_tensors(strategy), index, stream[index].name,
+                             "strategy's own weights")
         t1 = time.perf_counter()
         state.train_seconds += t1 - t0
         row, row_aware = evaluate(ctx, index)

@@ -9,6 +9,7 @@ distillation) and ``head``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import torch
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
+from .errors import ConfigError
 
 
 class Model(nn.Module):
@@ -150,9 +152,67 @@ def xavier_init(model: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
+def model_size(
+    config: ModelConfig, input_shape: tuple[int, int, int], n_outputs: int
+) -> tuple[int, int]:
+    """(parameters, bytes of the parameters and buffers) of the model ``config`` describes,
+    counted on the meta device: nothing is allocated and the global random generator is left
+    as it was."""
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        model = MODELS[config.name](config, input_shape, n_outputs)
+    n_params = sum(p.numel() for p in model.parameters())
+    size = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    return n_params, size
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory of this machine (Linux: ``os.sysconf``); None if unknown."""
+    try:
+        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return pages * page_size if pages > 0 and page_size > 0 else None
+
+
+def _setting(config: ModelConfig) -> str:
+    """The setting that sizes the model, as the user would write it (``[16384]*64``)."""
+    key = {"mlp": "hidden", "convnet": "channels", "resnet18": "nf"}.get(config.name)
+    if key is None:
+        return f"`model.name` = {config.name!r}"
+    value = getattr(config, key)
+    if isinstance(value, tuple):
+        shown = f"[{value[0]}]*{len(value)}" if len(value) > 3 and len(set(value)) == 1 \
+            else str(list(value))
+    else:
+        shown = str(value)
+    return f"`model.{key}` = {shown}"
+
+
+def check_model_size(
+    config: ModelConfig, input_shape: tuple[int, int, int], n_outputs: int,
+    memory: int | None = None,
+) -> None:
+    """Refuse (ConfigError) a model whose weights alone exceed the machine's physical memory
+    (``memory`` bytes; default :func:`physical_memory`), before any of it is allocated: it
+    could only end in the machine swapping or the process being killed. Nothing is refused
+    when the memory cannot be known."""
+    memory = physical_memory() if memory is None else memory
+    if memory is None:
+        return
+    n_params, size = model_size(config, input_shape, n_outputs)
+    if size > memory:
+        raise ConfigError(
+            f"the `{config.name}` model of {_setting(config)} has {n_params:,} parameters: "
+            f"{size / 1e9:.1f} GB for its weights alone, more than this machine's "
+            f"{memory / 1e9:.1f} GB of memory; choose a smaller model"
+        )
+
+
 def build_model(config: ModelConfig, input_shape: tuple[int, int, int], n_outputs: int) -> Model:
     """Build the model named by ``config.name`` (weights from the global torch RNG), with the
-    initial weights of ``config.init``."""
+    initial weights of ``config.init``; a model too large for the machine's memory is refused
+    first (:func:`check_model_size`)."""
+    check_model_size(config, input_shape, n_outputs)
     model = MODELS[config.name](config, input_shape, n_outputs)
     if config.init == "xavier":
         xavier_init(model)

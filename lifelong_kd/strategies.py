@@ -363,8 +363,7 @@ class Joint(Strategy):
 
         tasks = list(ctx.stream.tasks[: ctx.index + 1])
         if self.config.mode == "final" and ctx.index < len(ctx.stream) - 1:
-            first = TrainData.of_task(tasks[0])
-            return TrainData(first.x[:0], first.y[:0], first.t[:0])
+            return TrainData.empty(tasks[0])
         return TrainData.union(tasks)
 
 

@@ -374,7 +374,8 @@ def test_joint_cross_entropy_uses_each_examples_own_head():
     data = state.strategy.train_data(ctx)
     ctx.current_train_data = data
     idx = torch.arange(len(data))
-    batch = Batch(ctx.prepare(data.x), data.y, data.t, idx, data.x, ctx)
+    raw = data.x[idx]
+    batch = Batch(ctx.prepare(raw), data.y, data.t, idx, raw, ctx)
     _, logits = student_outputs(ctx, batch)
     per_example = [F.cross_entropy(logits[i:i + 1, 2 * t:2 * t + 2], data.y[i:i + 1] - 2 * t)
                    for i, t in enumerate(data.t.tolist())]

@@ -1,10 +1,14 @@
 """Streams: a dataset cut into a sequence of tasks, and the scenario that says what is known.
 
 A :class:`Stream` is plain data: a tuple of :class:`Task` you can index and slice. Each task
-holds its own uint8 train/test tensors (already permuted or rotated) and its labels already
-mapped to *output units* of the model. The scenario decides that mapping and which outputs
-are active when training and testing (van de Ven & Tolias 2019, "Three scenarios for
-continual learning"):
+holds its train/test images as :class:`Images` and its labels already mapped to *output units*
+of the model. The images of a permuted or rotated task are never copied whole: every task
+reads the one shared uint8 dataset through its pixel permutation (an index gather) or its
+rotation, one batch at a time (``task.train_x[idx]``), so a stream of T tasks holds the dataset
+once, not T times. Split tasks hold their own rows (together, one copy of the dataset).
+
+The scenario decides the mapping to output units and which outputs are active when training
+and testing (van de Ven & Tolias 2019, "Three scenarios for continual learning"):
 
 ========== =============================================== ==================================
 scenario   output units                                    active outputs
@@ -24,14 +28,197 @@ k is the number of classes per task.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from ..config import RunConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from .sources import Dataset
+
+#: An index into a set of images: one position, a slice, or a tensor of positions.
+Index = int | slice | torch.Tensor
+
+
+# ------------------------------------------------------------------ images seen through a task
+
+
+class Permute:
+    """The pixel permutation of a Permuted-MNIST task: pixel k of every channel of the output
+    is pixel ``perm[k]`` of the input (an index gather on uint8 images (N, C, H, W))."""
+
+    def __init__(self, perm: torch.Tensor):
+        self.perm = perm
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        return x.reshape(n, c, h * w)[:, :, self.perm].reshape(n, c, h, w).contiguous()
+
+    def __repr__(self) -> str:
+        return f"Permute({len(self.perm)} pixels)"
+
+
+@functools.cache
+def _torchvision_grid() -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]] | None:
+    """torchvision's own (private) steps of ``rotate`` for tensors: the inverse affine matrix,
+    the sampling grid, and the grid transform; None where this torchvision lacks them."""
+    try:
+        from torchvision.transforms.v2.functional._geometry import (
+            _affine_grid,
+            _apply_grid_transform,
+            _get_inverse_affine_matrix,
+        )
+    except ImportError:
+        return None
+    return _get_inverse_affine_matrix, _affine_grid, _apply_grid_transform
+
+
+class Rotate:
+    """Rotation of uint8 images (N, C, H, W) by ``angle`` degrees, counter-clockwise about the
+    centre, bilinear, zero fill, same size: torchvision's ``rotate(x, angle, BILINEAR)``.
+
+    Rotating a batch gives, bit for bit, the rotations of its images one by one (the same
+    sampling grid for every image), so rotating batch by batch equals rotating the dataset
+    once. The grid is made once per image size with torchvision's own steps of ``rotate``
+    (:func:`_torchvision_grid`), so that one image, as Avalanche's loaders fetch them, costs
+    one ``grid_sample`` rather than torchvision's set-up per call; the angles torchvision
+    rotates by exact transposes (0, 90, 180, 270), and any angle where those steps are
+    missing, go through the public ``rotate``.
+    """
+
+    def __init__(self, angle: float):
+        self.angle = float(angle)
+        self._grids: dict[tuple[int, int, str], torch.Tensor] = {}
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        from torchvision.transforms.v2.functional import InterpolationMode, rotate
+
+        h, w = x.shape[-2:]
+        angle = self.angle % 360
+        steps = _torchvision_grid()
+        if steps is None or angle in (0.0, 180.0) or (h == w and angle in (90.0, 270.0)) \
+                or x.numel() == 0:
+            return rotate(x, self.angle, interpolation=InterpolationMode.BILINEAR)
+        inverse_matrix, affine_grid, apply_grid = steps
+        key = (h, w, str(x.device))
+        if key not in self._grids:
+            # as torchvision's rotate_image: centre (0, 0), -angle (its rotate/affine convention)
+            matrix = inverse_matrix([0.0, 0.0], -angle, [0.0, 0.0], 1.0, [0.0, 0.0])
+            theta = torch.tensor(matrix, dtype=torch.float32, device=x.device).reshape(1, 2, 3)
+            self._grids[key] = affine_grid(theta, w=w, h=h, ow=w, oh=h)
+        return apply_grid(x, self._grids[key], "bilinear", fill=None)
+
+    def __repr__(self) -> str:
+        return f"Rotate({self.angle:g})"
+
+
+class Images:
+    """A task's uint8 images (N, C, H, W): the rows of a ``source`` tensor shared with the
+    dataset (and the stream's other tasks), seen through ``transform`` (a :class:`Permute`, a
+    :class:`Rotate`, or None).
+
+    Indexing makes only the images asked for: ``images[idx]`` (a tensor of positions, a slice,
+    or one position) gathers those rows of the source and transforms them, one vectorised
+    operation on the batch. :meth:`materialise` makes them all (tests, exports).
+    """
+
+    __slots__ = ("source", "transform")
+
+    def __init__(self, source: torch.Tensor, transform: Permute | Rotate | None = None):
+        self.source = source
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return int(self.source.shape[0])
+
+    @property
+    def shape(self) -> torch.Size:
+        """(N, C, H, W): permutations and rotations keep the image size."""
+        return self.source.shape
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.source.dtype
+
+    def __getitem__(self, index: Index) -> torch.Tensor:
+        if isinstance(index, int):
+            return self[torch.tensor([index])][0]
+        x = self.source[index]
+        return x if self.transform is None else self.transform(x)
+
+    def materialise(self, chunk: int = 4096) -> torch.Tensor:
+        """Every image, transformed: a full copy made ``chunk`` images at a time (the source
+        itself when there is no transform)."""
+        if self.transform is None:
+            return self.source
+        return torch.cat([self[i:i + chunk] for i in range(0, len(self), chunk)]) if len(self) \
+            else self.source.clone()
+
+    def __repr__(self) -> str:
+        return f"Images({tuple(self.shape)}, {self.transform!r})"
+
+
+class ImageUnion:
+    """The images of several :class:`Images` as one set, in order (joint training's union of
+    tasks): position i is image ``i - offset[p]`` of part p, the part whose range holds i.
+
+    Only the parts' offsets are stored, never a copy of the images; indexing a batch gathers
+    from each part it touches (a small loop over the distinct parts of the batch, each a
+    vectorised gather and transform) and puts the images back in the batch's order.
+    """
+
+    def __init__(self, parts: Sequence[Images], image_shape: tuple[int, ...]):
+        self.parts = tuple(parts)
+        self.image_shape = tuple(image_shape)
+        sizes = torch.tensor([len(p) for p in self.parts], dtype=torch.long)
+        #: offsets[p] = position of part p's first image; offsets[-1] = the total.
+        self.offsets = torch.cat([torch.zeros(1, dtype=torch.long), sizes.cumsum(0)])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self), *self.image_shape))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.uint8 if not self.parts else self.parts[0].dtype
+
+    def __getitem__(self, index: Index) -> torch.Tensor:
+        if isinstance(index, int):
+            return self[torch.tensor([index])][0]
+        positions = torch.arange(*index.indices(len(self))) if isinstance(index, slice) \
+            else index
+        positions = positions.reshape(-1).long()
+        if len(positions) and (int(positions.min()) < -len(self) or int(positions.max()) >= len(self)):
+            raise IndexError(f"index out of range for {len(self)} images")
+        positions = positions % max(len(self), 1)
+        part = torch.searchsorted(self.offsets, positions, right=True) - 1
+        local = positions - self.offsets[part]
+        out = torch.empty((len(positions), *self.image_shape), dtype=self.dtype)
+        for p in torch.unique(part).tolist():
+            rows = (part == p).nonzero().flatten()
+            out[rows] = self.parts[p][local[rows]]
+        return out
+
+    def materialise(self) -> torch.Tensor:
+        return self[:]
+
+
+def image_storage_bytes(tensors: Sequence[Any]) -> int:
+    """Bytes of the distinct storages behind ``tensors`` (an :class:`Images` counts its
+    source): how much memory a stream's images really hold."""
+    seen: dict[int, int] = {}
+    for t in tensors:
+        t = t.source if isinstance(t, Images) else t
+        storage = t.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+    return sum(seen.values())
 
 
 @dataclass(frozen=True)
@@ -44,9 +231,10 @@ class Task:
     classes: tuple[int, ...]
     #: Output units of this task (local label i -> outputs[i]).
     outputs: tuple[int, ...]
-    train_x: torch.Tensor  # uint8 (N, C, H, W)
+    #: uint8 (N, C, H, W) images, made batch by batch (see :class:`Images`).
+    train_x: Images
     train_y: torch.Tensor  # int64 output units
-    test_x: torch.Tensor
+    test_x: Images
     test_y: torch.Tensor
 
 
@@ -199,18 +387,6 @@ def class_order(config: RunConfig, n_classes: int) -> list[int]:
     return list(order)
 
 
-def _rotate(images: torch.Tensor, angle: float) -> torch.Tensor:
-    """Rotate uint8 images (N, C, H, W) by ``angle`` degrees (bilinear, zero fill)."""
-    from torchvision.transforms.v2.functional import InterpolationMode, rotate
-
-    if angle % 360 == 0:
-        return images
-    out = []
-    for chunk in images.split(4096):
-        out.append(rotate(chunk, angle, interpolation=InterpolationMode.BILINEAR))
-    return torch.cat(out)
-
-
 def build_stream(config: RunConfig, ds: Dataset) -> Stream:
     """Cut ``ds`` into the tasks of ``config.stream`` (seeded by ``config.seed``)."""
     s = config.stream
@@ -239,35 +415,53 @@ def build_stream(config: RunConfig, ds: Dataset) -> Stream:
             lookup[list(classes)] = torch.tensor(outputs)
             tr = torch.isin(ds.train_y, torch.tensor(classes))
             te = torch.isin(ds.test_y, torch.tensor(classes))
-            train_x, train_y = ds.train_x[tr], lookup[ds.train_y[tr]]
-            test_x, test_y = ds.test_x[te], lookup[ds.test_y[te]]
+            # the task's own rows: the split tasks together hold one copy of the dataset
+            train_x, train_y = Images(ds.train_x[tr]), lookup[ds.train_y[tr]]
+            test_x, test_y = Images(ds.test_x[te]), lookup[ds.test_y[te]]
             name = "classes " + ",".join(ds.classes[c] for c in classes)
         else:
             classes = tuple(range(ds.n_classes))
             offset = outputs[0]
-            train_y, test_y = ds.train_y + offset, ds.test_y + offset
+            # labels too are shared when they need no offset (domain-il, masked heads)
+            train_y = ds.train_y if offset == 0 else ds.train_y + offset
+            test_y = ds.test_y if offset == 0 else ds.test_y + offset
+            transform: Permute | Rotate | None
             if s.kind == "permuted":
                 n_pix = math.prod(ds.input_shape[1:])
-                perm = torch.randperm(n_pix, generator=g)
+                perm = torch.randperm(n_pix, generator=g)  # drawn for task 0 too: same seeds
                 if t == 0 and not s.permute_first:
-                    perm = torch.arange(n_pix)
-                    name = "original"
+                    transform, name = None, "original"
                 else:
-                    name = f"permutation {t}"
-
-                def apply(x: torch.Tensor, p: torch.Tensor = perm) -> torch.Tensor:
-                    n, c, h, w = x.shape
-                    return x.reshape(n, c, h * w)[:, :, p].reshape(n, c, h, w).contiguous()
-
-                train_x, test_x = apply(ds.train_x), apply(ds.test_x)
+                    transform, name = Permute(perm), f"permutation {t}"
             else:
                 angle = angles[t]
                 name = f"rotation {angle:.1f}"
-                train_x, test_x = _rotate(ds.train_x, angle), _rotate(ds.test_x, angle)
+                transform = None if angle % 360 == 0 else Rotate(angle)
+            # every task reads the one shared dataset through its own transform
+            train_x, test_x = Images(ds.train_x, transform), Images(ds.test_x, transform)
         tasks.append(Task(t, name, classes, outputs, train_x, train_y, test_x, test_y))
+    _check_not_empty(tasks, ds)
     return Stream(
         name=config.benchmark, scenario=scenario, tasks=tuple(tasks), n_outputs=n_outputs,
         input_shape=ds.input_shape,
         mean=ds.mean if config.data.normalize else tuple(0.0 for _ in ds.mean),
         std=ds.std if config.data.normalize else tuple(1.0 for _ in ds.std),
+    )
+
+
+def _check_not_empty(tasks: list[Task], ds: Dataset) -> None:
+    """Refuse a stream with a task that has no training or no test examples (a DataError):
+    its accuracy would enter every average as a measured 0 %, and it would be "trained" with
+    no step. A task missing only some of its classes is kept."""
+    empty = [task for task in tasks if len(task.train_y) == 0 or len(task.test_y) == 0]
+    if not empty:
+        return
+    task = empty[0]
+    names = [ds.classes[c] for c in task.classes]
+    shown = ", ".join(names[:10]) + (f", ... ({len(names)} classes)" if len(names) > 10 else "")
+    others = f" (and {len(empty) - 1} more of the {len(tasks)} tasks)" if len(empty) > 1 else ""
+    raise DataError(
+        f"task {task.id} `{task.name}` (classes {shown}) has {len(task.train_y)} training and "
+        f"{len(task.test_y)} test examples{others}: every task needs at least one of each; "
+        "raise `data.train_subset` / `data.test_subset` or check the dataset's files"
     )
