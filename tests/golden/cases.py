@@ -1,0 +1,67 @@
+"""The configurations whose accuracy matrices pin the engine's behaviour (issue 13).
+
+Every built-in strategy preset in every scenario it supports, on Split-Digits (3 tasks of 2
+digits, 2 epochs, MLP 1x32), plus the stream kinds (permuted, rotated), options that take other
+code paths (distillation losses, online EWC, joint ``mode = final``, head masking, augmentation
+with a ConvNet on MNIST, a clean teacher input) and one Avalanche strategy. ``make_golden.py``
+records their matrices with the code of one commit; ``tests/test_behaviour.py`` re-runs them
+and demands the same matrices bit for bit.
+"""
+
+from __future__ import annotations
+
+DIGITS = ["--set", "stream.n_tasks=3", "--set", "stream.classes_per_task=2", "--set",
+          "train.epochs=2", "--set", "model.hidden=[32]"]
+MNIST_CONV = ["--set", "data.train_subset=300", "--set", "data.test_subset=200", "--set",
+              "stream.n_tasks=2", "--set", "model.name=convnet", "--set", "model.channels=[4,8]",
+              "--set", "train.iterations=6", "--set", "train.batch_size=32", "--set",
+              "train.augment=true", "--set", "stream.scenario=class-il"]
+
+_SCENARIOS = {
+    "naive": ("task-il", "class-il", "domain-il"),
+    "lwf": ("task-il", "class-il", "domain-il"),
+    "lwf-vdv2019": ("task-il", "class-il", "domain-il"),
+    "lwf-vdv2022": ("task-il", "class-il", "domain-il"),
+    "lwf-mammoth": ("class-il",),
+    "lwf-avalanche": ("task-il", "class-il", "domain-il"),
+    "lwf-facil": ("class-il",),
+    "joint": ("task-il", "class-il", "domain-il"),
+    "ewc": ("task-il", "class-il", "domain-il"),
+}
+
+
+def cases() -> dict[str, list[str]]:
+    """Case name -> the `lifelong-kd run` arguments after `run` (without --out)."""
+    out: dict[str, list[str]] = {}
+    for strategy, scenarios in _SCENARIOS.items():
+        for scenario in scenarios:
+            out[f"{strategy}/{scenario}"] = ["split-digits", "--strategy", strategy,
+                                             "--set", f"stream.scenario={scenario}", *DIGITS]
+    for strategy in ("naive", "lwf", "joint", "ewc"):
+        out[f"permuted/{strategy}"] = ["permuted-digits", "--strategy", strategy,
+                                       "--set", "stream.n_tasks=3", "--set", "train.epochs=2",
+                                       "--set", "train.lr=0.01", "--set", "model.hidden=[32]"]
+    out["rotated/lwf"] = ["permuted-digits", "--strategy", "lwf", "--set", "stream.kind=rotated",
+                          "--set", "stream.n_tasks=3", "--set", "train.epochs=2",
+                          "--set", "model.hidden=[32]"]
+    for loss in ("kl", "bce", "mse_logits", "feature_l2", "feature_cosine"):
+        out[f"loss/{loss}"] = ["split-digits", "--strategy", "lwf", "--set",
+                               f"strategy.distill_loss={loss}", *DIGITS]
+    out["ewc/online-empirical"] = ["split-digits", "--strategy", "ewc", "--set",
+                                   "strategy.ewc_online=true", "--set", "strategy.ewc_gamma=0.9",
+                                   "--set", "strategy.ewc_fisher=empirical", *DIGITS]
+    out["joint/final"] = ["split-digits", "--strategy", "joint", "--set", "strategy.mode=final",
+                          *DIGITS]
+    out["masked/lwf"] = ["split-digits", "--strategy", "lwf", "--set", "model.head=masked",
+                         *DIGITS]
+    out["adam/keep-optimizer/lwf-vdv2019"] = [
+        "split-digits", "--strategy", "lwf-vdv2019", "--set", "train.optimizer=adam",
+        "--set", "train.lr=0.001", "--set", "train.reset_optimizer=false", *DIGITS]
+    out["conv-augment/lwf"] = ["permuted-mnist", "--strategy", "lwf", "--set",
+                               "stream.kind=split", "--set", "stream.classes_per_task=2",
+                               *MNIST_CONV]
+    out["conv-augment/lwf-mammoth"] = ["permuted-mnist", "--strategy", "lwf-mammoth", "--set",
+                                       "stream.kind=split", "--set",
+                                       "stream.classes_per_task=2", *MNIST_CONV]
+    out["avalanche/Naive"] = ["split-digits", "--strategy", "avalanche:Naive", *DIGITS]
+    return out
