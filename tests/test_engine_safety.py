@@ -163,9 +163,14 @@ def test_rotation_without_torchvisions_private_steps_is_the_same(monkeypatch: py
     assert torch.equal(fast, rotate(x, 33.0, interpolation=InterpolationMode.BILINEAR))
 
 
-def test_image_union_batches_equal_the_concatenated_copies():
-    ds = toy(size=6)
-    stream = build_stream(cfg("rotated", 3, **{"stream.angles": [0, 40, 100]}), ds)
+@pytest.mark.parametrize("kind", ["rotated", "permuted", "split"])
+def test_image_union_batches_equal_the_concatenated_copies(kind: str):
+    """Rotations (a loop over the parts of a batch), permutations of one source (one gather
+    with a table of permutations), split tasks (separate sources)."""
+    ds = toy(size=6, channels=2)
+    extra = {"stream.angles": [0, 40, 100]} if kind == "rotated" else {}
+    extra.update({"stream.permute_first": True} if kind == "permuted" else {})
+    stream = build_stream(cfg(kind, 5 if kind == "split" else 3, **extra), ds)
     union = ImageUnion([t.train_x for t in stream], tuple(ds.train_x.shape[1:]))
     whole = torch.cat([t.train_x.materialise() for t in stream])
     g = torch.Generator().manual_seed(2)
@@ -176,7 +181,8 @@ def test_image_union_batches_equal_the_concatenated_copies():
     assert torch.equal(union[100:260], whole[100:260])
     assert torch.equal(union[len(whole) - 1], whole[-1])
     assert union[torch.arange(0)].shape == (0, *ds.train_x.shape[1:])
-    assert TrainData.empty(stream[0]).x[torch.arange(0)].shape == (0, 1, 6, 6)
+    assert TrainData.empty(stream[0]).x[torch.arange(0)].shape == (0, 2, 6, 6)
+    assert (union._perms is not None) == (kind == "permuted")
 
 
 def _materialised(stream: Stream) -> Stream:

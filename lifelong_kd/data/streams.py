@@ -56,7 +56,10 @@ class Permute:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
-        return x.reshape(n, c, h * w)[:, :, self.perm].reshape(n, c, h, w).contiguous()
+        # torch.gather with the permutation broadcast over images and channels: the same
+        # values as x[..., perm], several times faster on uint8 than advanced indexing
+        flat = x.reshape(n, c, h * w)
+        return torch.gather(flat, 2, self.perm.expand(n, c, h * w)).reshape(n, c, h, w)
 
     def __repr__(self) -> str:
         return f"Permute({len(self.perm)} pixels)"
@@ -168,7 +171,9 @@ class ImageUnion:
 
     Only the parts' offsets are stored, never a copy of the images; indexing a batch gathers
     from each part it touches (a small loop over the distinct parts of the batch, each a
-    vectorised gather and transform) and puts the images back in the batch's order.
+    vectorised gather and transform) and puts the images back in the batch's order. Parts
+    that are permutations of one shared source (Permuted-MNIST's tasks) take one gather for
+    the whole batch instead, each image with its own task's permutation (a table of them).
     """
 
     def __init__(self, parts: Sequence[Images], image_shape: tuple[int, ...]):
@@ -177,6 +182,14 @@ class ImageUnion:
         sizes = torch.tensor([len(p) for p in self.parts], dtype=torch.long)
         #: offsets[p] = position of part p's first image; offsets[-1] = the total.
         self.offsets = torch.cat([torch.zeros(1, dtype=torch.long), sizes.cumsum(0)])
+        #: (parts, H*W) pixel permutation of each part, when they share one source.
+        self._perms: torch.Tensor | None = None
+        shared = bool(self.parts) and all(p.source is self.parts[0].source for p in self.parts)
+        if shared and all(isinstance(p.transform, (Permute, type(None))) for p in self.parts):
+            n_pix = math.prod(self.image_shape[1:])
+            self._perms = torch.stack([
+                p.transform.perm if isinstance(p.transform, Permute) else torch.arange(n_pix)
+                for p in self.parts])
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -200,6 +213,11 @@ class ImageUnion:
         positions = positions % max(len(self), 1)
         part = torch.searchsorted(self.offsets, positions, right=True) - 1
         local = positions - self.offsets[part]
+        if self._perms is not None:
+            c, n_pix = self.image_shape[0], self._perms.shape[1]
+            rows = self.parts[0].source[local].reshape(len(local), c, n_pix)
+            index = self._perms[part][:, None, :].expand(len(local), c, n_pix)
+            return torch.gather(rows, 2, index).reshape(len(local), *self.image_shape)
         out = torch.empty((len(positions), *self.image_shape), dtype=self.dtype)
         for p in torch.unique(part).tolist():
             rows = (part == p).nonzero().flatten()
