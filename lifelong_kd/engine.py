@@ -1,10 +1,12 @@
 """The training and evaluation loop: the only place that calls ``backward()``.
 
 Data stays in uint8 tensors; a batch is made by indexing them with a slice of a seeded
-permutation, converted to float and normalised as a whole. There is no per-example Python
-work in the loop. After each task the model is evaluated on the test set of every task: one
-row of the accuracy matrix R, R[i][j] = accuracy on task j after training task i. Before the
-first task the untrained model is evaluated too (the b_j of forward transfer).
+permutation (a permuted or rotated task's images are gathered from the shared dataset and
+permuted or rotated then, batch by batch; see ``data/streams.py``), converted to float and
+normalised as a whole. There is no per-example Python work in the loop. After each task the
+model is evaluated on the test set of every task: one row of the accuracy matrix R,
+R[i][j] = accuracy on task j after training task i. Before the first task the untrained
+model is evaluated too (the b_j of forward transfer).
 
 Everything random draws from explicit seeded generators (``torch.manual_seed(seed)`` for the
 weights, one ``torch.Generator`` for batch order and augmentation), so the same seed gives
