@@ -130,8 +130,10 @@ def test_permuted_batches_equal_the_materialised_permutation():
         for bs in (1, 7, 64, len(ds.train_x)):
             idx = torch.randperm(len(ds.train_x), generator=g)[:bs]
             assert torch.equal(task.train_x[idx], whole[idx])
-        assert torch.equal(task.train_x[3], whole[3])
+        assert torch.equal(task.train_x[3], whole[3]) and torch.equal(task.train_x[-1], whole[-1])
         assert torch.equal(task.train_x[5:17], whole[5:17])
+        with pytest.raises(IndexError):
+            task.train_x[len(whole)]
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (3, 6, 5)])

@@ -148,8 +148,11 @@ class Images:
         return self.source.dtype
 
     def __getitem__(self, index: Index) -> torch.Tensor:
-        if isinstance(index, int):
-            return self[torch.tensor([index])][0]
+        if isinstance(index, int):  # one image (C, H, W), as Avalanche's loaders fetch them
+            position = index + len(self) if index < 0 else index
+            if not 0 <= position < len(self):
+                raise IndexError(f"image {index} of {len(self)}")
+            return self[position:position + 1][0]  # a one-image view of the source, transformed
         x = self.source[index]
         return x if self.transform is None else self.transform(x)
 
