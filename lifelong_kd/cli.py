@@ -113,7 +113,8 @@ def _preload_imports() -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .config import build_config, parse_set
+    from .config import parse_set
+    from .presets import build_config
     from .runs import DataProvider, execute_run, stop_on_signals
 
     config = build_config(args.benchmark, args.strategy, parse_set(args.sets), args.seed)
@@ -138,7 +139,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .config import parse_set, read_benchmark, suite_description, suite_members
+    from .config import parse_set
+    from .presets import read_benchmark, suite_description, suite_members
     from .runs import DataProvider, compare, compare_suite, stop_on_signals
 
     members = suite_members(args.benchmark)
@@ -168,11 +170,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     import tomllib
 
-    from .config import BENCHMARK_DIR, preset_names, valid_keys
+    from .config import valid_keys
     from .data.sources import DATASETS
     from .interop.avalanche import KNOWN
     from .losses import LOSSES
     from .models import MODEL_DESCRIPTIONS
+    from .presets import BENCHMARK_DIR, preset_names
     from .strategies import PRESETS
 
     if args.keys:

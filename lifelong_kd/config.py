@@ -1,17 +1,15 @@
-"""Run configuration: frozen dataclasses, TOML presets, ``--set`` overrides, validation.
+"""Run configuration as plain data: frozen dataclasses, coercion, and the checks that need no registry.
 
-A run is described by one :class:`RunConfig`. It is resolved from, in increasing priority:
+A run is described by one :class:`RunConfig` of frozen dataclasses (one per section: ``data``,
+``stream``, ``model``, ``train``, ``strategy``). This module turns TOML values and ``--set``
+strings into the fields' types (:func:`parse_set`, :func:`from_flat`), names every valid dotted
+key (:func:`valid_keys`), and checks the ranges that need no registry (:func:`check_ranges`).
 
-1. the dataclass defaults below,
-2. the options of the strategy preset (``lwf``, ``lwf-vdv2019``, ...; see ``strategies.py``),
-3. the benchmark preset (a TOML file in ``benchmarks/`` or any path),
-4. the preset's settings for this strategy only (``[overrides.<strategy>.<section>]`` tables,
-   for protocols that train each strategy with its own hyperparameters),
-5. ``--set section.key=value`` overrides from the command line.
-
-Every key is checked: an unknown key is rejected with the closest valid one, a value of the
-wrong type or out of range is rejected naming the key, the value and what would be valid.
-All of this happens before any data is loaded.
+It imports nothing of the package (an import-linter contract in pyproject.toml keeps it so), so
+every other module may import it. That is why the errors a user can fix are defined here too:
+``errors.py`` re-exports them under the name everyone imports them by. Presets (TOML files,
+per-strategy overrides, suites, ``--set``) are resolved in ``presets.py``, which also asks each
+registry (datasets, models, losses, strategies, streams) to check the names and options it owns.
 """
 
 from __future__ import annotations
@@ -23,24 +21,26 @@ import types
 import typing
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 import tomllib
 
-from .errors import ConfigError
+
+class UserError(Exception):
+    """A problem the user can fix: a bad setting, a missing file, an unknown name.
+
+    The command line prints ``error: <message>`` and exits with code 2, without a traceback
+    (``--debug`` shows it).
+    """
 
 
-def _benchmark_dir() -> Path:
-    """The preset folder: ``benchmarks/`` of a source checkout, or the installed copy."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "benchmarks", here / "benchmarks"):
-        if candidate.is_dir():
-            return candidate
-    return here.parent / "benchmarks"
+class ConfigError(UserError):
+    """An unknown key, a value of the wrong type or out of range, an unknown name."""
 
 
-BENCHMARK_DIR = _benchmark_dir()
+class DataError(UserError):
+    """A dataset that is missing, truncated, malformed or cannot be downloaded."""
+
 
 SCENARIOS = ("task-il", "class-il", "domain-il")
 STREAM_KINDS = ("permuted", "split", "rotated")
@@ -252,7 +252,8 @@ def valid_keys() -> list[str]:
     return keys
 
 
-def _unknown_key(key: str) -> ConfigError:
+def unknown_key(key: str) -> ConfigError:
+    """The error for a dotted key that is not one of :func:`valid_keys`, with the closest one."""
     close = difflib.get_close_matches(key, valid_keys(), n=1, cutoff=0.5)
     hint = f" (did you mean `{close[0]}`?)" if close else ""
     return ConfigError(
@@ -281,13 +282,10 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     """Convert ``value`` (from TOML or a ``--set`` string) to the field type ``tp``."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        errors = []
         # a str member only takes strings that no other member can parse
         for member in sorted(typing.get_args(tp), key=lambda t: t is str):
-            try:
+            with contextlib.suppress(ConfigError):
                 return _coerce(key, value, member)
-            except ConfigError as exc:
-                errors.append(exc)
         raise ConfigError(f"`{key}` = {value!r} is not {_type_name(tp)}")
     if origin is dict:
         if isinstance(value, dict):
@@ -367,215 +365,9 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def _flatten(table: dict[str, Any], source: str) -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in table.items():
-        if key in SECTIONS:
-            if not isinstance(value, dict):
-                raise ConfigError(f"{source}: `{key}` must be a table ([{key}])")
-            for sub, v in value.items():
-                flat[f"{key}.{sub}"] = v
-        else:
-            flat[key] = value
-    return flat
-
-
-def preset_names() -> list[str]:
-    """Names of the benchmark presets shipped with the package."""
-    return sorted(p.stem for p in BENCHMARK_DIR.glob("*.toml"))
-
-
-def _load_table(benchmark: str) -> tuple[str, Path, dict[str, Any]]:
-    """Find a benchmark preset by name or path and parse it: (name, path, TOML table)."""
-    path = Path(benchmark)
-    if benchmark.endswith(".toml") or path.is_file():
-        if not path.is_file():
-            raise ConfigError(f"benchmark file {benchmark} does not exist")
-        name = path.stem
-    else:
-        path = BENCHMARK_DIR / f"{benchmark}.toml"
-        if not path.is_file():
-            close = closest_name(benchmark, preset_names())
-            hint = f" (did you mean `{close}`?)" if close else ""
-            raise ConfigError(
-                f"unknown benchmark `{benchmark}`{hint}; valid benchmarks: "
-                f"{', '.join(preset_names())}, or the path of a TOML file"
-            )
-        name = benchmark
-    try:
-        table = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"benchmark file {path} is not valid TOML: {exc}") from None
-    return name, path, table
-
-
-def suite_members(benchmark: str) -> list[str] | None:
-    """The benchmarks of a suite preset (a TOML file with a ``benchmarks`` list), else None.
-
-    ``compare`` runs every member into its own sub-folder; ``run`` takes single benchmarks.
-    Every member is checked here, before anything runs: it must be a single benchmark (a
-    preset name or a TOML file, not itself a suite), named once.
-    """
-    _, path, table = _load_table(benchmark)
-    members = table.get("benchmarks")
-    if members is None:
-        return None
-    if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
-        raise ConfigError(f"{path}: `benchmarks` must be a non-empty list of benchmark names")
-    singles = ", ".join(single_presets())
-    seen: set[str] = set()
-    for member in members:
-        if member in seen:
-            raise ConfigError(f"{path}: `benchmarks` names `{member}` twice; name each "
-                              "benchmark once")
-        seen.add(member)
-        try:
-            _, _, member_table = _load_table(member)
-        except ConfigError as exc:
-            text = str(exc).split("; valid benchmarks:")[0]
-            raise ConfigError(f"{path}: member `{member}` of `benchmarks`: {text}; valid members: "
-                              f"{singles}, or the path of a TOML file") from None
-        if "benchmarks" in member_table:
-            raise ConfigError(f"{path}: member `{member}` of `benchmarks` is itself a suite; a "
-                              f"suite's members are single benchmarks: {singles}, or the path "
-                              "of a TOML file")
-    return members
-
-
-def single_presets() -> list[str]:
-    """The shipped presets that are single benchmarks (not suites)."""
-    names = []
-    for name in preset_names():
-        try:
-            table = tomllib.loads((BENCHMARK_DIR / f"{name}.toml").read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-            continue
-        if "benchmarks" not in table:
-            names.append(name)
-    return names
-
-
-def suite_description(benchmark: str) -> str:
-    """The ``description`` of a preset (empty when it has none)."""
-    return str(_load_table(benchmark)[2].get("description", ""))
-
-
-def _read(benchmark: str) -> tuple[str, Path, dict[str, Any], dict[str, dict[str, Any]]]:
-    """Read a benchmark preset once: its name, path, flat keys and per-strategy overrides.
-
-    In TOML, ``[overrides.lwf-mammoth.train]`` with ``weight_decay = 0.0005`` sets
-    ``train.weight_decay`` for the ``lwf-mammoth`` runs only (Mammoth's ``best_args`` give
-    each method its own hyperparameters). Only configuration sections may be overridden.
-    """
-    from .strategies import strategy_preset  # light import: no torch at module level
-
-    name, path, table = _load_table(benchmark)
-    if "benchmarks" in table:
-        members = ", ".join(map(str, table["benchmarks"]))
-        raise ConfigError(
-            f"`{name}` is a suite of benchmarks ({members}): `lifelong-kd compare {name}` runs "
-            "them all; `run` takes one of them"
-        )
-    raw = table.get("overrides", {})
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: `overrides` must be a table ([overrides.<strategy>.<section>])")
-    overrides: dict[str, dict[str, Any]] = {}
-    for strategy, sections in raw.items():
-        strategy_preset(strategy)  # an unknown strategy name fails here, naming the valid ones
-        if not isinstance(sections, dict) or not all(k in SECTIONS for k in sections):
-            raise ConfigError(
-                f"{path}: `overrides.{strategy}` must hold section tables "
-                f"({', '.join(f'[overrides.{strategy}.{s}]' for s in SECTIONS)})"
-            )
-        overrides[strategy] = _flatten(sections, f"{path} [overrides.{strategy}]")
-    flat = _flatten({k: v for k, v in table.items() if k != "overrides"}, str(path))
-    flat.setdefault("benchmark", name)
-    return name, path, flat, overrides
-
-
-def read_benchmark(benchmark: str) -> tuple[str, dict[str, Any]]:
-    """Read a benchmark preset by name or path; return its name and its flat keys (its
-    per-strategy ``overrides`` are applied by :func:`build_config`)."""
-    name, _, flat, _ = _read(benchmark)
-    return name, flat
-
-
-def build_config(
-    benchmark: str,
-    strategy: str | None = None,
-    overrides: dict[str, Any] | None = None,
-    seed: int | None = None,
-) -> RunConfig:
-    """Resolve and validate the configuration of one run (see the module docstring).
-
-    The preset's override tables of the other strategies are validated too, each as the full
-    configuration of its strategy (the preset, that table, and the ``--set`` values that are
-    not strategy options), so that a mistake in ``[overrides.lwf.train]`` is reported while
-    ``naive`` runs, before any data is loaded, and not only when ``lwf`` does.
-    """
-    _, path, flat, per_strategy = _read(benchmark)
-    overrides = dict(overrides or {})
-    name = strategy or overrides.get("strategy.name") or flat.get("strategy.name") or "naive"
-    if not isinstance(name, str):
-        raise ConfigError(f"`strategy.name` = {name!r} is not a string")
-    config = _resolve(name, flat, per_strategy.get(name, {}), overrides, seed)
-    shared = {k: v for k, v in overrides.items()
-              if k in valid_keys() and not k.startswith("strategy.")}
-    for other, table in per_strategy.items():
-        if other == name:
-            continue
-        try:
-            _resolve(other, flat, table, shared, seed)
-        except ConfigError as exc:
-            raise ConfigError(f"{path} [overrides.{other}] (checked whatever strategy runs): "
-                              f"{exc}") from None
-    return config
-
-
-def _resolve(
-    name: str, preset_flat: dict[str, Any], own_table: dict[str, Any],
-    overrides: dict[str, Any], seed: int | None,
-) -> RunConfig:
-    """The validated configuration of strategy ``name``: its preset's options < the
-    benchmark's flat keys < its override table < ``overrides`` (``--set``)."""
-    from .strategies import strategy_preset  # light import: no torch at module level
-
-    preset = strategy_preset(name)
-    flat = {**preset_flat, **own_table}
-    # An external strategy (interop/avalanche.py) takes its own arguments as strategy.<arg>.
-    own = tuple(getattr(preset, "kwargs_names", ()))
-    for key in list(flat) + list(overrides):
-        if key not in valid_keys() and not (key.startswith("strategy.") and key[9:] in own):
-            raise _unknown_key(key)
-    merged: dict[str, Any] = {f"strategy.{k}": v for k, v in preset.options.items()}
-    merged.update(flat)
-    merged.update(overrides)
-    if own:
-        _route_kwargs(merged, preset.options, {**flat, **overrides}, own)
-    merged["strategy.name"] = name
-    if seed is not None:
-        merged["seed"] = seed
-    config = _from_flat(merged)
-    validate(config)
-    return config
-
-
-def _route_kwargs(
-    merged: dict[str, Any], defaults: dict[str, Any], given: dict[str, Any], own: tuple[str, ...]
-) -> None:
-    """Move the ``strategy.<arg>`` keys that name an external strategy's own arguments into
-    the ``strategy.kwargs`` table: preset defaults < a ``strategy.kwargs`` table < single keys."""
-    table = merged.get("strategy.kwargs", {})
-    if not isinstance(table, dict):
-        return  # _coerce rejects it with a clear message
-    single = {k[9:]: v for k, v in given.items() if k.startswith("strategy.") and k[9:] in own}
-    merged["strategy.kwargs"] = {**{k: v for k, v in defaults.items() if k in own}, **table,
-                                 **single}
-    for arg in own:
-        merged.pop(f"strategy.{arg}", None)
-
-
-def _from_flat(flat: dict[str, Any]) -> RunConfig:
+def from_flat(flat: dict[str, Any]) -> RunConfig:
+    """The :class:`RunConfig` of flat dotted keys (``{"train.lr": 0.1}``), each value coerced to
+    its field's type; keys left out keep their defaults."""
     hints = typing.get_type_hints(RunConfig)
     top: dict[str, Any] = {}
     per_section: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
@@ -590,7 +382,7 @@ def _from_flat(flat: dict[str, Any]) -> RunConfig:
     return RunConfig(**top, **{s: SECTIONS[s](**v) for s, v in per_section.items()})
 
 
-def _choice(
+def check_choice(
     key: str, value: str, valid: tuple[str, ...] | list[str], aliases: dict[str, str] | None = None
 ) -> None:
     """``value`` must be one of ``valid``; the error suggests the closest one (case and
@@ -601,7 +393,8 @@ def _choice(
         raise ConfigError(f"`{key}` = {value!r} is not valid{hint}; valid: {', '.join(valid)}")
 
 
-def _positive(key: str, value: float, strict: bool = True) -> None:
+def check_positive(key: str, value: float, strict: bool = True) -> None:
+    """``value`` must be > 0 (``strict``) or >= 0."""
     if (value <= 0) if strict else (value < 0):
         bound = "> 0" if strict else ">= 0"
         raise ConfigError(f"`{key}` = {value!r} is out of range; it must be {bound}")
@@ -616,36 +409,13 @@ def _check_benchmark_name(name: str) -> None:
                           "runs/<benchmark>/, so it must be a non-empty name without / or \\")
 
 
-def _check_device(device: str) -> None:
-    import re
 
-    import torch
-
-    if device == "cpu":
-        return
-    if re.fullmatch(r"cuda(:\d+)?", device):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"`train.device` = {device!r}, but no CUDA device is available; use cpu")
-        index = int(device.partition(":")[2] or 0)
-        if index >= torch.cuda.device_count():
-            raise ConfigError(f"`train.device` = {device!r}, but there are only "
-                              f"{torch.cuda.device_count()} CUDA devices")
-        return
-    if device == "mps":
-        if not torch.backends.mps.is_available():
-            raise ConfigError("`train.device` = 'mps', but MPS is not available; use cpu")
-        return
-    raise ConfigError(f"`train.device` = {device!r} is not valid; valid: cpu, cuda, cuda:N, mps")
-
-
-def validate(config: RunConfig) -> None:
-    """Check every value's range and every name before any data is loaded."""
-    from .data.sources import DATASET_ALIASES, DATASETS, KNOWN_INPUT_SHAPES
-    from .losses import LOSSES
-    from .models import MODELS
-    from .strategies import ALPHA_SCHEDULES, strategy_preset
-
-    d, s, m, t, st = config.data, config.stream, config.model, config.train, config.strategy
+def check_ranges(config: RunConfig) -> None:
+    """Check every value whose valid range needs no registry: counts, sizes, rates, the fixed
+    choices of this module (scenario, stream kind, head, initialisation, optimiser). The names
+    and options a registry owns (datasets, models, losses, strategies, streams) are checked by
+    ``presets.validate``."""
+    d, s, m, t = config.data, config.stream, config.model, config.train
     _check_benchmark_name(config.benchmark)
     if not 0 <= config.seed < 2**63:
         raise ConfigError(f"`seed` = {config.seed} is out of range; it must be in [0, 2^63)")
@@ -656,98 +426,47 @@ def validate(config: RunConfig) -> None:
         twice = [v for i, v in enumerate(values) if v in values[:i]]
         if twice:  # compare would run it twice into one folder and count it twice
             raise ConfigError(f"`{key}` = {list(values)} holds `{twice[0]}` twice; name each once")
-    for name in config.strategies:
-        strategy_preset(name)
     for key, value, limit in (
         ("stream.n_tasks", s.n_tasks, 1000), ("train.epochs", t.epochs, 100_000),
         ("train.iterations", t.iterations, 10_000_000), ("train.batch_size", t.batch_size, 1_000_000),
         ("train.eval_batch_size", t.eval_batch_size, 1_000_000), ("model.nf", m.nf, 512),
-        ("strategy.warmup_epochs", st.warmup_epochs, 10_000),
-        ("strategy.fisher_samples", st.fisher_samples, 10_000_000),
         ("model.hidden", max(m.hidden, default=0), 16_384),
         ("model.channels", max(m.channels, default=0), 2_048),
         ("model.hidden (layers)", len(m.hidden), 64), ("model.channels (layers)", len(m.channels), 8),
     ):
         if value > limit:
             raise ConfigError(f"`{key}` = {value} is out of range; at most {limit}")
-    _choice("data.dataset", d.dataset, sorted(DATASETS), DATASET_ALIASES)
-    _positive("data.train_subset", d.train_subset, strict=False)
-    _positive("data.test_subset", d.test_subset, strict=False)
+    check_positive("data.train_subset", d.train_subset, strict=False)
+    check_positive("data.test_subset", d.test_subset, strict=False)
     if d.dataset == "imagefolder" and not d.path:
         raise ConfigError("`data.dataset` = 'imagefolder' needs `data.path` (a folder with train/ and test/)")
-    _choice("stream.kind", s.kind, STREAM_KINDS)
-    _choice("stream.scenario", s.scenario, SCENARIOS)
+    check_choice("stream.kind", s.kind, STREAM_KINDS)
+    check_choice("stream.scenario", s.scenario, SCENARIOS)
     if s.n_tasks < 1:
         raise ConfigError(f"`stream.n_tasks` = {s.n_tasks} is out of range; it must be >= 1")
-    _positive("stream.classes_per_task", s.classes_per_task, strict=False)
+    check_positive("stream.classes_per_task", s.classes_per_task, strict=False)
     if isinstance(s.class_order, str):
-        _choice("stream.class_order", s.class_order, ("natural", "random"))
+        check_choice("stream.class_order", s.class_order, ("natural", "random"))
     if s.kind == "rotated" and s.angles and len(s.angles) != s.n_tasks:
         raise ConfigError(
             f"`stream.angles` has {len(s.angles)} angles but `stream.n_tasks` = {s.n_tasks}; "
             "give one angle per task, or none to draw them"
         )
-    _choice("model.name", m.name, sorted(MODELS))
-    _choice("model.head", m.head, HEADS)
-    _choice("model.init", m.init, INITS)
+    check_choice("model.head", m.head, HEADS)
+    check_choice("model.init", m.init, INITS)
     if any(h < 1 for h in m.hidden):
         raise ConfigError(f"`model.hidden` = {list(m.hidden)} must hold widths >= 1")
     if any(c < 1 for c in m.channels) or not m.channels:
         raise ConfigError(f"`model.channels` = {list(m.channels)} must hold one or more widths >= 1")
-    _positive("model.nf", m.nf)
-    shape = KNOWN_INPUT_SHAPES.get(d.dataset) if not d.path else None
-    if m.name == "convnet" and shape is not None:
-        # each layer halves the image (2 x 2 max-pool); a side of 0 pixels fails in the model
-        deepest = min(shape[1:]).bit_length() - 1  # floor(log2(side))
-        if len(m.channels) > deepest:
-            raise ConfigError(
-                f"`model.channels` = {list(m.channels)} has {len(m.channels)} layers, but the "
-                f"{shape[0]} x {shape[1]} x {shape[2]} images of `{d.dataset}` allow at most "
-                f"{deepest} (each layer halves the image)")
-    _positive("train.epochs", t.epochs, strict=t.iterations == 0)
-    _positive("train.iterations", t.iterations, strict=False)
-    _positive("train.batch_size", t.batch_size)
-    _positive("train.eval_batch_size", t.eval_batch_size)
-    _positive("train.lr", t.lr)
-    _choice("train.optimizer", t.optimizer, OPTIMIZERS)
+    check_positive("model.nf", m.nf)
+    check_positive("train.epochs", t.epochs, strict=t.iterations == 0)
+    check_positive("train.iterations", t.iterations, strict=False)
+    check_positive("train.batch_size", t.batch_size)
+    check_positive("train.eval_batch_size", t.eval_batch_size)
+    check_positive("train.lr", t.lr)
+    check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
     if not 0 <= t.momentum < 1:
         raise ConfigError(f"`train.momentum` = {t.momentum} is out of range; it must be in [0, 1)")
-    _positive("train.weight_decay", t.weight_decay, strict=False)
+    check_positive("train.weight_decay", t.weight_decay, strict=False)
     if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
         raise ConfigError(f"`train.betas` = {list(t.betas)} must be two numbers in [0, 1)")
-    _check_device(t.device)
-    preset = strategy_preset(st.name)
-    own = getattr(preset, "kwargs_names", None)  # an external strategy's own arguments
-    if own is not None and set(st.kwargs) - set(own):
-        bad = sorted(set(st.kwargs) - set(own))[0]
-        raise ConfigError(f"strategy `{st.name}` has no argument `{bad}`; its arguments: "
-                          f"{', '.join(own) or 'none'}")
-    check_kwargs = getattr(preset, "check_kwargs", None)  # their types and ranges
-    if check_kwargs is not None:
-        check_kwargs(st.kwargs)
-    _positive("strategy.alpha", st.alpha, strict=False)
-    _positive("strategy.temperature", st.temperature)
-    _choice("strategy.distill_loss", st.distill_loss, sorted(LOSSES))
-    _choice("strategy.logits", st.logits, ("old", "all", "padded"))
-    if st.logits == "padded" and st.distill_loss == "mse_logits":
-        raise ConfigError("`strategy.logits` = 'padded' needs a softmax or sigmoid loss; "
-                          "`strategy.distill_loss` = 'mse_logits' has no zero-padded targets")
-    _choice("strategy.distill_reduction", st.distill_reduction, ("sum", "mean"))
-    _choice("strategy.ewc_fisher", st.ewc_fisher, ("true", "empirical"))
-    _choice("strategy.teacher_input", st.teacher_input, ("same", "clean"))
-    _choice("strategy.alpha_schedule", st.alpha_schedule, ALPHA_SCHEDULES)
-    _choice("strategy.ce_scope", st.ce_scope, ("seen", "current", "all"))
-    _positive("strategy.warmup_epochs", st.warmup_epochs, strict=False)
-    _choice("strategy.mode", st.mode, ("incremental", "final"))
-    _positive("strategy.ewc_lambda", st.ewc_lambda, strict=False)
-    if not 0 <= st.ewc_gamma <= 1:
-        raise ConfigError(f"`strategy.ewc_gamma` = {st.ewc_gamma} is out of range; it must be in [0, 1]")
-    _positive("strategy.fisher_samples", st.fisher_samples, strict=False)
-    if s.scenario not in preset.scenarios:
-        raise ConfigError(
-            f"strategy `{st.name}` does not support the `{s.scenario}` scenario; "
-            f"it supports: {', '.join(preset.scenarios)}"
-        )
-    from .data.streams import check_stream_config
-
-    check_stream_config(config)

@@ -39,8 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig, build_config
+from .config import RunConfig
 from .errors import UserError
+from .presets import build_config
 from .results import (
     WriteError,
     atomic_path,

@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 import torch
 
-from lifelong_kd.config import RunConfig, build_config, parse_set
+from lifelong_kd.config import RunConfig, parse_set
 from lifelong_kd.errors import ConfigError, UserError
+from lifelong_kd.presets import build_config
 
 HAVE_AVALANCHE = importlib.util.find_spec("avalanche") is not None
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lifelong_kd.config import build_config
 from lifelong_kd.errors import ConfigError
+from lifelong_kd.presets import build_config
 
 PRESET = """
 description = "a preset whose LwF trains with its own weight decay and alpha"

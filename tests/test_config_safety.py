@@ -18,10 +18,11 @@ import pytest
 from PIL import Image
 
 from lifelong_kd.cli import main
-from lifelong_kd.config import build_config, parse_set, preset_names, suite_members
+from lifelong_kd.config import parse_set
 from lifelong_kd.data import sources
 from lifelong_kd.data.sources import load_dataset, load_image_folder, read_cifar_pickle, read_idx
 from lifelong_kd.errors import ConfigError, DataError
+from lifelong_kd.presets import build_config, preset_names, suite_members
 
 HAVE_AVALANCHE = importlib.util.find_spec("avalanche") is not None
 

@@ -15,12 +15,12 @@ from torchvision.transforms.v2.functional import InterpolationMode, rotate
 
 from lifelong_kd import models
 from lifelong_kd.cli import main
-from lifelong_kd.config import build_config
 from lifelong_kd.data.sources import Dataset, make_dataset
 from lifelong_kd.data.streams import Images, ImageUnion, Rotate, Stream, build_stream, image_storage_bytes
 from lifelong_kd.engine import Diverged, RunState, TrainData, new_state, train_stream
 from lifelong_kd.errors import ConfigError, DataError
 from lifelong_kd.models import build_model, check_model_size, model_size
+from lifelong_kd.presets import build_config
 from lifelong_kd.strategies import Strategy
 
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from lifelong_kd.config import build_config
 from lifelong_kd.errors import ConfigError
 from lifelong_kd.models import build_model
+from lifelong_kd.presets import build_config
 
 
 def test_xavier_init_gives_uniform_linear_weights_in_glorot_bound_and_zero_bias():

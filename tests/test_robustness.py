@@ -19,8 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lifelong_kd.cli import main
-from lifelong_kd.config import build_config, parse_set, valid_keys
+from lifelong_kd.config import parse_set, valid_keys
 from lifelong_kd.errors import ConfigError, UserError
+from lifelong_kd.presets import build_config
 from lifelong_kd.results import write_json
 
 ROOT = Path(__file__).resolve().parent.parent

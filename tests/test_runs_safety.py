@@ -18,8 +18,9 @@ import torch
 
 from lifelong_kd import runs
 from lifelong_kd.cli import main
-from lifelong_kd.config import build_config, parse_set
+from lifelong_kd.config import parse_set
 from lifelong_kd.errors import UserError
+from lifelong_kd.presets import build_config
 from lifelong_kd.results import atomic_path, write_text
 
 from .conftest import QUICK_MNIST

@@ -22,7 +22,6 @@ import torch
 from PIL import Image
 
 from lifelong_kd.cli import main
-from lifelong_kd.config import BENCHMARK_DIR, build_config, preset_names
 from lifelong_kd.data import sources
 from lifelong_kd.data.sources import (
     CIFAR10_CLASSES,
@@ -33,6 +32,7 @@ from lifelong_kd.data.sources import (
 )
 from lifelong_kd.data.streams import KNOWN_CLASS_COUNTS
 from lifelong_kd.errors import DataError
+from lifelong_kd.presets import BENCHMARK_DIR, build_config, preset_names
 
 # ----------------------------------------------------------------------------- writers
 
@@ -601,7 +601,7 @@ def test_cli_run_on_a_small_cifar10_jpeg_folder(cifar_jpeg_subset, tmp_path):
 
 @pytest.mark.parametrize("name", preset_names())
 def test_every_preset_resolves(name):
-    from lifelong_kd.config import suite_members
+    from lifelong_kd.presets import suite_members
 
     members = suite_members(name)
     if members is not None:  # a suite: every member resolves

@@ -13,13 +13,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lifelong_kd.config import build_config
 from lifelong_kd.data.sources import load_dataset, make_dataset
 from lifelong_kd.data.streams import build_stream
 from lifelong_kd.engine import Batch, TaskContext, _context, new_state, train_stream
 from lifelong_kd.errors import ConfigError
 from lifelong_kd.metrics import forgetting
 from lifelong_kd.models import MLP, ConvNet, ReducedResNet18
+from lifelong_kd.presets import build_config
 from lifelong_kd.strategies import (
     EWC,
     PRESETS,

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from lifelong_kd.config import build_config
 from lifelong_kd.data.sources import make_dataset
 from lifelong_kd.data.streams import build_stream
 from lifelong_kd.engine import _context, evaluate, new_state
 from lifelong_kd.errors import ConfigError
+from lifelong_kd.presets import build_config
 
 
 def toy_dataset(n_classes: int = 10, per_class: int = 6, size: int = 4):

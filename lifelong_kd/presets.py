@@ -1,0 +1,366 @@
+"""Benchmark presets: TOML files, suites, per-strategy overrides, ``--set``; validation.
+
+A run is described by one :class:`~lifelong_kd.config.RunConfig`. It is resolved from, in
+increasing priority:
+
+1. the dataclass defaults (``config.py``),
+2. the options of the strategy preset (``lwf``, ``lwf-vdv2019``, ...; see ``strategies``),
+3. the benchmark preset (a TOML file in ``benchmarks/`` or any path),
+4. the preset's settings for this strategy only (``[overrides.<strategy>.<section>]`` tables,
+   for protocols that train each strategy with its own hyperparameters),
+5. ``--set section.key=value`` overrides from the command line.
+
+Every key is checked: an unknown key is rejected with the closest valid one, a value of the
+wrong type or out of range is rejected naming the key, the value and what would be valid.
+The ranges that need no registry are checked by ``config.check_ranges``; :func:`validate` asks
+each registry to check the names and options it owns: datasets (``data/sources.py``), models
+(``models.py``), losses (``losses.py``), strategies (their presets) and streams
+(``data/streams.py``). All of this happens before any data is loaded.
+
+A suite is a preset whose ``benchmarks`` list names single presets; ``compare`` runs each.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from .config import (
+    SECTIONS,
+    ConfigError,
+    RunConfig,
+    check_choice,
+    check_positive,
+    check_ranges,
+    closest_name,
+    from_flat,
+    unknown_key,
+    valid_keys,
+)
+from .data.sources import DATASET_ALIASES, DATASETS, KNOWN_INPUT_SHAPES
+from .data.streams import check_stream_config
+from .losses import LOSSES
+from .models import MODELS
+from .strategies import ALPHA_SCHEDULES, strategy_preset
+
+
+def _benchmark_dir() -> Path:
+    """The preset folder: ``benchmarks/`` of a source checkout, or the installed copy."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "benchmarks", here / "benchmarks"):
+        if candidate.is_dir():
+            return candidate
+    return here.parent / "benchmarks"
+
+
+BENCHMARK_DIR = _benchmark_dir()
+
+
+def _flatten(table: dict[str, Any], source: str) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: `{key}` must be a table ([{key}])")
+            for sub, v in value.items():
+                flat[f"{key}.{sub}"] = v
+        else:
+            flat[key] = value
+    return flat
+
+
+def preset_names() -> list[str]:
+    """Names of the benchmark presets shipped with the package."""
+    return sorted(p.stem for p in BENCHMARK_DIR.glob("*.toml"))
+
+
+def _load_table(benchmark: str) -> tuple[str, Path, dict[str, Any]]:
+    """Find a benchmark preset by name or path and parse it: (name, path, TOML table)."""
+    path = Path(benchmark)
+    if benchmark.endswith(".toml") or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"benchmark file {benchmark} does not exist")
+        name = path.stem
+    else:
+        path = BENCHMARK_DIR / f"{benchmark}.toml"
+        if not path.is_file():
+            close = closest_name(benchmark, preset_names())
+            hint = f" (did you mean `{close}`?)" if close else ""
+            raise ConfigError(
+                f"unknown benchmark `{benchmark}`{hint}; valid benchmarks: "
+                f"{', '.join(preset_names())}, or the path of a TOML file"
+            )
+        name = benchmark
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"benchmark file {path} is not valid TOML: {exc}") from None
+    return name, path, table
+
+
+def suite_members(benchmark: str) -> list[str] | None:
+    """The benchmarks of a suite preset (a TOML file with a ``benchmarks`` list), else None.
+
+    ``compare`` runs every member into its own sub-folder; ``run`` takes single benchmarks.
+    Every member is checked here, before anything runs: it must be a single benchmark (a
+    preset name or a TOML file, not itself a suite), named once.
+    """
+    _, path, table = _load_table(benchmark)
+    members = table.get("benchmarks")
+    if members is None:
+        return None
+    if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
+        raise ConfigError(f"{path}: `benchmarks` must be a non-empty list of benchmark names")
+    singles = ", ".join(single_presets())
+    seen: set[str] = set()
+    for member in members:
+        if member in seen:
+            raise ConfigError(f"{path}: `benchmarks` names `{member}` twice; name each "
+                              "benchmark once")
+        seen.add(member)
+        try:
+            _, _, member_table = _load_table(member)
+        except ConfigError as exc:
+            text = str(exc).split("; valid benchmarks:")[0]
+            raise ConfigError(f"{path}: member `{member}` of `benchmarks`: {text}; valid members: "
+                              f"{singles}, or the path of a TOML file") from None
+        if "benchmarks" in member_table:
+            raise ConfigError(f"{path}: member `{member}` of `benchmarks` is itself a suite; a "
+                              f"suite's members are single benchmarks: {singles}, or the path "
+                              "of a TOML file")
+    return members
+
+
+def single_presets() -> list[str]:
+    """The shipped presets that are single benchmarks (not suites)."""
+    names = []
+    for name in preset_names():
+        try:
+            table = tomllib.loads((BENCHMARK_DIR / f"{name}.toml").read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+            continue
+        if "benchmarks" not in table:
+            names.append(name)
+    return names
+
+
+def suite_description(benchmark: str) -> str:
+    """The ``description`` of a preset (empty when it has none)."""
+    return str(_load_table(benchmark)[2].get("description", ""))
+
+
+def _read(benchmark: str) -> tuple[str, Path, dict[str, Any], dict[str, dict[str, Any]]]:
+    """Read a benchmark preset once: its name, path, flat keys and per-strategy overrides.
+
+    In TOML, ``[overrides.lwf-mammoth.train]`` with ``weight_decay = 0.0005`` sets
+    ``train.weight_decay`` for the ``lwf-mammoth`` runs only (Mammoth's ``best_args`` give
+    each method its own hyperparameters). Only configuration sections may be overridden.
+    """
+    name, path, table = _load_table(benchmark)
+    if "benchmarks" in table:
+        members = ", ".join(map(str, table["benchmarks"]))
+        raise ConfigError(
+            f"`{name}` is a suite of benchmarks ({members}): `lifelong-kd compare {name}` runs "
+            "them all; `run` takes one of them"
+        )
+    raw = table.get("overrides", {})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: `overrides` must be a table ([overrides.<strategy>.<section>])")
+    overrides: dict[str, dict[str, Any]] = {}
+    for strategy, sections in raw.items():
+        strategy_preset(strategy)  # an unknown strategy name fails here, naming the valid ones
+        if not isinstance(sections, dict) or not all(k in SECTIONS for k in sections):
+            raise ConfigError(
+                f"{path}: `overrides.{strategy}` must hold section tables "
+                f"({', '.join(f'[overrides.{strategy}.{s}]' for s in SECTIONS)})"
+            )
+        overrides[strategy] = _flatten(sections, f"{path} [overrides.{strategy}]")
+    flat = _flatten({k: v for k, v in table.items() if k != "overrides"}, str(path))
+    flat.setdefault("benchmark", name)
+    return name, path, flat, overrides
+
+
+def read_benchmark(benchmark: str) -> tuple[str, dict[str, Any]]:
+    """Read a benchmark preset by name or path; return its name and its flat keys (its
+    per-strategy ``overrides`` are applied by :func:`build_config`)."""
+    name, _, flat, _ = _read(benchmark)
+    return name, flat
+
+
+def build_config(
+    benchmark: str,
+    strategy: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    seed: int | None = None,
+) -> RunConfig:
+    """Resolve and validate the configuration of one run (see the module docstring).
+
+    The preset's override tables of the other strategies are validated too, each as the full
+    configuration of its strategy (the preset, that table, and the ``--set`` values that are
+    not strategy options), so that a mistake in ``[overrides.lwf.train]`` is reported while
+    ``naive`` runs, before any data is loaded, and not only when ``lwf`` does.
+    """
+    _, path, flat, per_strategy = _read(benchmark)
+    overrides = dict(overrides or {})
+    name = strategy or overrides.get("strategy.name") or flat.get("strategy.name") or "naive"
+    if not isinstance(name, str):
+        raise ConfigError(f"`strategy.name` = {name!r} is not a string")
+    config = _resolve(name, flat, per_strategy.get(name, {}), overrides, seed)
+    shared = {k: v for k, v in overrides.items()
+              if k in valid_keys() and not k.startswith("strategy.")}
+    for other, table in per_strategy.items():
+        if other == name:
+            continue
+        try:
+            _resolve(other, flat, table, shared, seed)
+        except ConfigError as exc:
+            raise ConfigError(f"{path} [overrides.{other}] (checked whatever strategy runs): "
+                              f"{exc}") from None
+    return config
+
+
+def _resolve(
+    name: str, preset_flat: dict[str, Any], own_table: dict[str, Any],
+    overrides: dict[str, Any], seed: int | None,
+) -> RunConfig:
+    """The validated configuration of strategy ``name``: its preset's options < the
+    benchmark's flat keys < its override table < ``overrides`` (``--set``)."""
+    preset = strategy_preset(name)
+    flat = {**preset_flat, **own_table}
+    # An external strategy (interop/avalanche.py) takes its own arguments as strategy.<arg>.
+    own = tuple(getattr(preset, "kwargs_names", ()))
+    for key in list(flat) + list(overrides):
+        if key not in valid_keys() and not (key.startswith("strategy.") and key[9:] in own):
+            raise unknown_key(key)
+    merged: dict[str, Any] = {f"strategy.{k}": v for k, v in preset.options.items()}
+    merged.update(flat)
+    merged.update(overrides)
+    if own:
+        _route_kwargs(merged, preset.options, {**flat, **overrides}, own)
+    merged["strategy.name"] = name
+    if seed is not None:
+        merged["seed"] = seed
+    config = from_flat(merged)
+    validate(config)
+    return config
+
+
+def _route_kwargs(
+    merged: dict[str, Any], defaults: dict[str, Any], given: dict[str, Any], own: tuple[str, ...]
+) -> None:
+    """Move the ``strategy.<arg>`` keys that name an external strategy's own arguments into
+    the ``strategy.kwargs`` table: preset defaults < a ``strategy.kwargs`` table < single keys."""
+    table = merged.get("strategy.kwargs", {})
+    if not isinstance(table, dict):
+        return  # _coerce rejects it with a clear message
+    single = {k[9:]: v for k, v in given.items() if k.startswith("strategy.") and k[9:] in own}
+    merged["strategy.kwargs"] = {**{k: v for k, v in defaults.items() if k in own}, **table,
+                                 **single}
+    for arg in own:
+        merged.pop(f"strategy.{arg}", None)
+
+
+def _check_device(device: str) -> None:
+    import re
+
+    import torch
+
+    if device == "cpu":
+        return
+    if re.fullmatch(r"cuda(:\d+)?", device):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"`train.device` = {device!r}, but no CUDA device is available; use cpu")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"`train.device` = {device!r}, but there are only "
+                              f"{torch.cuda.device_count()} CUDA devices")
+        return
+    if device == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError("`train.device` = 'mps', but MPS is not available; use cpu")
+        return
+    raise ConfigError(f"`train.device` = {device!r} is not valid; valid: cpu, cuda, cuda:N, mps")
+
+
+
+def validate(config: RunConfig) -> None:
+    """Check every value's range and every name before any data is loaded.
+
+    First the ranges that need no registry (``config.check_ranges``), then each registry checks
+    what it owns: the device, the dataset's name (``data/sources.py``), the model's name and its
+    depth for the dataset's images (``models.py``), the strategies' names and the run's strategy
+    options (its preset; the distillation loss from ``losses.py``), and the stream
+    (``data/streams.py``: classes per task against the dataset, ...).
+    """
+    check_ranges(config)
+    _check_device(config.train.device)
+    _check_data(config)
+    _check_model(config)
+    for name in config.strategies:
+        strategy_preset(name)
+    _check_strategy(config)
+    check_stream_config(config)
+
+
+def _check_data(config: RunConfig) -> None:
+    """The dataset is one of ``data/sources.py``'s (near misses and aliases suggested)."""
+    check_choice("data.dataset", config.data.dataset, sorted(DATASETS), DATASET_ALIASES)
+
+
+def _check_model(config: RunConfig) -> None:
+    """The model is one of ``models.py``'s, and a ConvNet is not too deep for the images."""
+    d, m = config.data, config.model
+    check_choice("model.name", m.name, sorted(MODELS))
+    shape = KNOWN_INPUT_SHAPES.get(d.dataset) if not d.path else None
+    if m.name == "convnet" and shape is not None:
+        # each layer halves the image (2 x 2 max-pool); a side of 0 pixels fails in the model
+        deepest = min(shape[1:]).bit_length() - 1  # floor(log2(side))
+        if len(m.channels) > deepest:
+            raise ConfigError(
+                f"`model.channels` = {list(m.channels)} has {len(m.channels)} layers, but the "
+                f"{shape[0]} x {shape[1]} x {shape[2]} images of `{d.dataset}` allow at most "
+                f"{deepest} (each layer halves the image)")
+
+
+def _check_strategy(config: RunConfig) -> None:
+    """The strategy's options: an external strategy's own arguments, the distillation and EWC
+    options, and the scenario the strategy supports."""
+    s, st = config.stream, config.strategy
+    for key, value, limit in (("strategy.warmup_epochs", st.warmup_epochs, 10_000),
+                              ("strategy.fisher_samples", st.fisher_samples, 10_000_000)):
+        if value > limit:
+            raise ConfigError(f"`{key}` = {value} is out of range; at most {limit}")
+    preset = strategy_preset(st.name)
+    own = getattr(preset, "kwargs_names", None)  # an external strategy's own arguments
+    if own is not None and set(st.kwargs) - set(own):
+        bad = sorted(set(st.kwargs) - set(own))[0]
+        raise ConfigError(f"strategy `{st.name}` has no argument `{bad}`; its arguments: "
+                          f"{', '.join(own) or 'none'}")
+    check_kwargs = getattr(preset, "check_kwargs", None)  # their types and ranges
+    if check_kwargs is not None:
+        check_kwargs(st.kwargs)
+    check_positive("strategy.alpha", st.alpha, strict=False)
+    check_positive("strategy.temperature", st.temperature)
+    check_choice("strategy.distill_loss", st.distill_loss, sorted(LOSSES))
+    check_choice("strategy.logits", st.logits, ("old", "all", "padded"))
+    if st.logits == "padded" and st.distill_loss == "mse_logits":
+        raise ConfigError("`strategy.logits` = 'padded' needs a softmax or sigmoid loss; "
+                          "`strategy.distill_loss` = 'mse_logits' has no zero-padded targets")
+    check_choice("strategy.distill_reduction", st.distill_reduction, ("sum", "mean"))
+    check_choice("strategy.ewc_fisher", st.ewc_fisher, ("true", "empirical"))
+    check_choice("strategy.teacher_input", st.teacher_input, ("same", "clean"))
+    check_choice("strategy.alpha_schedule", st.alpha_schedule, ALPHA_SCHEDULES)
+    check_choice("strategy.ce_scope", st.ce_scope, ("seen", "current", "all"))
+    check_positive("strategy.warmup_epochs", st.warmup_epochs, strict=False)
+    check_choice("strategy.mode", st.mode, ("incremental", "final"))
+    check_positive("strategy.ewc_lambda", st.ewc_lambda, strict=False)
+    if not 0 <= st.ewc_gamma <= 1:
+        raise ConfigError(f"`strategy.ewc_gamma` = {st.ewc_gamma} is out of range; it must be in [0, 1]")
+    check_positive("strategy.fisher_samples", st.fisher_samples, strict=False)
+    if s.scenario not in preset.scenarios:
+        raise ConfigError(
+            f"strategy `{st.name}` does not support the `{s.scenario}` scenario; "
+            f"it supports: {', '.join(preset.scenarios)}"
+        )
