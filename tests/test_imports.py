@@ -1,0 +1,92 @@
+"""The package's import contracts (``[tool.importlinter]`` in pyproject.toml) hold.
+
+``lint-imports`` checks them in .ci/run; this runs the same check, so that a developer's pytest
+catches an import cycle or a layer broken by a lazy import too. The contracts are also checked
+on a copy of the package with one deliberate bad import each, so that a test which passes says
+something: each contract is broken by the import it exists to forbid.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from .conftest import ROOT
+
+PYPROJECT = ROOT / "pyproject.toml"
+LINT = ("import sys; from importlinter.cli import lint_imports_command; "
+        "sys.exit(lint_imports_command())")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _import_linter() -> None:
+    """Skip without import-linter on a developer's machine; fail in CI (the dev extra has it)."""
+    try:
+        import importlinter  # noqa: F401
+    except ImportError:
+        message = "import-linter is not installed: pip install -e '.[dev]'"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} (CI must install the dev extra)")
+        pytest.skip(message)
+
+
+def contract_names() -> dict[str, str]:
+    """Contract id -> name, as pyproject.toml declares them."""
+    table = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["tool"]["importlinter"]
+    return {c["id"]: c["name"] for c in table["contracts"]}
+
+
+def lint_imports(folder: Path, config: Path) -> tuple[int, str]:
+    """Exit code and output of ``lint-imports`` run in ``folder`` (which it puts on the path)."""
+    done = subprocess.run([sys.executable, "-c", LINT, "--no-cache", "--no-logo", str(config)],
+                          cwd=folder, capture_output=True, text=True, timeout=300)
+    return done.returncode, done.stdout + done.stderr
+
+
+def broken(output: str) -> set[str]:
+    """The ids of the contracts that the output reports broken."""
+    return {cid for cid, name in contract_names().items() if f"{name} BROKEN" in output}
+
+
+def test_the_package_keeps_its_contracts() -> None:
+    code, output = lint_imports(ROOT, PYPROJECT)
+    assert code == 0 and not broken(output), output
+    for name in contract_names().values():
+        assert f"{name} KEPT" in output, output
+
+
+#: (module of the copy, the import appended to it, the contracts it must break)
+BAD_IMPORTS = [
+    ("config.py", "from .errors import UserError",
+     {"config-imports-nothing", "no-cycles", "training-layers", "reporting-layers"}),
+    ("models.py", "def _f():\n    from .presets import validate", {"no-cycles", "training-layers"}),
+    ("metrics.py", "def _f():\n    from .report import write_comparison",
+     {"no-cycles", "reporting-layers"}),
+    ("losses.py", "from . import results", {"training-knows-no-results"}),
+]
+
+
+@pytest.mark.parametrize(("module", "line", "expected"), BAD_IMPORTS,
+                         ids=[f"{m}:{sorted(e)[0]}" for m, _, e in BAD_IMPORTS])
+def test_a_bad_import_breaks_its_contract(tmp_path: Path, module: str, line: str,
+                                          expected: set[str]) -> None:
+    """A copy of the package named ``toy_kd`` (the editable install's finder would shadow a copy
+    named ``lifelong_kd``), checked by the same contracts with one bad import added."""
+    shutil.copytree(ROOT / "lifelong_kd", tmp_path / "toy_kd",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    config = tmp_path / "pyproject.toml"
+    config.write_text(PYPROJECT.read_text(encoding="utf-8").replace("lifelong_kd", "toy_kd"),
+                      encoding="utf-8")
+    code, output = lint_imports(tmp_path, config)
+    assert code == 0 and not broken(output), output  # the copy itself keeps them all
+    target = tmp_path / "toy_kd" / module
+    target.write_text(target.read_text(encoding="utf-8") + f"\n\n{line}\n", encoding="utf-8")
+    code, output = lint_imports(tmp_path, config)
+    assert code != 0, output
+    assert broken(output) == expected, output
