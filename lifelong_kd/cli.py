@@ -222,8 +222,8 @@ def _report_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import load_runs, write_comparison
-    from .results import check_output_folder
+    from .report import write_comparison
+    from .results import check_output_folder, find_results
     from .runs import output_folder
 
     if args.out is None and (len(args.dirs) > 1 or (args.dirs[0] / "result.json").is_file()):
@@ -233,7 +233,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     check_output_folder(out)
     if (out / "result.json").is_file():
         raise UserError(f"{out} is a run folder; write the report elsewhere with --out DIR")
-    runs, failures = load_runs(args.dirs)
+    runs, failures = find_results(args.dirs)
     with output_folder(out):  # not while a compare (or another report) writes there
         write_comparison([r for _, r in runs], out, failures)
     print(f"report of {len(runs)} run(s): {out / 'report.md'}", file=sys.stderr)
@@ -241,19 +241,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from .report import comparison_plots, load_runs
-    from .results import read_result
+    from .plots import comparison_plots, run_plots
+    from .results import find_results, read_result
     from .runs import locked
 
     folder = args.result_dir
     # not while a run or compare writes there (a folder that is not there is reported below)
     with locked(folder) if folder.is_dir() else contextlib.nullcontext():
         if (folder / "result.json").is_file():
-            from .plots import run_plots
-
             paths = run_plots(read_result(folder), folder, tuple(args.formats or ("png",)))
         else:
-            runs, _ = load_runs([folder])
+            runs, _ = find_results([folder])
             paths = comparison_plots([r for _, r in runs], folder, tuple(args.formats or
                                                                           ("png", "svg")))
     print("\n".join(str(p) for p in paths) or f"nothing to plot in {folder}", file=sys.stderr)

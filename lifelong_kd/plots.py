@@ -9,8 +9,10 @@ up to :data:`ANNOTATE_MAX_TASKS` tasks, at most :data:`MAX_TICKS` ticks label an
 most :data:`MAX_PANELS` per-task panels and :data:`MAX_LINES` per-task lines are drawn (tasks
 spread evenly over the stream, the first and the last included; the figure names the ones
 shown), and per-task forgetting becomes one line per strategy past :data:`MAX_BARS` tasks.
-:func:`run_plots` and the comparison's plots make one figure at a time and close it after
-saving it, also when drawing or saving fails.
+:func:`run_plots` and :func:`comparison_plots` make one figure at a time and close it after
+saving it, also when drawing or saving fails. They read the stored results (matrices and
+per-task forgetting from result.json, through :mod:`lifelong_kd.aggregate` for a comparison);
+the ``plot_*`` functions draw what they are given.
 """
 
 from __future__ import annotations
@@ -416,13 +418,13 @@ def mask_rows(matrix: Sequence[Sequence[float]], strategy: Mapping[str, Any],
 def run_plots(result: dict, out_dir: Path, formats: Sequence[str] = ("png",)) -> list[Path]:
     """The plots of one run: matrix heatmap, per-task accuracies, average accuracy, forgetting.
 
-    ``result`` is checked first (:func:`lifelong_kd.report.validate_result`: a UserError
+    ``result`` is checked first (:func:`lifelong_kd.results.validate_result`: a UserError
     naming ``out_dir/result.json`` when it is not a well-formed result). Rows that mean
     nothing (``joint`` with ``mode = final`` before its last task) are left out, and such a
     run gets no forgetting plot.
     """
-    from .metrics import last_row_only, per_task_forgetting
-    from .report import validate_result
+    from .metrics import last_row_only
+    from .results import matrix_kinds, strategy_config, validate_result
 
     out_dir = Path(out_dir)
     validate_result(result, out_dir / "result.json")
@@ -431,7 +433,7 @@ def run_plots(result: dict, out_dir: Path, formats: Sequence[str] = ("png",)) ->
         return []
     name = result["strategy"]
     t = int(result["n_tasks"])
-    strategy = result.get("config", {}).get("strategy", {"name": name})
+    strategy = strategy_config(result)
     partial = t > 1 and last_row_only(strategy) is not None
     m = mask_rows(rows, strategy, t)
     if np.isnan(m).all():
@@ -450,6 +452,79 @@ def run_plots(result: dict, out_dir: Path, formats: Sequence[str] = ("png",)) ->
                                             if note else ""),
                       out_dir / "average_accuracy", formats)
         if k > 1 and not partial:
-            paths += save(plot_forgetting({name: [per_task_forgetting(square)]}),
-                          out_dir / "forgetting", formats)
+            forgetting = next(iter(matrix_kinds(result).values())).per_task_forgetting
+            paths += save(plot_forgetting({name: [forgetting]}), out_dir / "forgetting",
+                          formats)
+    return paths
+
+
+def comparison_plots(
+    results: Sequence[dict[str, Any]], out_dir: Path, formats: Sequence[str] = ("png", "svg")
+) -> list[Path]:
+    """The comparison's plots, per matrix kind (class-il: a ``_task_aware`` copy of each):
+    ``accuracy_matrices`` (mean over seeds, side by side on one colour scale),
+    ``average_accuracy`` (tasks seen, line and 95% band), ``task_accuracy`` (each task over
+    the stream, variants overlaid), ``forgetting`` (per task, grouped bars with 95% CI).
+    Only finished runs are drawn, one line (or panel) per variant
+    (:func:`lifelong_kd.aggregate.finished_runs`). Rows that mean nothing for a run are left
+    out (``joint`` with ``mode = final``: only its last row is drawn, and it has no
+    forgetting bars). What each figure draws is bounded whatever the number of tasks; one
+    figure exists at a time, closed after saving, also on an error. No ``formats``: no
+    plots."""
+    from .aggregate import finished_runs
+    from .metrics import last_row_only
+    from .results import matrix_kinds, strategy_config
+
+    runs = finished_runs(results)
+    if not runs or not formats:
+        return []
+    kinds = list(dict.fromkeys(k for run in runs for k in matrix_kinds(run.result)))
+    partial = {run.label for run in runs if len(run.result["accuracy_matrix"]) > 1
+               and last_row_only(strategy_config(run.result)) is not None}
+    paths: list[Path] = []
+    with closing_figures():
+        for kind in kinds:
+            matrices: dict[str, list[np.ndarray]] = {}
+            forgetting: dict[str, list[list[float]]] = {}
+            for run in runs:
+                matrix = matrix_kinds(run.result).get(kind)
+                if matrix is None:
+                    continue
+                matrices.setdefault(run.label, []).append(
+                    mask_rows(matrix.rows, strategy_config(run.result), len(matrix.rows)))
+                forgetting.setdefault(run.label, []).append(matrix.per_task_forgetting)
+            forgetting = {s: f for s, f in forgetting.items()
+                          if s not in partial and len(matrices[s][0]) > 1}
+            paths += _kind_plots(matrices, forgetting, kind, kind == kinds[0], len(kinds) > 1,
+                                 Path(out_dir), formats)
+    return paths
+
+
+def _kind_plots(
+    matrices: dict[str, list[np.ndarray]], forgetting: dict[str, list[list[float]]], kind: str,
+    main: bool, several: bool, out_dir: Path, formats: Sequence[str],
+) -> list[Path]:
+    """The four comparison plots of one matrix kind (see :func:`comparison_plots`):
+    ``matrices`` maps a variant to its runs' (masked) matrices, ``forgetting`` to their
+    per-task forgetting."""
+    paths: list[Path] = []
+    suffix = "" if main else f"_{kind}"
+    label = f" [{kind.replace('_', '-')}]" if several else ""
+    means = {f"{s} (n={len(ms)})": np.mean(np.asarray(ms, dtype=float), axis=0)
+             for s, ms in matrices.items()}
+    paths += save(plot_accuracy_matrices(means, title="accuracy matrix (%), mean over seeds"
+                                                      + label),
+                  out_dir / f"accuracy_matrices{suffix}", formats)
+    curves = {s: [seen_average_curve(m) for m in ms] for s, ms in matrices.items()}
+    paths += save(plot_average_accuracy(curves, title="average accuracy on tasks seen "
+                                                      "(band: 95% CI over seeds)" + label),
+                  out_dir / f"average_accuracy{suffix}", formats)
+    paths += save(plot_task_accuracies_by_strategy(
+        matrices, title="accuracy on each task over the stream (band: 95% CI over seeds)"
+                        + label),
+        out_dir / f"task_accuracy{suffix}", formats)
+    if forgetting:
+        paths += save(plot_forgetting(forgetting, title="forgetting per task (Chaudhry "
+                                                        "et al. 2018), 95% CI" + label),
+                      out_dir / f"forgetting{suffix}", formats)
     return paths

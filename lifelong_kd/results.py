@@ -1,10 +1,12 @@
-"""result.json: what a run records, written atomically, and read back.
+"""result.json: what a run records, its identity, written atomically, read back and checked.
 
 Schema (``schema = 1``), one file per run::
 
     status            finished | interrupted | diverged
     message           why the run stopped early (absent when finished)
     benchmark, scenario, strategy, seed, n_tasks, task_names
+    identity          stamp, config_hash, data_fingerprint, key (see :class:`RunIdentity`;
+                      computed from config and data for files written before it was stored)
     accuracy_matrix   rows finished so far, each n_tasks floats in [0, 1]  (R[i][j])
     accuracy_matrix_task_aware   class-il only: prediction restricted to the task's classes
     initial_accuracy  the untrained model's accuracy on each task (b_j)
@@ -14,28 +16,51 @@ Schema (``schema = 1``), one file per run::
     config            the fully resolved configuration
     environment       python, torch, torchvision, numpy, lifelong_kd, platform, git commit
     data              dataset name, path, fingerprint (sha256 of the arrays), sizes
+
+A run's identity is defined here, once (:func:`identity_settings`, :class:`RunIdentity`):
+``compare`` reuses a finished run when its identity is the one planned, a checkpoint resumes
+only under the identity it was made with, and ``report`` groups runs by the same partition
+of the settings: what every run of one report shares (benchmark, data, stream), what a
+variant has of its own (model, training, strategy) and the seed.
+
+Readers get a result's matrices with their metrics through :func:`matrix_kinds`: the metrics
+are those result.json records (a file of an older version that lacks one gets it computed
+from the matrix), masked where they mean nothing (:func:`lifelong_kd.metrics.meaningful_metrics`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import math
+import numbers
 import os
 import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .errors import UserError
-from .metrics import all_metrics, meaningful_metrics, meaningful_per_task, per_task_forgetting
+from .metrics import (
+    METRICS,
+    all_metrics,
+    meaningful_metrics,
+    meaningful_per_task,
+    per_task_forgetting,
+)
 
 SCHEMA = 1
+RESULT = "result.json"
+
+
+# ------------------------------------------------------------------------- writing files
 
 
 class WriteError(UserError):
@@ -72,6 +97,18 @@ def check_output_folder(folder: Path, option: str = "--out") -> None:
             return
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and setting it back: there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: The mode of every file written here: what ``open()`` gives, 0666 less the umask read when
+#: this module is imported (reading it later would briefly change it under other threads).
+FILE_MODE = 0o666 & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
@@ -79,6 +116,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     A crash, Ctrl-C or a full disk while writing leaves the previous file (or none), never
     half a file, and no temporary file. An OSError while writing (a full disk, a read-only
     folder) becomes a :class:`WriteError` naming ``path``: one line for the command line.
+    The file gets the usual mode, :data:`FILE_MODE` (``mkstemp`` creates it 0600).
     """
     path = Path(path)
     try:
@@ -86,13 +124,15 @@ def atomic_path(path: Path) -> Iterator[Path]:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise write_error(path, exc) from None
-    os.close(fd)
     try:
         try:
-            yield Path(tmp)
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise write_error(path, exc) from None
+            os.fchmod(fd, FILE_MODE)
+        finally:
+            os.close(fd)
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise write_error(path, exc) from None
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -119,11 +159,208 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     write_text(path, json.dumps(_json_safe(data), indent=2) + "\n")
 
 
+# ------------------------------------------------------------------------------ identity
+
+#: Configuration keys that determine nothing of a run's result, left out of its identity:
+#: the lists ``compare`` runs by default and the preset's description.
+NOT_IDENTITY = ("description", "strategies", "seeds")
+#: Sections every run of one report shares, with the benchmark and the data fingerprint: the
+#: same examples cut into the same tasks. The other sections (model, train, strategy) are a
+#: variant's own: a preset's per-strategy overrides, or a grid's settings.
+SHARED_SECTIONS = ("data", "stream")
+#: The key of the data fingerprint among a result's shared settings.
+FINGERPRINT = "data.fingerprint"
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}`` (an empty table gives no key)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _canonical(value: Any) -> Any:
+    """One spelling per value, so that equal settings hash equally: tuples as lists (as JSON
+    reads them back) and integral floats as integers (``0.0`` and ``0`` are one setting, as
+    ``==`` has it)."""
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
+
+
+def _digest(value: Any) -> str:
+    """The first 16 hex digits of the sha256 of ``value`` as canonical JSON."""
+    text = json.dumps(_canonical(value), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def identity_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's configuration as the dotted keys that determine its result (everything but
+    :data:`NOT_IDENTITY`), with canonical values."""
+    return {k: _canonical(v) for k, v in _flat(config).items() if k not in NOT_IDENTITY}
+
+
+def _part(key: str) -> str:
+    """``shared``, ``seed`` or ``variant``: where a dotted key belongs (see the module
+    docstring)."""
+    if key == "benchmark" or key.partition(".")[0] in SHARED_SECTIONS:
+        return "shared"
+    return "seed" if key == "seed" else "variant"
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """Who a run is: a readable stamp and a hash of everything that determines its result.
+
+    ``config_hash`` is the digest of :func:`identity_settings` (known when the run is
+    planned); ``data_fingerprint`` is the sha256 of the arrays read from disk, known only
+    once the data is loaded: :meth:`with_data` completes the identity then. Two runs are the
+    same run when their :attr:`key` (the digest of both) is the same.
+    """
+
+    strategy: str
+    seed: int
+    config_hash: str
+    data_fingerprint: str | None = None
+
+    @property
+    def stamp(self) -> str:
+        """``strategy/seed-N``: the run's name in reports and, made safe for a path, its
+        folder under ``compare`` (a grid's varied settings will join it)."""
+        return f"{self.strategy}/seed-{self.seed}"
+
+    @property
+    def key(self) -> str:
+        """The digest of the configuration hash and the data fingerprint."""
+        if self.data_fingerprint is None:
+            raise ValueError(f"the identity of {self.stamp} has no data fingerprint yet")
+        return _digest([self.config_hash, self.data_fingerprint])
+
+    def with_data(self, fingerprint: str) -> RunIdentity:
+        """This identity completed with the fingerprint of the data loaded for it."""
+        return replace(self, data_fingerprint=fingerprint)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As result.json stores it."""
+        return {"stamp": self.stamp, "config_hash": self.config_hash,
+                "data_fingerprint": self.data_fingerprint,
+                "key": self.key if self.data_fingerprint else None}
+
+
+def run_identity(config: Mapping[str, Any], fingerprint: str | None = None) -> RunIdentity:
+    """The identity of the run of ``config`` (a configuration as plain data) on the data of
+    ``fingerprint`` (None while the data is not loaded)."""
+    strategy = config.get("strategy", {})
+    return RunIdentity(strategy=str(strategy.get("name")), seed=config.get("seed"),
+                       config_hash=_digest(identity_settings(config)),
+                       data_fingerprint=fingerprint)
+
+
+def identity_of(result: Mapping[str, Any]) -> RunIdentity:
+    """A recorded run's identity, computed from its configuration and data (the source of
+    truth: the copy stored in result.json is for other readers)."""
+    config = result.get("config")
+    data = result.get("data")
+    fingerprint = data.get("fingerprint") if isinstance(data, Mapping) else None
+    return run_identity(config if isinstance(config, Mapping) else {},
+                        fingerprint if isinstance(fingerprint, str) else None)
+
+
+def identity_differences(recorded: Any, current: Mapping[str, Any]) -> list[str]:
+    """What differs between a recorded configuration and ``current`` among the settings of
+    the identity, each as ``key = <recorded> there, <current> now``; empty when none does."""
+    if not isinstance(recorded, Mapping):
+        return ["no configuration recorded"]
+    absent = "(absent)"
+    a, b = identity_settings(recorded), identity_settings(current)
+    return [f"{k} = {json.dumps(a.get(k, absent))} there, {json.dumps(b.get(k, absent))} now"
+            for k in sorted(set(a) | set(b)) if a.get(k, absent) != b.get(k, absent)]
+
+
+def _settings_of(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The identity settings of a recorded run; a result without a configuration (made by
+    hand) still has its benchmark, scenario and number of tasks."""
+    config = result.get("config")
+    flat = identity_settings(config if isinstance(config, Mapping) else {})
+    for key, top in (("benchmark", "benchmark"), ("stream.scenario", "scenario"),
+                     ("stream.n_tasks", "n_tasks")):
+        if top in result:
+            flat.setdefault(key, result[top])
+    return flat
+
+
+def shared_settings(result: Mapping[str, Any]) -> dict[str, Any]:
+    """What every run reported with this one must share: the benchmark, the data settings
+    and fingerprint, the stream."""
+    shared = {k: v for k, v in _settings_of(result).items() if _part(k) == "shared"}
+    data = result.get("data")
+    shared[FINGERPRINT] = data.get("fingerprint") if isinstance(data, Mapping) else None
+    return shared
+
+
+def variant_settings(result: Mapping[str, Any]) -> dict[str, Any]:
+    """What this run's variant has of its own: its strategy (by name) and its model,
+    training and strategy settings."""
+    own = {k: v for k, v in _settings_of(result).items() if _part(k) == "variant"}
+    own["strategy.name"] = result.get("strategy", own.get("strategy.name"))
+    return own
+
+
+def variant_key(result: Mapping[str, Any]) -> str:
+    """The digest of :func:`variant_settings`: runs with one key are seeds of one variant."""
+    return _digest(variant_settings(result))
+
+
+def _shown(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def check_compatible(runs: Sequence[tuple[Path, Mapping[str, Any]]]) -> None:
+    """Raise a UserError unless the runs can be reported together: every run shares the
+    first one's benchmark, data (settings and fingerprint) and stream; variants (a strategy
+    with its own model, training and strategy settings) may differ; at most one run per
+    variant and seed."""
+    if not runs:
+        return
+    ref_path, ref = runs[0]
+    ref_shared = shared_settings(ref)
+    seen: dict[tuple[str, Any], Path] = {}
+    for path, r in runs:
+        mine = shared_settings(r)
+        diff = [f"{k} ({_shown(ref_shared.get(k))} vs {_shown(mine.get(k))})"
+                for k in dict.fromkeys([*ref_shared, *mine])
+                if ref_shared.get(k) != mine.get(k)]
+        if diff:
+            raise UserError(
+                f"cannot report these runs together: {ref_path} and {path} differ in what the "
+                f"runs of one report share (benchmark, data, stream): {'; '.join(diff[:6])}"
+                + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
+                + ". Report them separately (one `lifelong-kd report` per benchmark, data and "
+                  "stream)."
+            )
+        key = (variant_key(r), r["seed"])
+        if key in seen:
+            raise UserError(f"two runs of `{r['strategy']}` with seed {r['seed']} and the same "
+                            f"settings: {seen[key]} and {path}; pass only one of them")
+        seen[key] = path
+
+
+# ------------------------------------------------------------------------------- reading
+
+
 def read_result(path: Path) -> dict[str, Any]:
-    """Read a result.json (or the result.json inside a run folder)."""
+    """Read a result.json (or the result.json inside a run folder), unchecked."""
     path = Path(path)
     if path.is_dir():
-        path = path / "result.json"
+        path = path / RESULT
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -135,6 +372,249 @@ def read_result(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or "accuracy_matrix" not in data:
         raise UserError(f"{path} is not a lifelong-kd result.json (no accuracy_matrix)")
     return data
+
+
+def is_finished(result: Mapping[str, Any]) -> bool:
+    """Whether a run finished its whole stream (only those are averaged)."""
+    return result.get("status", "finished") == "finished"
+
+
+_SCENARIOS = ("task-il", "class-il", "domain-il")
+_STATUSES = ("finished", "interrupted", "diverged")
+#: Sections of a result (and of its config) that must be tables where they are present.
+_TABLES = ("config", "data", "environment", "timing")
+_CONFIG_TABLES = ("data", "stream", "model", "train", "strategy")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _accuracies(value: Any, name: str, n: int, ragged: str = "") -> str | None:
+    """The problem with ``value`` (called ``name``) as a list of ``n`` accuracies in [0, 1],
+    or None; ``ragged`` is appended to a wrong length."""
+    if not isinstance(value, list):
+        return f"{name} is {type(value).__name__}, not a list"
+    if len(value) != n:
+        return f"{name} has {len(value)} value(s), expected {n} (n_tasks){ragged}"
+    # the fast path: plain numbers, as JSON gives them, in range (a comparison with nan is false)
+    if (all(type(v) is float or type(v) is int for v in value)
+            and all(-1e-9 <= v <= 1 + 1e-9 for v in value)):
+        return None
+    for j, v in enumerate(value):
+        if not _is_number(v) or not -1e-9 <= v <= 1 + 1e-9:
+            return f"{name}: value {j} is {v!r}, not an accuracy in [0, 1]"
+    return None
+
+
+def _matrix_problem(value: Any, name: str, n: int, finished: bool) -> str | None:
+    """The problem with ``value`` as an accuracy matrix of n columns (n rows when the run
+    finished, at most n otherwise), or None."""
+    if not isinstance(value, list):
+        return f"`{name}` is {type(value).__name__}, not a list of rows"
+    if len(value) > n or (finished and len(value) != n):
+        return (f"`{name}` has {len(value)} row(s), expected "
+                f"{n if finished else f'at most {n}'} (n_tasks = {n})")
+    for i, row in enumerate(value):
+        problem = _accuracies(row, f"`{name}` row {i}", n, ": a ragged matrix")
+        if problem:
+            return problem
+    return None
+
+
+def validate_result(result: Any, path: Path | str) -> dict[str, Any]:
+    """``result`` (read from ``path``) when it holds what the reports and plots read; a
+    UserError naming ``path`` and the first problem otherwise (a missing key, a value of the
+    wrong type, a ragged matrix, an accuracy outside [0, 1]).
+
+    Required: ``benchmark``, ``strategy``, ``scenario`` (task-il, class-il, domain-il),
+    ``seed`` (an integer), ``n_tasks`` (>= 1), ``accuracy_matrix`` (n_tasks rows of n_tasks
+    accuracies when ``status`` is finished, the default; at most n_tasks rows otherwise) and
+    ``initial_accuracy`` (n_tasks accuracies). Checked where present: ``status``,
+    ``task_names``, the class-il task-aware matrix and initial accuracies (the same shapes),
+    that ``config`` (with its sections), ``data``, ``environment`` and ``timing`` are
+    tables, and that recorded metrics are tables and per-task forgetting lists.
+    """
+    def bad(problem: str) -> UserError:
+        return UserError(f"{path} is not a usable lifelong-kd result: {problem}")
+
+    if not isinstance(result, dict):
+        raise bad(f"it holds a {type(result).__name__}, not a JSON object")
+    for key in ("benchmark", "strategy", "scenario", "seed", "n_tasks", "accuracy_matrix",
+                "initial_accuracy"):
+        if key not in result:
+            raise bad(f"the key `{key}` is missing")
+    for key in ("benchmark", "strategy", "scenario"):
+        if not isinstance(result[key], str) or not result[key]:
+            raise bad(f"`{key}` is {result[key]!r}, not a name")
+    if result["scenario"] not in _SCENARIOS:
+        raise bad(f"`scenario` is {result['scenario']!r}, not one of {', '.join(_SCENARIOS)}")
+    for key, low in (("seed", None), ("n_tasks", 1)):
+        v = result[key]
+        if not isinstance(v, int) or isinstance(v, bool) or (low is not None and v < low):
+            raise bad(f"`{key}` is {v!r}, not an integer" + (f" >= {low}" if low else ""))
+    status = result.get("status", "finished")
+    if status not in _STATUSES:
+        raise bad(f"`status` is {status!r}, not one of {', '.join(_STATUSES)}")
+    n, finished = result["n_tasks"], status == "finished"
+    problem = (_matrix_problem(result["accuracy_matrix"], "accuracy_matrix", n, finished)
+               or _accuracies(result["initial_accuracy"], "`initial_accuracy`", n))
+    if problem is None and result.get("accuracy_matrix_task_aware") is not None:
+        aware = result["accuracy_matrix_task_aware"]
+        problem = _matrix_problem(aware, "accuracy_matrix_task_aware", n, finished)
+        if problem is None and len(aware) != len(result["accuracy_matrix"]):
+            problem = (f"`accuracy_matrix_task_aware` has {len(aware)} row(s), "
+                       f"`accuracy_matrix` {len(result['accuracy_matrix'])}")
+    if problem is None and result.get("initial_accuracy_task_aware") is not None:
+        problem = _accuracies(result["initial_accuracy_task_aware"],
+                              "`initial_accuracy_task_aware`", n)
+    if problem:
+        raise bad(problem)
+    names = result.get("task_names")
+    if names is not None and not (isinstance(names, list)
+                                  and all(isinstance(x, str) for x in names)):
+        raise bad("`task_names` is not a list of names")
+    for key in _TABLES:
+        if key in result and not isinstance(result[key], dict):
+            raise bad(f"`{key}` is {type(result[key]).__name__}, not a table")
+    config = result.get("config", {})
+    for key in _CONFIG_TABLES:
+        if key in config and not isinstance(config[key], dict):
+            raise bad(f"`config.{key}` is {type(config[key]).__name__}, not a table")
+    for section, key in (("timing", "total_seconds"), ("train", "iterations")):
+        table = result.get(section, {}) if section == "timing" else config.get(section, {})
+        where = section if section == "timing" else f"config.{section}"
+        if key in table and not _is_number(table[key]):
+            raise bad(f"`{where}.{key}` is {table[key]!r}, not a number")
+    for key in ("metrics", "metrics_task_aware"):
+        values = result.get(key)
+        if values is not None and not (isinstance(values, dict) and all(
+                v is None or _is_number(v) for v in values.values())):
+            raise bad(f"`{key}` is not a table of numbers (or null)")
+    for key in ("per_task_forgetting", "per_task_forgetting_task_aware"):
+        values = result.get(key)
+        if values is not None and not (isinstance(values, list) and all(
+                v is None or _is_number(v) for v in values)):
+            raise bad(f"`{key}` is not a list of numbers (or null)")
+    return result
+
+
+def load_result(path: Path) -> dict[str, Any]:
+    """Read and check the result.json at ``path`` (or in the run folder ``path``)."""
+    path = Path(path)
+    file = path / RESULT if path.is_dir() else path
+    return validate_result(read_result(file), file)
+
+
+def find_results(
+    dirs: Sequence[Path],
+) -> tuple[list[tuple[Path, dict[str, Any]]], list[dict[str, Any]]]:
+    """The runs under ``dirs`` (each a run folder, a result.json, or a folder searched
+    recursively, such as a comparison folder), each checked (:func:`validate_result`) and all
+    of them with :func:`check_compatible`; and the failures: unfinished runs, and run folders
+    with a checkpoint but no result.json."""
+    found: dict[Path, None] = {}
+    failures: list[dict[str, Any]] = []
+    for d in map(Path, dirs):
+        if d.is_file():
+            found[d.resolve()] = None
+            continue
+        if not d.is_dir():
+            raise UserError(f"{d} does not exist")
+        files = sorted(d.rglob(RESULT))
+        checkpoints = [c for c in sorted(d.rglob("checkpoint.pt"))
+                       if not (c.parent / RESULT).is_file()]
+        if not files and not checkpoints:
+            raise UserError(f"no result.json under {d}: give run folders or a comparison "
+                            "folder written by `lifelong-kd run` or `compare`")
+        for f in files:
+            found[f.resolve()] = None
+        for c in checkpoints:
+            seed: Any = c.parent.name.removeprefix("seed-")
+            seed = int(seed) if seed.isdigit() else c.parent.name
+            failures.append({"strategy": c.parent.parent.name, "seed": seed,
+                             "error": f"incomplete: {c.parent} has a checkpoint but no "
+                                      "result.json (resume it with --resume)"})
+    runs = [(p.parent, load_result(p)) for p in found]
+    check_compatible(runs)
+    for _, r in runs:
+        if not is_finished(r):
+            failures.append({"strategy": r["strategy"], "seed": r["seed"],
+                             "error": f"{r.get('status')}: {r.get('message', '')}"})
+    return runs, failures
+
+
+# --------------------------------------------------------------------- a run's matrices
+
+#: The prediction is over every class seen (no task identity at test time).
+TASK_AGNOSTIC = "task_agnostic"
+#: The prediction is restricted to the task's own classes (or head).
+TASK_AWARE = "task_aware"
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """One accuracy matrix of a run, with what result.json records about it.
+
+    ``metrics``: every metric of :data:`lifelong_kd.metrics.METRICS` as recorded (nan for
+    null; a metric the file lacks, as one of an older version, computed from ``rows``), nan
+    where it means nothing for the run (:func:`lifelong_kd.metrics.meaningful_metrics`: a
+    file written before those were null records numbers there). ``per_task_forgetting``
+    likewise.
+    """
+
+    rows: list[list[float]]
+    initial: list[float]
+    metrics: dict[str, float]
+    per_task_forgetting: list[float]
+
+
+def strategy_config(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's ``config["strategy"]`` (with its ``name``, even where the config lacks it)."""
+    config = result.get("config", {})
+    return {"name": result["strategy"], **config.get("strategy", {})}
+
+
+def _numbers(values: Any) -> Any:
+    if isinstance(values, dict):
+        return {k: math.nan if v is None else float(v) for k, v in values.items()}
+    return [math.nan if v is None else float(v) for v in values]
+
+
+def _recorded(result: Mapping[str, Any], rows: list[list[float]], initial: list[float],
+              metrics_key: str, per_task_key: str) -> Matrix:
+    k = len(rows)
+    strategy, n = strategy_config(result), result["n_tasks"]
+    stored = result.get(metrics_key)
+    metrics = _numbers(stored) if isinstance(stored, dict) else {}
+    if k and not all(m in metrics for m in METRICS):
+        computed = square_metrics(rows, initial)
+        metrics = {**computed, **metrics}
+    stored_per_task = result.get(per_task_key)
+    per_task = (_numbers(stored_per_task) if isinstance(stored_per_task, list)
+                else per_task_forgetting([r[:k] for r in rows]) if k else [])
+    return Matrix(rows=rows, initial=initial,
+                  metrics=meaningful_metrics(metrics, strategy, n, k),
+                  per_task_forgetting=meaningful_per_task(per_task, strategy, n))
+
+
+def matrix_kinds(result: Mapping[str, Any]) -> dict[str, Matrix]:
+    """The run's accuracy matrices by kind: a task-il run's is ``task_aware``, a domain-il
+    run's ``task_agnostic``, a class-il run has both (the task-aware one when recorded)."""
+    rows, initial = result["accuracy_matrix"], result.get("initial_accuracy", [])
+    main = _recorded(result, rows, initial, "metrics", "per_task_forgetting")
+    if result.get("scenario") == "task-il":
+        return {TASK_AWARE: main}
+    kinds = {TASK_AGNOSTIC: main}
+    if result.get("scenario") == "class-il" and result.get("accuracy_matrix_task_aware"):
+        kinds[TASK_AWARE] = _recorded(
+            result, result["accuracy_matrix_task_aware"],
+            result.get("initial_accuracy_task_aware", initial), "metrics_task_aware",
+            "per_task_forgetting_task_aware")
+    return kinds
+
+
+# ------------------------------------------------------------------------------ building
 
 
 def _git_commit() -> str | None:
@@ -205,6 +685,7 @@ def build_result(
         "scenario": scenario,
         "strategy": config["strategy"]["name"],
         "seed": config["seed"],
+        "identity": run_identity(config, data.get("fingerprint")).to_dict(),
         "n_tasks": len(task_names),
         "tasks_finished": k,
         "task_names": task_names,

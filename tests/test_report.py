@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lifelong_kd import aggregate, report, results
 from lifelong_kd import metrics as M
-from lifelong_kd import report
 from lifelong_kd.cli import main
 
 from .conftest import QUICK_MNIST, SHARED
@@ -126,8 +126,8 @@ def test_tables_from_hand_made_runs(tmp_path: Path) -> None:
     assert len(runs) == 6 * len(M.METRICS)
     assert set(runs["matrix"]) == {"task_aware"}
     assert "intransigence" not in set(runs["metric"])
-    assert list(summary.columns) == report.SUMMARY_COLUMNS
-    assert list(paired.columns) == report.PAIRED_COLUMNS
+    assert list(summary.columns) == aggregate.SUMMARY_COLUMNS
+    assert list(paired.columns) == aggregate.PAIRED_COLUMNS
 
     for name, per_seed in (("naive", NAIVE), ("lwf", LWF)):
         for metric, fn in M.METRICS.items():
@@ -178,10 +178,10 @@ def test_best_entry_per_metric_is_bold(tmp_path: Path) -> None:
 
 
 def test_intransigence_needs_joint_with_the_same_seed(tmp_path: Path) -> None:
-    rows = report.metric_rows(toy_runs(with_joint=False))
+    rows = aggregate.metric_rows(toy_runs(with_joint=False))
     assert not [r for r in rows if r["metric"] == "intransigence"]
 
-    rows = report.metric_rows(toy_runs(with_joint=True))
+    rows = aggregate.metric_rows(toy_runs(with_joint=True))
     intr = {(r["strategy"], r["seed"]): r["value"] for r in rows
             if r["metric"] == "intransigence"}
     # joint ran seeds 0 and 1 only: seed 2 has no intransigence (absent, not zero)
@@ -200,7 +200,7 @@ def test_intransigence_needs_joint_with_the_same_seed(tmp_path: Path) -> None:
 
     # a joint run that trains only at the end does not give a*_j
     runs = toy_runs() + [fake_result("joint", 0, JOINT[0], mode="final")]
-    assert not [r for r in report.metric_rows(runs) if r["metric"] == "intransigence"]
+    assert not [r for r in aggregate.metric_rows(runs) if r["metric"] == "intransigence"]
 
 
 def test_class_il_every_metric_on_both_matrices(tmp_path: Path) -> None:
@@ -209,7 +209,7 @@ def test_class_il_every_metric_on_both_matrices(tmp_path: Path) -> None:
             for s in NAIVE]
     runs += [fake_result("joint", s, JOINT[s], aware=JOINT[s], scenario="class-il")
              for s in JOINT]
-    rows = report.metric_rows(runs)
+    rows = aggregate.metric_rows(runs)
     got = {(r["seed"], r["matrix"], r["metric"]): r["value"] for r in rows
            if r["strategy"] == "naive"}
     for seed in NAIVE:
@@ -250,7 +250,7 @@ def test_without_naive_the_paired_table_is_empty_with_a_note(tmp_path: Path) -> 
     runs = [r for r in toy_runs(with_joint=True) if r["strategy"] != "naive"]
     report.write_comparison(runs, tmp_path, formats=())
     paired = read(tmp_path, "paired.csv")
-    assert paired.empty and list(paired.columns) == report.PAIRED_COLUMNS
+    assert paired.empty and list(paired.columns) == aggregate.PAIRED_COLUMNS
     assert "No paired comparison: `naive`" in (tmp_path / "report.md").read_text()
 
 
@@ -263,20 +263,69 @@ def test_files_do_not_depend_on_the_order_of_runs(tmp_path: Path) -> None:
         assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
 
 
-def test_check_compatible_refuses_mixed_configurations(tmp_path: Path) -> None:
+def test_check_compatible_refuses_what_runs_must_share(tmp_path: Path) -> None:
     from lifelong_kd.errors import UserError
 
     good = [(tmp_path / str(i), r) for i, r in enumerate(toy_runs())]
-    report.check_compatible(good)
-    other_lr = (tmp_path / "x", fake_result("lwf", 5, LWF[0], lr=0.5))
-    with pytest.raises(UserError, match=r"differ beyond strategy and seed: train\.lr"):
-        report.check_compatible([*good, other_lr])
+    results.check_compatible(good)
+    # a variant with settings of its own (another learning rate, another alpha) is welcome
+    results.check_compatible([*good, (tmp_path / "x", fake_result("lwf", 5, LWF[0], lr=0.5))])
     other = fake_result("lwf", 5, LWF[0])
     other["config"]["strategy"]["alpha"] = 2.0
-    with pytest.raises(UserError, match="`lwf` runs .* different options: alpha"):
-        report.check_compatible([*good, (tmp_path / "y", other)])
+    results.check_compatible([*good, (tmp_path / "y", other)])
+    # what every run of a report shares: the benchmark, the data, the stream
+    stream = fake_result("lwf", 5, LWF[0])
+    stream["config"]["stream"]["kind"] = "permuted"
+    with pytest.raises(UserError, match=r"share \(benchmark, data, stream\): stream\.kind "
+                                        r"\(split vs permuted\)"):
+        results.check_compatible([*good, (tmp_path / "s", stream)])
+    data = fake_result("lwf", 5, LWF[0])
+    data["data"]["fingerprint"] = "abd"
+    with pytest.raises(UserError, match=r"data\.fingerprint \(abc vs abd\)"):
+        results.check_compatible([*good, (tmp_path / "d", data)])
     with pytest.raises(UserError, match="two runs of `naive` with seed 0"):
-        report.check_compatible([*good, (tmp_path / "z", fake_result("naive", 0, NAIVE[0]))])
+        results.check_compatible([*good, (tmp_path / "z", fake_result("naive", 0, NAIVE[0]))])
+    # the same strategy and seed with other settings is another variant, not a second run
+    results.check_compatible([*good, (tmp_path / "v", fake_result("naive", 0, NAIVE[0], lr=0.5))])
+
+
+def test_variants_of_one_strategy_are_reported_side_by_side(tmp_path: Path) -> None:
+    """Two learning rates of LwF (a grid, or two comparisons reported together): each is a
+    variant named by the setting that tells them apart, with its own row and pairs."""
+    runs = [fake_result("naive", s, m) for s, m in NAIVE.items()]
+    runs += [fake_result("lwf", s, m, lr=lr) for s, m in LWF.items() for lr in (0.1, 0.5)]
+    fast, slow = "lwf [train.lr = 0.5]", "lwf [train.lr = 0.1]"
+    report.write_comparison(runs, tmp_path / "a", formats=())
+    summary = read(tmp_path / "a", "summary.csv")
+    assert list(dict.fromkeys(summary.strategy)) == ["naive", slow, fast]
+    assert set(summary[summary.strategy == fast]["n"]) == {3}
+    assert set(read(tmp_path / "a", "paired.csv").strategy) == {slow, fast}
+    assert f"{fast}/seed-2" in set(read(tmp_path / "a", "runs.csv").run)
+    text = (tmp_path / "a" / "report.md").read_text()
+    assert f"| {fast} | 3 |" in text and f"  - `{fast}`: " in text
+    random.Random(0).shuffle(runs)
+    report.write_comparison(runs, tmp_path / "b", formats=())
+    for name in (*CSVS, "report.md"):
+        assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
+    # two variants of naive: none of them is the baseline, and the report says so
+    naive = [r for r in runs if r["strategy"] == "lwf"]
+    for r in naive:
+        r["strategy"] = r["config"]["strategy"]["name"] = "naive"
+    report.write_comparison(naive, tmp_path / "c", formats=())
+    assert read(tmp_path / "c", "paired.csv").empty
+    assert "`naive` has 2 variants here" in (tmp_path / "c" / "report.md").read_text()
+
+
+def test_metrics_are_read_from_the_result(tmp_path: Path) -> None:
+    """The report shows what result.json records (a file that lacks a metric, as one of an
+    older version, gets it computed from its matrix)."""
+    runs = toy_runs()
+    runs[0] = {**runs[0], "metrics": {**M.all_metrics(NAIVE[0], [0.1, 0.1]), "bwt": -0.123}}
+    rows = aggregate.metric_rows(runs)
+    got = {(r["run"], r["metric"]): r["value"] for r in rows}
+    assert got[("naive/seed-0", "bwt")] == -0.123  # as recorded, not recomputed
+    assert got[("naive/seed-1", "bwt")] == pytest.approx(M.bwt(NAIVE[1]))  # computed: absent
+    assert results.matrix_kinds(runs[0])["task_aware"].metrics["bwt"] == -0.123
 
 
 # ----------------------------------------------------------------------------- plots

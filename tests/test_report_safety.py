@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from lifelong_kd import metrics as M
-from lifelong_kd import plots, report, stats
+from lifelong_kd import plots, report, results, stats
 from lifelong_kd.cli import main
 from lifelong_kd.errors import UserError
 
@@ -232,7 +232,7 @@ def test_plots_show_only_the_last_row_of_a_final_joint_run(tmp_path: Path, drawn
     naive = [[0.9, 0.1, 0.1], [0.6, 0.9, 0.1], [0.5, 0.6, 0.9]]
     runs = [fake_result("naive", s, naive) for s in (0, 1)]
     runs += [joint_final(s, t) for s in (0, 1)]
-    report.comparison_plots(runs, tmp_path, formats=("png",))
+    plots.comparison_plots(runs, tmp_path, formats=("png",))
     curve = next(v for k, v in drawn.figures["average_accuracy"]["ydata"].items()
                  if k.startswith("joint"))
     assert np.isnan(curve[:-1]).all() and curve[-1] == pytest.approx(90.0)
@@ -389,6 +389,7 @@ def corruptions() -> list[tuple[str, Callable[[dict[str, Any]], None]]]:
         ("config", []), ("config.strategy", "lwf"), ("config.train", 3),
         ("config.stream", None), ("config.train.iterations", "many"), ("timing", 1.0),
         ("timing.total_seconds", "1 s"), ("data", "digits"), ("environment", None),
+        ("metrics", "high"), ("metrics", {"bwt": "low"}), ("per_task_forgetting", [0.1, "x"]),
     ):
         out.append((f"{path} = {value!r}", setter(path, value)))
     return out
@@ -404,7 +405,7 @@ def test_every_corruption_of_a_result_is_refused_or_reported(tmp_path: Path) -> 
         corrupt(result)
         run = write_run(tmp_path / str(i), result)
         try:
-            runs, _ = report.load_runs([run])
+            runs, _ = results.find_results([run])
         except UserError as exc:
             assert str(run / "result.json") in str(exc) and "\n" not in str(exc), name
             continue
@@ -417,7 +418,7 @@ def test_every_corruption_of_a_result_is_refused_or_reported(tmp_path: Path) -> 
         "schema", "status", "tasks_finished", "task_names", "timing", "config", "environment",
         "data", "accuracy_matrix_task_aware", "initial_accuracy_task_aware")}
     # and the unchanged result passes
-    report.load_runs([write_run(tmp_path / "good", good[0])])
+    results.find_results([write_run(tmp_path / "good", good[0])])
 
 
 # ----------------------------------------------------------------------------- 6: long streams
@@ -454,7 +455,7 @@ def test_plots_of_a_300_task_stream_stay_bounded(
 
     monkeypatch.setattr(plots, "save", save)
     runs = [long_result(s, seed, t) for s in ("naive", "lwf") for seed in (0, 1)]
-    paths = report.comparison_plots(runs, tmp_path / "cmp", formats=("png",))
+    paths = plots.comparison_plots(runs, tmp_path / "cmp", formats=("png",))
     assert {p.stem for p in paths} == {"accuracy_matrices", "average_accuracy", "task_accuracy",
                                        "forgetting"}
     assert closed()
@@ -476,7 +477,7 @@ def test_figures_are_closed_when_drawing_or_saving_fails(
         plots.run_plots(runs[0], tmp_path / "a", formats=("bogus",))
     assert closed()
     with pytest.raises(ValueError, match="bogus"):
-        report.comparison_plots(runs, tmp_path / "b", formats=("bogus",))
+        plots.comparison_plots(runs, tmp_path / "b", formats=("bogus",))
     assert closed()
 
     def broken(*args: Any, **kwargs: Any) -> Any:
@@ -485,7 +486,7 @@ def test_figures_are_closed_when_drawing_or_saving_fails(
 
     monkeypatch.setattr(plots, "plot_forgetting", broken)
     with pytest.raises(RuntimeError, match="drawing failed"):
-        report.comparison_plots(runs, tmp_path / "c", formats=("png",))
+        plots.comparison_plots(runs, tmp_path / "c", formats=("png",))
     assert closed()
     with pytest.raises(RuntimeError, match="drawing failed"):
         plots.run_plots(runs[0], tmp_path / "d")

@@ -435,6 +435,18 @@ def test_atomic_path_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch,
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
 
 
+def test_written_files_get_the_usual_mode(tmp_path):
+    """result.json, CSVs, plots and checkpoints are readable as any file the user writes:
+    0666 less the umask (mkstemp alone would make them 0600, the owner's only)."""
+    old = os.umask(0o022)
+    os.umask(old)
+    target = tmp_path / "result.json"
+    write_text(target, "{}")
+    assert target.stat().st_mode & 0o777 == 0o666 & ~old
+    write_text(target, "{}")  # replacing a file gives the same mode
+    assert target.stat().st_mode & 0o777 == 0o666 & ~old
+
+
 def test_plot_and_report_into_a_read_only_folder(tmp_path, capsys, monkeypatch):
     cmp_ = tmp_path / "cmp"
     assert main(["compare", "split-digits", "--strategies", "naive", "--seeds", "0", "--out",
