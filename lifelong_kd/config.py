@@ -130,8 +130,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class StrategyConfig:
-    """The strategy and its options (see ``strategies.py``); options a strategy does not use
-    have no effect on it."""
+    """The strategy and its options (see ``strategies/``, where each strategy class checks the
+    options it reads); options a strategy does not use have no effect on it."""
 
     name: str = "naive"
     #: Weight of the distillation term (``alpha_schedule = constant``).
