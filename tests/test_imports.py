@@ -8,6 +8,7 @@ something: each contract is broken by the import it exists to forbid.
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -90,3 +91,14 @@ def test_a_bad_import_breaks_its_contract(tmp_path: Path, module: str, line: str
     code, output = lint_imports(tmp_path, config)
     assert code != 0, output
     assert broken(output) == expected, output
+
+
+def test_importing_config_loads_nothing_else_of_the_package_nor_torch() -> None:
+    """What the first contract says, seen at run time: a fresh interpreter that imports
+    ``lifelong_kd.config`` has loaded the package's ``__init__`` and config.py only, and no torch
+    (so reading and checking a configuration stays cheap)."""
+    code = ("import sys, lifelong_kd.config; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lifelong_kd', 'torch')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert ast.literal_eval(done.stdout) == ["lifelong_kd", "lifelong_kd.config"]
