@@ -6,9 +6,9 @@ the temperature ``T``, and returns the batch mean as a scalar tensor. The teache
 are constants (no gradient flows into the teacher). A teacher logit of ``-inf`` means "this
 unit has probability zero in the teacher's soft targets": that is how the zero-padded targets
 of ``strategy.logits = padded`` (van de Ven & Tolias 2019) reach the softmax and sigmoid
-losses. Scaling by T^2 and the weight of the term are the strategy's business, not the
-loss's. Adding a loss touches this file only: write the function and add it to
-:data:`LOSSES`.
+losses (those that declare ``padded_targets``). Scaling by T^2 and the weight of the term are
+the strategy's business, not the loss's. Adding a loss touches this file only: write the
+function and add it to :data:`LOSSES`, saying what it compares and what targets it accepts.
 
 Notation: s, t the student's and teacher's logits; p = softmax(t / T) the teacher's soft
 targets, q = softmax(s / T) the student's; sigma the logistic sigmoid.
@@ -114,21 +114,25 @@ def bernoulli_entropy(teacher: torch.Tensor, temperature: float) -> torch.Tensor
 @dataclass(frozen=True)
 class DistillLoss:
     """A registered loss: the function, what it compares (``logits`` or ``features``), its
-    reference, whether it uses the temperature (only then does ``t2_scaling`` apply), and its
-    value when the student equals the teacher (its minimum)."""
+    reference, whether it uses the temperature (only then does ``t2_scaling`` apply), its
+    value when the student equals the teacher (its minimum), and whether it accepts
+    zero-padded targets (a logits loss for which a teacher logit of -inf means target
+    probability zero: a softmax or sigmoid; ``strategy.logits = padded`` needs one)."""
 
     fn: LossFn
     on: str
     reference: str
     uses_temperature: bool
     minimum: Callable[[torch.Tensor, float], torch.Tensor] = _zero
+    padded_targets: bool = False
 
 
 LOSSES: dict[str, DistillLoss] = {
-    "kl": DistillLoss(kl, "logits", "Hinton et al. 2015, section 2", True),
-    "soft_ce": DistillLoss(soft_ce, "logits", "Li & Hoiem 2016, eq. 2-3", True, softmax_entropy),
+    "kl": DistillLoss(kl, "logits", "Hinton et al. 2015, section 2", True, padded_targets=True),
+    "soft_ce": DistillLoss(soft_ce, "logits", "Li & Hoiem 2016, eq. 2-3", True, softmax_entropy,
+                           padded_targets=True),
     "bce": DistillLoss(bce, "logits", "Rebuffi et al. 2017 (iCaRL), section 2.2", True,
-                       bernoulli_entropy),
+                       bernoulli_entropy, padded_targets=True),
     "mse_logits": DistillLoss(mse_logits, "logits", "Ba & Caruana 2014", False),
     "feature_l2": DistillLoss(feature_l2, "features", "Hou et al. 2019 (LUCIR), unnormalised",
                               False),

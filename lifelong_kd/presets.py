@@ -32,7 +32,6 @@ from .config import (
     ConfigError,
     RunConfig,
     check_choice,
-    check_positive,
     check_ranges,
     closest_name,
     from_flat,
@@ -41,9 +40,8 @@ from .config import (
 )
 from .data.sources import DATASET_ALIASES, DATASETS, KNOWN_INPUT_SHAPES
 from .data.streams import check_stream_config
-from .losses import LOSSES
 from .models import MODELS
-from .strategies import ALPHA_SCHEDULES, strategy_preset
+from .strategies import strategy_preset
 
 
 def _benchmark_dir() -> Path:
@@ -325,42 +323,6 @@ def _check_model(config: RunConfig) -> None:
 
 
 def _check_strategy(config: RunConfig) -> None:
-    """The strategy's options: an external strategy's own arguments, the distillation and EWC
-    options, and the scenario the strategy supports."""
-    s, st = config.stream, config.strategy
-    for key, value, limit in (("strategy.warmup_epochs", st.warmup_epochs, 10_000),
-                              ("strategy.fisher_samples", st.fisher_samples, 10_000_000)):
-        if value > limit:
-            raise ConfigError(f"`{key}` = {value} is out of range; at most {limit}")
-    preset = strategy_preset(st.name)
-    own = getattr(preset, "kwargs_names", None)  # an external strategy's own arguments
-    if own is not None and set(st.kwargs) - set(own):
-        bad = sorted(set(st.kwargs) - set(own))[0]
-        raise ConfigError(f"strategy `{st.name}` has no argument `{bad}`; its arguments: "
-                          f"{', '.join(own) or 'none'}")
-    check_kwargs = getattr(preset, "check_kwargs", None)  # their types and ranges
-    if check_kwargs is not None:
-        check_kwargs(st.kwargs)
-    check_positive("strategy.alpha", st.alpha, strict=False)
-    check_positive("strategy.temperature", st.temperature)
-    check_choice("strategy.distill_loss", st.distill_loss, sorted(LOSSES))
-    check_choice("strategy.logits", st.logits, ("old", "all", "padded"))
-    if st.logits == "padded" and st.distill_loss == "mse_logits":
-        raise ConfigError("`strategy.logits` = 'padded' needs a softmax or sigmoid loss; "
-                          "`strategy.distill_loss` = 'mse_logits' has no zero-padded targets")
-    check_choice("strategy.distill_reduction", st.distill_reduction, ("sum", "mean"))
-    check_choice("strategy.ewc_fisher", st.ewc_fisher, ("true", "empirical"))
-    check_choice("strategy.teacher_input", st.teacher_input, ("same", "clean"))
-    check_choice("strategy.alpha_schedule", st.alpha_schedule, ALPHA_SCHEDULES)
-    check_choice("strategy.ce_scope", st.ce_scope, ("seen", "current", "all"))
-    check_positive("strategy.warmup_epochs", st.warmup_epochs, strict=False)
-    check_choice("strategy.mode", st.mode, ("incremental", "final"))
-    check_positive("strategy.ewc_lambda", st.ewc_lambda, strict=False)
-    if not 0 <= st.ewc_gamma <= 1:
-        raise ConfigError(f"`strategy.ewc_gamma` = {st.ewc_gamma} is out of range; it must be in [0, 1]")
-    check_positive("strategy.fisher_samples", st.fisher_samples, strict=False)
-    if s.scenario not in preset.scenarios:
-        raise ConfigError(
-            f"strategy `{st.name}` does not support the `{s.scenario}` scenario; "
-            f"it supports: {', '.join(preset.scenarios)}"
-        )
+    """The strategy's options and scenario: its preset asks each strategy class to check the
+    options it reads (``strategies/presets.py``, ``StrategyPreset.check``)."""
+    strategy_preset(config.strategy.name).check(config)

@@ -314,18 +314,20 @@ def test_weights_that_become_infinite_are_diverged():
 
 
 class _OwnWeights(Strategy):
-    """A strategy with a weight of its own, which blows up after task 1."""
+    """A strategy that trains a weight of its own (unused by the loss), which blows up after
+    task 1."""
 
     def __init__(self, config) -> None:  # noqa: ANN001
         super().__init__(config)
-        self.bias = torch.zeros(3)
+        self.bias = torch.nn.Parameter(torch.zeros(3))
 
-    def parameters(self) -> list[torch.Tensor]:
-        return [self.bias]
+    def parameters(self, model) -> list[torch.Tensor]:  # noqa: ANN001
+        return [*super().parameters(model), self.bias]
 
     def after_task(self, ctx) -> None:  # noqa: ANN001
         if ctx.index == 1:
-            self.bias[1] = float("nan")
+            with torch.no_grad():
+                self.bias[1] = float("nan")
 
 
 def test_a_strategys_own_weights_that_become_nan_are_diverged():

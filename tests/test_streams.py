@@ -125,7 +125,7 @@ def test_scenario_masks_give_the_right_predictions():
             preds = [int(logits.masked_fill(~m, float("-inf")).argmax()) for m in masks]
             assert preds == expected, scenario
         ctx.model = FixedModel(logits)
-        row, aware = evaluate(ctx, 1)
+        row, aware = evaluate(ctx, state.strategy, 1)
         # test labels of task 0 are units {0,1}; of task 1 units {2,3} (half of each)
         if scenario == "task-il":
             assert row == [0.5, 0.5] and aware == row

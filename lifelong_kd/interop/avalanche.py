@@ -7,10 +7,12 @@ Two directions:
   Avalanche benchmark with the same tasks, classes, order and task labels, so that Avalanche
   users can run their own code on our streams.
 - ``--strategy avalanche:<Name>`` (:func:`avalanche_preset`) trains every task with the
-  Avalanche strategy ``<Name>`` (its own loop, losses and plugins) and leaves the evaluation
-  after each task to our engine, so the accuracy matrix, result.json, metrics, plots and
-  ``compare`` reports are those of our own strategies. The strategy's keyword arguments are
-  ``--set strategy.<arg>=...`` (or a ``strategy.kwargs`` table).
+  Avalanche strategy ``<Name>`` (its own loop, losses and plugins: one
+  :class:`~lifelong_kd.strategies.base.OwnLoop` phase of our strategy protocol) and leaves
+  the evaluation after each task to our engine, so the accuracy matrix, result.json, metrics,
+  plots and ``compare`` reports are those of our own strategies. The strategy's keyword
+  arguments are ``--set strategy.<arg>=...`` (or a ``strategy.kwargs`` table). Importing this
+  module registers the ``avalanche:`` family with ``strategies/presets.py``.
 
 How our scenarios are carried over (van de Ven & Tolias 2019; Avalanche's own conventions):
 
@@ -45,16 +47,25 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from ..config import SCENARIOS, closest_name
+from ..config import SCENARIOS, RunConfig, closest_name
 from ..errors import ConfigError, UserError
-from ..strategies import Strategy, StrategyPreset
+from ..strategies.base import (
+    Interrupted,
+    LossWatch,
+    OwnLoop,
+    Phase,
+    StopCheck,
+    Strategy,
+    TaskContext,
+    make_optimizer,
+)
+from ..strategies.presets import StrategyPreset, register_family
 
 if TYPE_CHECKING:
     import torch
 
     from ..config import StrategyConfig
     from ..data.streams import Images, Stream
-    from ..engine import TaskContext
 
 #: What to install when Avalanche is missing.
 INSTALL_HINT = "pip install 'lifelong-kd[avalanche]'"
@@ -233,19 +244,28 @@ def _require_avalanche() -> Any:
 @dataclass(frozen=True)
 class AvalanchePreset(StrategyPreset):
     """A preset for ``avalanche:<Name>``; ``kwargs_names`` are the Avalanche strategy's own
-    arguments, which ``--set strategy.<arg>=...`` sets (config.py routes them to
+    arguments, which ``--set strategy.<arg>=...`` sets (presets.py routes them to
     ``strategy.kwargs``)."""
 
-    kwargs_names: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
     #: What each argument accepts (see :class:`_Arg`); arguments not listed are not checked.
     arg_checks: dict[str, _Arg] = field(default_factory=dict)
 
+    def check(self, config: RunConfig) -> None:
+        """The strategy's own arguments (:meth:`check_kwargs`), then what every preset
+        checks."""
+        kwargs = config.strategy.kwargs
+        if set(kwargs) - set(self.kwargs_names):
+            bad = sorted(set(kwargs) - set(self.kwargs_names))[0]
+            raise ConfigError(f"strategy `{self.name}` has no argument `{bad}`; its arguments: "
+                              f"{', '.join(self.kwargs_names) or 'none'}")
+        self.check_kwargs(kwargs)
+        super().check(config)
+
     def check_kwargs(self, kwargs: dict[str, Any]) -> None:
         """Check the strategy's arguments (``strategy.kwargs``) before any data is loaded:
         the required ones are given, each has a valid type and range; a ConfigError naming
-        the argument, its value and what would be valid otherwise (``config.validate``
-        calls this)."""
+        the argument, its value and what would be valid otherwise."""
         missing = [a for a in self.required if a not in kwargs]
         if missing:
             raise ConfigError(f"`{self.name}` needs its argument `{missing[0]}`: set it with "
@@ -391,8 +411,6 @@ def _modules() -> dict[str, type]:
     from avalanche.training.plugins import SupervisedPlugin
     from torch import nn
 
-    from ..engine import Diverged, Interrupted
-
     class ActiveUnits(nn.Module):
         """Our model, with the output units outside ``active`` set to MASK_VALUE."""
 
@@ -428,34 +446,41 @@ def _modules() -> dict[str, type]:
     class Control(SupervisedPlugin):
         """Sets the active units (class-il) of the model being trained, stops after
         ``max_steps`` steps (train.iterations), on a user's stop request (raises Interrupted)
-        and on a NaN or infinite loss (raises Diverged)."""
+        and on a NaN or infinite loss (raises Diverged; the losses are checked every 50 steps
+        and at the end of the task, as the engine's loop does, not synchronised every step)."""
 
         def __init__(self) -> None:
             super().__init__()
-            self.should_stop: Callable[[], bool] | None = None
+            self.should_stop: StopCheck | None = None
             self.active: torch.Tensor | None = None
             self.max_steps = 0
             self.steps = 0
             self.task = 0
+            self.watch = LossWatch(self._where)
+
+        def _where(self, step: int) -> str:
+            return f"in task {self.task} (0-based), step {step}"
 
         def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
             self.steps = 0
+            self.watch = LossWatch(self._where)
             # on strategy.model, not our wrapper: GDumb trains a fresh copy at each task
             if self.active is not None and isinstance(strategy.model, ActiveUnits):
                 strategy.model.active.copy_(self.active)
 
         def after_training_iteration(self, strategy: Any, **kwargs: Any) -> None:
             self.steps += 1
-            value = float(strategy.loss.detach())
-            if not math.isfinite(value):
-                raise Diverged(f"the loss became {value} in task {self.task} (0-based), step "
-                               f"{self.steps - 1}; lower train.lr or check the inputs")
+            self.watch.add(strategy.loss)
+            if self.watch.due():
+                self.watch.check()
             if self.should_stop is not None and self.should_stop():
+                self.watch.check()
                 raise Interrupted(f"interrupted during task {self.task} (0-based)")
             if self.max_steps and self.steps >= self.max_steps:
                 strategy.stop_training()
 
         def after_training_exp(self, strategy: Any, **kwargs: Any) -> None:
+            self.watch.check()
             # stop_training() in the last epoch would otherwise skip the next task's first
             strategy._stop_training = False
 
@@ -470,7 +495,9 @@ class AvalancheStrategy(Strategy):
     ``momentum``, ``weight_decay``, ``betas``; its state reset at each task unless
     ``train.reset_optimizer = false``), ``train.batch_size``, ``train.epochs`` (or
     ``train.iterations`` steps), ``train.device``, a plain cross-entropy criterion, and
-    ``strategy.kwargs``. Its own loggers and metrics are off.
+    ``strategy.kwargs``. Its own loggers and metrics are off. Its training loop is the one
+    phase of each task (an :class:`~lifelong_kd.strategies.base.OwnLoop`); iCaRL's
+    nearest-mean-of-exemplars classifier is its :meth:`predict`.
     """
 
     #: Its own keyword arguments are its only options (``ce_scope`` must stay ``seen``).
@@ -480,21 +507,21 @@ class AvalancheStrategy(Strategy):
 
     def __init__(self, config: StrategyConfig):
         super().__init__(config)
-        if config.ce_scope != "seen":
-            raise ConfigError(f"`strategy.ce_scope` = {config.ce_scope!r} is not supported by "
-                              f"`{config.name}`; Avalanche strategies use `seen`")
-        preset = avalanche_preset(config.name)
-        assert isinstance(preset, AvalanchePreset)
-        missing = [a for a in preset.required if a not in config.kwargs]
-        if missing:
-            raise ConfigError(f"`{config.name}` needs its argument `{missing[0]}`: set it with "
-                              f"--set strategy.{missing[0]}=...")
         self._av: Any = None
         self._bench: Any = None
         self._wrapper: Any = None
         self._control: Any = None
         self._trained = 0
-        self._train_head: dict[str, torch.Tensor] | None = None
+        #: iCaRL: (weight, bias) of the linear map that scores the class means, after a task.
+        self._ncm: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @classmethod
+    def check(cls, config: RunConfig) -> None:
+        super().check(config)
+        if config.strategy.ce_scope != "seen":
+            raise ConfigError(f"`strategy.ce_scope` = {config.strategy.ce_scope!r} is not "
+                              f"supported by `{config.strategy.name}`; Avalanche strategies use "
+                              "`seen`")
 
     # ------------------------------------------------------------------ building
     def _build(self, ctx: TaskContext) -> None:
@@ -502,8 +529,6 @@ class AvalancheStrategy(Strategy):
 
         training = _require_avalanche()
         from avalanche.training.plugins import EvaluationPlugin
-
-        from ..engine import make_optimizer
 
         mods = _modules()
         stream, model, cfg = ctx.stream, ctx.model, ctx.config
@@ -523,7 +548,7 @@ class AvalancheStrategy(Strategy):
             evaluator = EvaluationPlugin(loggers=[])
         common: dict[str, Any] = {
             "model": self._wrapper, "criterion": torch.nn.CrossEntropyLoss(),
-            "optimizer": make_optimizer(cfg, model.parameters()),
+            "optimizer": make_optimizer(cfg, self.parameters(model)),
             "train_mb_size": cfg.train.batch_size, "train_epochs": epochs,
             "eval_mb_size": cfg.train.eval_batch_size, "device": ctx.device,
             "plugins": [self._control], "evaluator": evaluator,
@@ -545,17 +570,19 @@ class AvalancheStrategy(Strategy):
                               f"{self.config.kwargs}: {type(exc).__name__}"
                               f"{': ' + text if text else ''}") from None
 
-    # ------------------------------------------------------------------ the hook
-    def train_task(self, ctx: TaskContext, should_stop: Callable[[], bool] | None = None) -> None:
-        """Train task ``ctx.index`` with the Avalanche strategy (called by the engine)."""
+    # ------------------------------------------------------------------ the protocol
+    def phases(self, ctx: TaskContext) -> list[Phase | OwnLoop]:
+        """One phase: the Avalanche strategy's own training loop (:meth:`train_task`)."""
+        return [OwnLoop("avalanche", self.train_task)]
+
+    def train_task(self, ctx: TaskContext, should_stop: StopCheck | None = None) -> None:
+        """Train task ``ctx.index`` with the Avalanche strategy."""
         if ctx.index != self._trained:
             raise UserError(f"`{self.config.name}` cannot continue a run from a checkpoint "
                             "(Avalanche's state is not in it); use --force to start again")
         if self._av is None:
             self._build(ctx)
         model = ctx.model
-        if self._train_head is not None:  # ICaRL: the trained classifier back in place
-            model.head.load_state_dict(self._train_head)
         if ctx.stream.scenario == "class-il":  # the units of the classes seen so far
             self._control.active = ctx.stream.train_masks(ctx.index)[ctx.index].to(ctx.device)
         cfg = ctx.config.train
@@ -565,28 +592,35 @@ class AvalancheStrategy(Strategy):
         experience = self._bench.train_stream[ctx.index]
         self._av.train(experience, eval_streams=[], reset_optimizer_state=cfg.reset_optimizer)
         if self.avalanche_cls_name == "ICaRL":
-            self._ncm_head(model)
+            self._ncm = self._ncm_scores(model)
         elif self._av.model is not self._wrapper:
             # GDumb trains a fresh copy of the model at each task: take its weights
             model.load_state_dict(self._av.model.model.state_dict())
         self._trained += 1
 
-    def _ncm_head(self, model: Any) -> None:
-        """Put iCaRL's nearest-mean-of-exemplars classifier into the linear head for our
-        evaluation, keeping the trained head for the next task.
+    def _ncm_scores(self, model: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """iCaRL's nearest-mean-of-exemplars classifier as a linear map of the features.
 
         Avalanche's NCMClassifier predicts argmin_y ||f/|f| - mu_y|| with unit-norm class
         means mu_y; that is argmax_y mu_y . f (|f| > 0 scales every score alike), a linear
-        head with weights mu_y and no bias (Rebuffi et al. 2017, section 2.1)."""
+        map with weights mu_y and no bias (Rebuffi et al. 2017, section 2.1); classes without
+        a mean score 0."""
         import torch
 
-        self._train_head = {k: v.detach().clone() for k, v in model.head.state_dict().items()}
+        weight = torch.zeros_like(model.head.weight.detach())
+        bias = torch.zeros_like(model.head.bias.detach())
         means = self._av.model.eval_classifier.class_means
-        with torch.no_grad():
-            model.head.weight.zero_()
-            model.head.bias.zero_()
-            if means is not None:
-                model.head.weight[: len(means)] = means.to(model.head.weight)
+        if means is not None:
+            weight[: len(means)] = means.to(weight)
+        return weight, bias
+
+    def predict(self, ctx: TaskContext, x: torch.Tensor) -> torch.Tensor:
+        """The model's logits, or for iCaRL after a task the scores of its class means."""
+        if self._ncm is None:
+            return ctx.model(x)
+        import torch.nn.functional as F
+
+        return F.linear(ctx.model.features(x), *self._ncm)
 
     def state_dict(self) -> dict[str, Any]:
         return {"avalanche": self.config.name, "tasks_trained": self._trained}
@@ -596,6 +630,8 @@ class AvalancheStrategy(Strategy):
             raise UserError(f"`{self.config.name}` cannot continue a run from a checkpoint "
                             "(Avalanche's state is not in it); use --force to start again")
 
+
+register_family("avalanche:", avalanche_preset)
 
 __all__ = ["INSTALL_HINT", "KNOWN", "AvalanchePreset", "AvalancheStrategy", "avalanche_preset",
            "to_avalanche_benchmark"]

@@ -1,0 +1,285 @@
+"""Learning without Forgetting (Li & Hoiem 2016) and the weights of its two loss terms.
+
+The presets that follow each library's LwF (``lwf``, ``lwf-vdv2019``, ``lwf-mammoth``, ...)
+are option values of this one class; they are listed, with their sources, in
+``strategies/presets.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..config import RunConfig, StrategyConfig, check_choice, check_positive
+from ..errors import ConfigError
+from ..losses import LOSSES, REDUCTIONS, grouped_distillation
+from .base import Batch, OwnLoop, Phase, Strategy, TaskContext
+from .teacher import Teacher
+
+ALPHA_SCHEDULES = ("constant", "vdv2019", "vdv2022", "bic")
+LOGITS = ("old", "all", "padded")
+TEACHER_INPUTS = ("same", "clean")
+
+
+def schedule_weights(
+    schedule: str,
+    alpha: float,
+    n_tasks_so_far: int,
+    n_old: int,
+    n_new: int,
+    scenario: str = "task-il",
+) -> tuple[float, float]:
+    """Weights (w_ce, w_kd) of loss = w_ce * CE + w_kd * KD while training task t.
+
+    t = ``n_tasks_so_far`` counts the current task (t = 2 while training the second task).
+    ``alpha`` multiplies the distillation weight of every schedule; alpha = 1 gives the
+    papers' weights.
+
+    - ``constant``: (1, alpha). Li & Hoiem 2016, section 3 / Algorithm 1, with
+      lambda_o = alpha.
+    - ``vdv2019``: (1/t, alpha * (1 - 1/t)). van de Ven & Tolias 2019, "Three scenarios for
+      continual learning": the current task weighted by 1/t, the distillation (replay) term
+      by 1 - 1/t (code: ``rnt = 1./task`` in ``train.py``).
+    - ``vdv2022``: (1, alpha * (t - 1)) in task-il and domain-il, (1, alpha) in class-il.
+      van de Ven, Tuytelaars & Tolias 2022, "Three types of incremental learning" (Nature
+      Machine Intelligence): with ``lwf_weighting`` the replay loss, averaged over previous
+      tasks, is multiplied by (context - 1) "unless Class-IL" (``models/classifier.py``).
+    - ``bic``: (1 - lambda, alpha * lambda), lambda = n_old / (n_old + n_new), the share of
+      the classes seen so far that belong to earlier tasks. Wu et al. 2019, "Large scale
+      incremental learning" (BiC), section 4. Classes are counted per task, so in domain-il
+      (tasks share their classes) lambda = 1 - 1/t.
+    """
+    t = n_tasks_so_far
+    if schedule == "constant":
+        return 1.0, alpha
+    if schedule == "vdv2019":
+        return 1.0 / t, alpha * (1.0 - 1.0 / t)
+    if schedule == "vdv2022":
+        return 1.0, alpha * (1.0 if scenario == "class-il" else float(t - 1))
+    if schedule == "bic":
+        lam = n_old / (n_old + n_new) if n_old + n_new else 0.0
+        return 1.0 - lam, alpha * lam
+    raise ConfigError(f"unknown alpha schedule `{schedule}`; valid: {', '.join(ALPHA_SCHEDULES)}")
+
+
+def torch_lookup(units: torch.Tensor, n_outputs: int) -> torch.Tensor:
+    """A table mapping output unit ``units[i]`` to ``i`` (other units to -100, ignored)."""
+    table = torch.full((n_outputs,), -100, dtype=torch.long, device=units.device)
+    table[units] = torch.arange(len(units), device=units.device)
+    return table
+
+
+class LwF(Strategy):
+    """Learning without Forgetting (Li & Hoiem 2016): distil from the previous model.
+
+    After each task a frozen copy of the model (in eval mode) becomes the teacher
+    (:meth:`Teacher.copy_of`). While training task t >= 1 (0-based) the loss is::
+
+        loss = w_ce * CE + w_kd * c * KD,   KD = reduce_g L(s[:, g], t[:, g])
+
+    with L = ``distill_loss`` between the student's and the teacher's outputs on the same
+    inputs (``teacher_input``: the student's possibly augmented batch, or the clean one), the
+    groups g of output units given by ``logits`` (one softmax per earlier head in task-il, one
+    group otherwise), ``distill_reduction`` (sum or mean over groups), c = T^2 when
+    ``t2_scaling`` and the loss uses the temperature (Hinton et al. 2015, section 2: it keeps
+    the gradient's scale independent of T) else 1, and (w_ce, w_kd) from ``alpha_schedule``
+    (:func:`schedule_weights`). Feature losses compare the penultimate features instead and
+    ignore ``logits``.
+
+    With ``warmup_epochs`` > 0, each task after the first with output units of its own starts
+    with a warm-up phase that trains only those units of the head (:meth:`warmup_phase`).
+
+    When the teacher's inputs are deterministic (no augmentation, or ``teacher_input =
+    clean``) its outputs are computed once per task and reused across epochs.
+    """
+
+    OPTIONS = ("alpha", "temperature", "t2_scaling", "distill_loss", "logits", "distill_reduction",
+               "teacher_input", "alpha_schedule", "ce_scope", "warmup_epochs")
+
+    def __init__(self, config: StrategyConfig):
+        super().__init__(config)
+        self.teacher: Teacher | None = None
+        self._cache: torch.Tensor | None = None
+        self._groups: list[torch.Tensor] = []
+        self._teacher_masks: list[torch.Tensor | None] = []
+
+    @classmethod
+    def check(cls, config: RunConfig) -> None:
+        """The distillation options; ``logits = padded`` needs a logits loss that accepts
+        zero-padded targets (``DistillLoss.padded_targets``)."""
+        super().check(config)
+        st = config.strategy
+        if st.warmup_epochs > 10_000:
+            raise ConfigError(f"`strategy.warmup_epochs` = {st.warmup_epochs} is out of range; "
+                              "at most 10000")
+        check_positive("strategy.alpha", st.alpha, strict=False)
+        check_positive("strategy.temperature", st.temperature)
+        check_choice("strategy.distill_loss", st.distill_loss, sorted(LOSSES))
+        check_choice("strategy.logits", st.logits, LOGITS)
+        loss = LOSSES[st.distill_loss]
+        if st.logits == "padded" and loss.on == "logits" and not loss.padded_targets:
+            raise ConfigError("`strategy.logits` = 'padded' needs a softmax or sigmoid loss; "
+                              f"`strategy.distill_loss` = {st.distill_loss!r} has no zero-padded "
+                              "targets")
+        check_choice("strategy.distill_reduction", st.distill_reduction, REDUCTIONS)
+        check_choice("strategy.teacher_input", st.teacher_input, TEACHER_INPUTS)
+        check_choice("strategy.alpha_schedule", st.alpha_schedule, ALPHA_SCHEDULES)
+        check_positive("strategy.warmup_epochs", st.warmup_epochs, strict=False)
+
+    @property
+    def _on_features(self) -> bool:
+        return LOSSES[self.config.distill_loss].on == "features"
+
+    def _teacher_out(self, x: torch.Tensor) -> torch.Tensor:
+        assert self.teacher is not None
+        return self.teacher.features(x) if self._on_features else self.teacher(x)
+
+    def distill_groups(self, ctx: TaskContext) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+        """The groups of output units distilled while training ``ctx.index``, and for each
+        the mask of the units the teacher's soft targets cover (None: all of them).
+
+        ``old`` and ``all`` come from :meth:`Stream.distill_groups`. ``padded`` takes the
+        groups of ``all`` that hold an earlier task's unit and masks the teacher to the
+        earlier tasks' units: in class-il one group over the classes seen so far whose
+        current-task entries get target probability zero, as van de Ven & Tolias 2019 do
+        (``loss_fn_kd``: "zeros will be added"); in task-il and domain-il it equals ``old``.
+        """
+        stream, t = ctx.stream, ctx.index
+        if self.config.logits != "padded":
+            groups = stream.distill_groups(t, self.config.logits)
+            return [g.to(ctx.device) for g in groups], [None] * len(groups)
+        old_units = sorted({u for task in stream.tasks[:t] for u in task.outputs})
+        if not old_units:
+            return [], []
+        old = torch.tensor(old_units)
+        groups, masks = [], []
+        for g in stream.distill_groups(t, "all"):
+            inside = torch.isin(g, old)
+            if inside.any():
+                groups.append(g.to(ctx.device))
+                masks.append(None if bool(inside.all()) else inside.to(ctx.device))
+        return groups, masks
+
+    def before_task(self, ctx: TaskContext) -> None:
+        self._cache = None
+        self._groups, self._teacher_masks = self.distill_groups(ctx)
+        if self.teacher is None or not (self._groups or self._on_features):
+            return
+        data = ctx.current_train_data
+        if data is not None and (not ctx.augment or self.config.teacher_input == "clean"):
+            with torch.inference_mode():
+                outs = [self._teacher_out(ctx.prepare(data.x[i:i + ctx.eval_batch_size]))
+                        for i in range(0, len(data), ctx.eval_batch_size)]
+            if outs:
+                self._cache = torch.cat(outs).clone()
+
+    # ------------------------------------------------------------------------- phases
+    def phases(self, ctx: TaskContext) -> list[Phase | OwnLoop]:
+        """The warm-up phase (when there is one), then the main phase."""
+        epochs = self.warmup_epochs(ctx)
+        data = ctx.current_train_data
+        assert data is not None
+        warmup: list[Phase | OwnLoop] = [self.warmup_phase(ctx, epochs)] if epochs and len(data) else []
+        return [*warmup, self.main_phase(ctx)]
+
+    def warmup_epochs(self, ctx: TaskContext) -> int:
+        """``warmup_epochs`` of head-only training before every task after the first (Li &
+        Hoiem 2016, Algorithm 1, "warm-up step")."""
+        if ctx.index == 0 or not self.config.warmup_epochs:
+            return 0
+        # Only a task with output units of its own has a "new head" to warm up (not domain-il,
+        # nor task-il heads shared by tasks with the same classes).
+        seen = {u for task in ctx.stream.tasks[: ctx.index] for u in task.outputs}
+        return self.config.warmup_epochs if set(ctx.stream[ctx.index].outputs) - seen else 0
+
+    def warmup_phase(self, ctx: TaskContext, epochs: int) -> Phase:
+        """Li & Hoiem 2016, section 3: first train only the new task's head units, with the
+        rest of the network frozen (in eval mode: its batch-norm statistics kept too), then the
+        whole network. The loss is :meth:`warmup_loss`; no weight decay, so that the old
+        heads' rows, whose gradients are zeroed, stay put."""
+        units = torch.tensor(ctx.stream[ctx.index].outputs, device=ctx.device)
+        head = ctx.model.head
+        rows = torch.zeros(head.out_features, dtype=torch.bool, device=ctx.device)
+        rows[units] = True
+
+        def loss(ctx: TaskContext, batch: Batch) -> torch.Tensor:
+            with torch.no_grad():
+                features = ctx.model.features(batch.x)
+            return self.warmup_loss(ctx, batch, ctx.model.head(features), units)
+
+        data = ctx.current_train_data
+        assert data is not None
+        steps = epochs * math.ceil(len(data) / ctx.config.train.batch_size)
+        params = list(head.parameters())
+        return Phase("warm-up", loss, params, epochs, steps, weight_decay=0.0,
+                     train_modules=(head,), update_rows=tuple((p, rows) for p in params))
+
+    def warmup_loss(
+        self, ctx: TaskContext, batch: Batch, logits: torch.Tensor, units: torch.Tensor
+    ) -> torch.Tensor:
+        """Loss of the warm-up phase: cross-entropy over the current task's output units."""
+        lookup = torch_lookup(units, logits.shape[1])
+        return F.cross_entropy(logits[:, units], lookup[batch.y])
+
+    # --------------------------------------------------------------------------- loss
+    def weights(self, ctx: TaskContext) -> tuple[float, float]:
+        """(w_ce, w_kd) for task ``ctx.index``; classes are counted per task (see
+        :func:`schedule_weights`)."""
+        tasks, t = ctx.stream.tasks, ctx.index
+        n_old = sum(len(task.outputs) for task in tasks[:t])
+        return schedule_weights(self.config.alpha_schedule, self.config.alpha, t + 1, n_old,
+                                len(tasks[t].outputs), ctx.stream.scenario)
+
+    def teacher_outputs(self, batch: Batch) -> torch.Tensor:
+        """The teacher's logits (or features) for ``batch``: cached, or computed now."""
+        if self._cache is not None:
+            return self._cache[batch.idx.to(self._cache.device)]
+        x = batch.x_clean if self.config.teacher_input == "clean" else batch.x
+        with torch.no_grad():
+            return self._teacher_out(x)
+
+    def distillation(
+        self, ctx: TaskContext, batch: Batch, features: torch.Tensor, logits: torch.Tensor
+    ) -> torch.Tensor:
+        """The weighted distillation term w_kd * c * KD of one batch (zero before there is a
+        teacher). This is the quantity to compare with another library's LwF penalty."""
+        if self.teacher is None or ctx.index == 0:
+            return logits.new_zeros(())
+        loss = LOSSES[self.config.distill_loss]
+        if loss.on == "logits" and not self._groups:
+            return logits.new_zeros(())
+        _, w_kd = self.weights(ctx)
+        target = self.teacher_outputs(batch)
+        T = self.config.temperature
+        if loss.on == "features":
+            kd = loss.fn(features, target, T)
+        else:
+            kd = grouped_distillation(loss, logits, target, self._groups, T,
+                                      self.config.distill_reduction, self._teacher_masks)
+        if self.config.t2_scaling and loss.uses_temperature:
+            kd = kd * T**2
+        return w_kd * kd
+
+    def loss(
+        self, ctx: TaskContext, batch: Batch, features: torch.Tensor, logits: torch.Tensor
+    ) -> torch.Tensor:
+        ce = self.ce(ctx, batch, logits)
+        if self.teacher is None or ctx.index == 0:
+            return ce
+        w_ce, _ = self.weights(ctx)
+        return w_ce * ce + self.distillation(ctx, batch, features, logits)
+
+    # ---------------------------------------------------------------------- after a task
+    def after_task(self, ctx: TaskContext) -> None:
+        self.teacher = Teacher.copy_of(ctx)
+        self._cache = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"teacher": self.teacher.state_dict() if self.teacher is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = state.get("teacher")
+        self.teacher = Teacher.from_state_dict(saved) if saved is not None else None

@@ -1,0 +1,244 @@
+"""Strategy presets: the names users type, each a strategy class plus fixed option values,
+with what it is and where it comes from.
+
+Presets are what users name on the command line (``--strategy lwf-facil``) and what
+``lifelong-kd list`` prints with their source; every option can still be changed with
+``--set strategy.KEY=VALUE``. Adding a strategy touches its own file (the class) and this one
+(its presets), or calls :func:`register` from its own file. External families of strategies
+(``avalanche:<Name>``, ``interop/avalanche.py``) register a resolver for their prefix
+(:func:`register_family`); their module is loaded by name on first use, as a plugin.
+
+The LwF presets, option by option (T = ``temperature``, "old" = only the outputs of earlier
+tasks, "padded" = the student's softmax over old and current outputs against the teacher's
+over the old ones, zero on the current):
+
+============== ======= == ==== ======= ====== ===== ========= ======= ======= ======
+preset         loss    T  T^2  logits  reduce alpha schedule  teacher ce      warm-up
+============== ======= == ==== ======= ====== ===== ========= ======= ======= ======
+lwf            soft_ce 2  no   old     sum    1     constant  same    seen    1
+lwf-vdv2019    soft_ce 2  yes  padded  mean   1     vdv2019   same    seen    0
+lwf-vdv2022    soft_ce 2  no   padded  mean   1     vdv2022   same    seen    0
+lwf-mammoth    soft_ce 2  no   old     sum    0.5   constant  clean   seen    1
+lwf-avalanche  kl      2  no   old     sum    1     constant  same    seen    0
+lwf-facil      soft_ce 2  no   old     sum    1     constant  same    current 0
+============== ======= == ==== ======= ====== ===== ========= ======= ======= ======
+
+Each preset's ``source`` names the paper or the library file (and lines) it follows; its
+``description`` says what the library does that these options cannot express.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import SCENARIOS, RunConfig, StrategyConfig
+from ..errors import ConfigError
+from .base import Strategy
+from .ewc import EWC
+from .joint import Joint
+from .lwf import LwF
+
+
+@dataclass(frozen=True)
+class StrategyPreset:
+    """A strategy name users type: a strategy class, the option values it fixes, what it
+    is and where it comes from, and the scenarios it supports. ``kwargs_names`` are the
+    arguments of an external strategy, which ``--set strategy.<arg>=...`` sets (they are
+    routed to ``strategy.kwargs``); a built-in strategy has none."""
+
+    name: str
+    cls: type[Strategy]
+    description: str
+    source: str
+    options: dict[str, Any] = field(default_factory=dict)
+    scenarios: tuple[str, ...] = SCENARIOS
+    kwargs_names: tuple[str, ...] = ()
+
+    def check(self, config: RunConfig) -> None:
+        """Refuse, before any data is loaded, a strategy option no strategy accepts and a
+        scenario this preset does not support.
+
+        The options share one table (``StrategyConfig``), so every registered strategy class
+        checks those it reads whatever strategy runs (this preset's class first): a bad value
+        is refused even where it has no effect, as a preset's override tables are.
+        """
+        for cls in dict.fromkeys([self.cls, *(p.cls for p in PRESETS.values())]):
+            cls.check(config)
+        if config.stream.scenario not in self.scenarios:
+            raise ConfigError(
+                f"strategy `{self.name}` does not support the `{config.stream.scenario}` "
+                f"scenario; it supports: {', '.join(self.scenarios)}"
+            )
+
+
+_AVALANCHE = "avalanche-lib 0.6.0, avalanche/training"
+_VDV = "GMvandeVen/continual-learning"
+
+BUILT_IN: tuple[StrategyPreset, ...] = (
+    StrategyPreset(
+        "naive", Strategy,
+        "plain fine-tuning on each task in turn (the lower bound)",
+        "-",
+    ),
+    StrategyPreset(
+        "lwf", LwF,
+        "Learning without Forgetting as published: CE + 1 * soft CE(teacher/T=2, student/T) "
+        "over the old outputs (one term per old head, summed), no T^2, teacher on the "
+        "same batch, 1 epoch of new-head warm-up (the paper warms up to convergence)",
+        "Li & Hoiem 2016 (TPAMI 2018), section 3: eq. 2-3 (modified cross-entropy, T = 2), "
+        "Algorithm 1 (lambda_o = 1, warm-up step)",
+        {"distill_loss": "soft_ce", "temperature": 2.0, "t2_scaling": False,
+         "logits": "old", "distill_reduction": "sum", "alpha": 1.0,
+         "alpha_schedule": "constant", "teacher_input": "same", "ce_scope": "seen",
+         "warmup_epochs": 1},
+    ),
+    StrategyPreset(
+        "lwf-vdv2019", LwF,
+        "LwF of van de Ven & Tolias 2019: (1/t) CE + (1 - 1/t) T^2 soft CE, T = 2, averaged "
+        "over earlier heads (task-il); class-il: student softmax over all seen classes "
+        "against the teacher's over the old ones, zero-padded",
+        f"van de Ven & Tolias 2019, 'Three scenarios for continual learning'; {_VDV} "
+        "utils.py@26f00db l.18-45 (loss_fn_kd: zero padding, * T**2), encoder.py@10811aa "
+        "Classifier.train_a_batch (replay loss = sum/n_replays; rnt*CE + (1-rnt)*KD), "
+        "train.py@10811aa train_cl (active_classes, rnt = 1/task)",
+        {"distill_loss": "soft_ce", "temperature": 2.0, "t2_scaling": True,
+         "logits": "padded", "distill_reduction": "mean", "alpha": 1.0,
+         "alpha_schedule": "vdv2019", "teacher_input": "same", "ce_scope": "seen",
+         "warmup_epochs": 0},
+    ),
+    StrategyPreset(
+        "lwf-vdv2022", LwF,
+        "LwF of van de Ven, Tuytelaars & Tolias 2022: CE + (t-1) * soft CE (T = 2, no T^2) "
+        "averaged over earlier heads in task-il and domain-il, CE + soft CE in class-il "
+        "(zero-padded teacher over the seen classes)",
+        f"van de Ven et al. 2022, 'Three types of incremental learning' (Nat. Mach. "
+        f"Intell.); {_VDV} models/classifier.py@0fa419e l.191-196 (KD over the active "
+        "classes) and l.210-213 (mean over contexts, * (context-1) unless Class-IL), "
+        "'Combine loss' block (loss_cur + loss_replay); models/utils/loss_functions.py"
+        "@df9f983 l.12-41 (T**2 only with norm=True, not passed); main.py (lwf_weighting "
+        "for replay='current' with distillation)",
+        {"distill_loss": "soft_ce", "temperature": 2.0, "t2_scaling": False,
+         "logits": "padded", "distill_reduction": "mean", "alpha": 1.0,
+         "alpha_schedule": "vdv2022", "teacher_input": "same", "ce_scope": "seen",
+         "warmup_epochs": 0},
+    ),
+    StrategyPreset(
+        "lwf-mammoth", LwF,
+        "Mammoth's LwF: CE over seen classes + 0.5 * soft CE (T = 2, no T^2) over the "
+        "old classes, teacher logits computed once per task on non-augmented inputs, "
+        "head warm-up (Mammoth: n_epochs epochs of plain SGD with the model in eval mode; "
+        "1 here, its Seq-MNIST setting; best_args use alpha 1 on Seq-MNIST, 3 on "
+        "Seq-CIFAR-10). Class-il only: Mammoth's task-il numbers are the task-aware "
+        "matrix of the class-il run",
+        "aimagelab/mammoth models/lwf.py (2022-present version) l.13-19 (smooth, "
+        "modified_kl_div), l.29-32 (alpha 0.5, softmax_temp 2), l.41-56 (warm-up of the "
+        "classifier), l.58-67 (teacher logits on not_aug inputs), l.74-77 (CE over "
+        ":n_seen_classes, KD over :n_past_classes); Buzzega et al. 2020 (DER)",
+        {"distill_loss": "soft_ce", "temperature": 2.0, "t2_scaling": False,
+         "logits": "old", "distill_reduction": "sum", "alpha": 0.5,
+         "alpha_schedule": "constant", "teacher_input": "clean", "ce_scope": "seen",
+         "warmup_epochs": 1},
+        scenarios=("class-il",),
+    ),
+    StrategyPreset(
+        "lwf-avalanche", LwF,
+        "Avalanche's LwF: CE + 1 * KL(teacher/T=2 || student/T) with reduction batchmean, "
+        "no T^2, softmax over each old head's active units (classes seen in that task "
+        "label), summed over heads. Avalanche's teacher is a deepcopy in train mode "
+        "(differs only with batch norm or dropout); its CE spans every unit of a "
+        "fixed-size head in class-il",
+        f"{_AVALANCHE}/regularization.py l.83-99 (_distillation_loss: log_softmax/softmax "
+        "of out[:, au] / T, kl_div batchmean), l.101-131 (_lwf_penalty: sum over task "
+        "heads), l.133-142 (alpha), l.144-164 (post_adapt: teacher, active units); "
+        "plugins/lwf.py l.13 (alpha=1, temperature=2), l.27 (loss += penalty)",
+        {"distill_loss": "kl", "temperature": 2.0, "t2_scaling": False,
+         "logits": "old", "distill_reduction": "sum", "alpha": 1.0,
+         "alpha_schedule": "constant", "teacher_input": "same", "ce_scope": "seen",
+         "warmup_epochs": 0},
+    ),
+    StrategyPreset(
+        "lwf-facil", LwF,
+        "FACIL's LwF without exemplars: CE over the current task's head + 1 * soft CE "
+        "(T = 2, no T^2) over the concatenated old heads (one softmax), teacher on the "
+        "same batch. FACIL also freezes the old heads and adds eps = 1e-5 to the student's "
+        "probabilities, which these options do not do. Class-il only (FACIL reports "
+        "task-aware and task-agnostic accuracy of the same run)",
+        "mmasana/FACIL src/approach/lwf.py@66e3e8e l.17-19 (lamb=1, T=2, wu_nepochs=0), "
+        "l.46-53 (old heads not optimised), l.72-78 (model_old in eval mode), l.85-92 "
+        "(teacher on the same images), l.120-134 (cross_entropy, exp = 1/T), l.136-146 "
+        "(criterion: KD over outputs[:t], CE over outputs[t]); Masana et al. 2022 (TPAMI)",
+        {"distill_loss": "soft_ce", "temperature": 2.0, "t2_scaling": False,
+         "logits": "old", "distill_reduction": "sum", "alpha": 1.0,
+         "alpha_schedule": "constant", "teacher_input": "same", "ce_scope": "current",
+         "warmup_epochs": 0},
+        scenarios=("class-il",),
+    ),
+    StrategyPreset(
+        "joint", Joint,
+        "the upper bound: at each task, train on the union of all tasks' data so far "
+        "(strategy.mode = final: once, at the last task)",
+        "van de Ven & Tolias 2019 ('Joint'); GMvandeVen/continual-learning "
+        "train/train_task_based.py (baseline 'cummulative' / 'joint')",
+        {"mode": "incremental"},
+    ),
+    StrategyPreset(
+        "ewc", EWC,
+        "elastic weight consolidation: CE + sum over earlier tasks of (lambda/2) F_i "
+        "(theta_i - theta*_i)^2, diagonal Fisher from fisher_samples examples "
+        "(strategy.ewc_online = true: online EWC with decay ewc_gamma)",
+        "Kirkpatrick et al. 2017 (PNAS), eq. 3; online: Schwarz et al. 2018 (Progress & "
+        "Compress)",
+        {"ewc_lambda": 100.0, "ewc_online": False, "ewc_gamma": 1.0,
+         "fisher_samples": 1000, "ewc_fisher": "true"},
+    ),
+)
+
+
+#: The presets by name: the built-in ones, and those added with :func:`register`.
+PRESETS: dict[str, StrategyPreset] = {p.name: p for p in BUILT_IN}
+
+#: External families of strategies: name prefix -> the module that registers their resolver
+#: (with :func:`register_family`) when it is imported.
+FAMILIES: dict[str, str] = {"avalanche:": "lifelong_kd.interop.avalanche"}
+_RESOLVERS: dict[str, Callable[[str], StrategyPreset]] = {}
+
+
+def register(preset: StrategyPreset) -> StrategyPreset:
+    """Add ``preset`` to :data:`PRESETS` (a ValueError if the name is taken); returns it."""
+    if preset.name in PRESETS or any(preset.name.startswith(p) for p in FAMILIES):
+        raise ValueError(f"a strategy called `{preset.name}` exists already")
+    PRESETS[preset.name] = preset
+    return preset
+
+
+def register_family(prefix: str, resolve: Callable[[str], StrategyPreset]) -> None:
+    """Let ``resolve(name)`` give the preset of every name that starts with ``prefix`` (it
+    raises ConfigError for a name it does not know)."""
+    _RESOLVERS[prefix] = resolve
+
+
+def strategy_preset(name: str) -> StrategyPreset:
+    """The preset called ``name``; a ConfigError listing the valid names otherwise."""
+    if name in PRESETS:
+        return PRESETS[name]
+    for prefix, module in FAMILIES.items():
+        if name.startswith(prefix):
+            if prefix not in _RESOLVERS:
+                try:
+                    importlib.import_module(module)  # registers its resolver
+                except ModuleNotFoundError:
+                    raise ConfigError(f"unknown strategy `{name}`: {prefix.rstrip(':')} strategies "
+                                      "are not available in this version") from None
+            return _RESOLVERS[prefix](name)
+    close = difflib.get_close_matches(name, list(PRESETS), n=1)
+    hint = f" (did you mean `{close[0]}`?)" if close else ""
+    raise ConfigError(f"unknown strategy `{name}`{hint}; valid strategies: {', '.join(PRESETS)}")
+
+
+def build_strategy(config: StrategyConfig) -> Strategy:
+    """Instantiate the strategy of ``config.name`` with the resolved options."""
+    return strategy_preset(config.name).cls(config)
