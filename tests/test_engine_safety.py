@@ -351,3 +351,40 @@ def test_cli_run_with_weights_blown_up_ends_diverged(tmp_path: Path):
     assert result["status"] == "diverged"
     assert result["message"].startswith("the model's outputs on the test examples of task 0 ")
     assert result["accuracy_matrix"] == []
+
+
+class _NanAt(Strategy):
+    """Fine-tuning whose loss is NaN from step ``bad`` on (0-based); counts the steps."""
+
+    bad = 0
+    steps = 0
+
+    def train_loss(self, ctx, batch):  # noqa: ANN001, ANN201
+        _NanAt.steps += 1
+        loss = super().train_loss(ctx, batch)
+        return loss * float("nan") if _NanAt.steps - 1 >= _NanAt.bad else loss
+
+
+@pytest.mark.parametrize(("bad", "total", "found_after"), [
+    (7, 120, 50),     # found at the check of step 50 (where the progress bar is updated)
+    (75, 80, 80),     # found at the end of the phase
+    (0, 3, 3),
+])
+def test_a_nan_loss_is_diverged_naming_its_step_without_a_host_sync_per_step(
+        bad: int, total: int, found_after: int, monkeypatch: pytest.MonkeyPatch):
+    config = cfg(n_tasks=1, **{"stream.classes_per_task": 2, "train.iterations": total})
+    stream = build_stream(config, toy())
+    state = new_state(config, stream)
+    state = RunState(model=state.model, strategy=_NanAt(config.strategy), generator=state.generator)
+    _NanAt.bad, _NanAt.steps = bad, 0
+
+    def no_item(self):  # noqa: ANN001, ANN202
+        raise AssertionError("loss.item() in the training loop")
+
+    monkeypatch.setattr(torch.Tensor, "item", no_item)
+    per_epoch = -(-24 // 16)   # 24 training examples of 2 classes, batches of 16
+    with pytest.raises(Diverged, match=rf"^the loss became nan in task 0 \(0-based\), epoch "
+                                       rf"{bad // per_epoch}, step {bad}; lower train\.lr"):
+        train_stream(config, stream, state, progress=False)
+    assert _NanAt.steps == found_after
+    assert state.rows == []

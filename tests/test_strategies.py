@@ -593,3 +593,100 @@ def test_checkpoint_resume_of_each_strategy_gives_the_same_matrix():
 def test_invalid_strategy_options_name_the_valid_ones(key, value, valid):
     with pytest.raises(ConfigError, match=valid):
         build_config("split-digits", "lwf", {key: value})
+
+
+# ----------------------------------------------------------------- the protocol (issue 13)
+
+
+def test_naive_declares_one_phase_over_the_models_parameters_and_predicts_its_logits():
+    _, _, state, ctx = setup("naive", "class-il", index=1)
+    assert ctx.generator is state.generator
+    (phase,) = state.strategy.phases(ctx)
+    assert phase.name == "train" and phase.carry_optimizer and phase.train_modules is None
+    assert [id(p) for p in phase.parameters] == [id(p) for p in ctx.model.parameters()]
+    assert phase.epochs == ctx.config.train.epochs
+    assert phase.steps == phase.epochs * -(-len(ctx.current_train_data) // ctx.config.train.batch_size)
+    x = batch_of(ctx).x
+    with torch.no_grad():
+        assert torch.equal(state.strategy.predict(ctx, x), ctx.model(x))
+
+
+def test_lwf_warm_up_is_a_phase_of_its_own_over_the_new_head_units():
+    _, _, state, ctx = setup("lwf", "class-il", index=1)
+    warmup, main = state.strategy.phases(ctx)
+    head = ctx.model.head
+    assert (warmup.name, main.name) == ("warm-up", "train")
+    assert warmup.epochs == 1 and warmup.weight_decay == 0.0 and not warmup.carry_optimizer
+    assert warmup.train_modules == (head,)
+    assert [id(p) for p in warmup.parameters] == [id(p) for p in head.parameters()]
+    for p, rows in warmup.update_rows:
+        assert p is head.weight or p is head.bias
+        assert rows.nonzero().flatten().tolist() == [2, 3]    # task 1's units
+    # no warm-up before the first task, without warm-up epochs, or without new units
+    _, _, state, ctx = setup("lwf", "class-il", index=0)
+    assert [p.name for p in state.strategy.phases(ctx)] == ["train"]
+    _, _, state, ctx = setup("lwf-avalanche", "class-il", index=1)
+    assert [p.name for p in state.strategy.phases(ctx)] == ["train"]
+    _, _, state, ctx = setup("lwf", "domain-il", index=1)
+    assert [p.name for p in state.strategy.phases(ctx)] == ["train"]
+
+
+def test_a_teacher_is_rebuilt_from_its_own_settings_alone():
+    """Its checkpoint entry is plain data and tensors (weights_only), holds its model settings,
+    and rebuilds it without the student, whatever the student's architecture."""
+    from lifelong_kd.config import ModelConfig
+    from lifelong_kd.models import build_model
+
+    _, _, _, ctx = setup("lwf", "class-il", index=1)
+    torch.manual_seed(5)
+    settings = ModelConfig(name="mlp", hidden=(16, 12))      # the student has hidden = (8,)
+    teacher = Teacher(build_model(settings, ctx.stream.input_shape, ctx.stream.n_outputs),
+                      settings, ctx.stream.input_shape, ctx.stream.n_outputs)
+    assert not teacher.model.training
+    assert not any(p.requires_grad for p in teacher.model.parameters())
+    buffer = io.BytesIO()
+    torch.save(teacher.state_dict(), buffer)
+    buffer.seek(0)
+    rng = torch.get_rng_state()
+    again = Teacher.from_state_dict(torch.load(buffer, weights_only=True))
+    assert torch.equal(torch.get_rng_state(), rng)           # the run's generator untouched
+    assert again.settings == settings and again.n_outputs == ctx.stream.n_outputs
+    assert not again.model.training and not any(p.requires_grad for p in again.model.parameters())
+    x = batch_of(ctx).x
+    assert torch.equal(again(x), teacher(x)) and torch.equal(again.features(x), teacher.features(x))
+    assert again.features(x).shape[1] == 12
+    # the default teacher: a frozen copy of the student
+    copied = Teacher.copy_of(ctx)
+    assert copied.settings == ctx.config.model and copied.model is not ctx.model
+    with torch.no_grad():
+        assert torch.equal(copied(x), ctx.model(x))
+
+
+def test_padded_logits_are_decided_by_what_a_loss_declares(monkeypatch: pytest.MonkeyPatch):
+    """A new loss touches losses.py only: ``padded_targets`` decides whether ``logits =
+    padded`` may use it, not the loss's name."""
+    from lifelong_kd import losses
+
+    for accepts in (False, True):
+        monkeypatch.setitem(losses.LOSSES, "toy", losses.DistillLoss(
+            losses.soft_ce, "logits", "a test's loss", True, padded_targets=accepts))
+        sets = {"strategy.distill_loss": "toy"}
+        if accepts:
+            assert build_config("split-digits", "lwf-vdv2019", sets).strategy.distill_loss == "toy"
+        else:
+            with pytest.raises(ConfigError, match="'toy' has no zero-padded targets"):
+                build_config("split-digits", "lwf-vdv2019", sets)
+    # feature losses ignore `logits`, as before
+    assert build_config("split-digits", "lwf-vdv2019",
+                        {"strategy.distill_loss": "feature_l2"}).strategy.logits == "padded"
+
+
+def test_every_strategy_option_is_checked_whatever_strategy_runs():
+    """The options share one table: a bad value is refused even for a strategy that ignores
+    it (naive and a temperature), as a preset's override tables are."""
+    for name, key, value in (("naive", "strategy.temperature", -2.0),
+                             ("ewc", "strategy.logits", "new"),
+                             ("lwf", "strategy.ewc_gamma", 2.0),
+                             ("joint", "strategy.warmup_epochs", 20_000)):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            build_config("split-digits", name, {key: value})

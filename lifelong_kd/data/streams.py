@@ -383,8 +383,6 @@ def check_stream_config(config: RunConfig) -> None:
         _n_classes_per_task(config, n_classes)
         if s.kind == "split" and not isinstance(s.class_order, str):
             _check_order(s.class_order, n_classes)
-    if s.kind != "split" and s.scenario == "task-il" and config.model.head == "masked":
-        pass  # masked heads of permuted/rotated tasks share their units (see module doc)
 
 
 def _check_order(order: tuple[int, ...], n_classes: int) -> None:
