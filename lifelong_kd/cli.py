@@ -16,6 +16,9 @@ from pathlib import Path
 
 from .errors import UserError
 
+if typing.TYPE_CHECKING:
+    from .runs import RunOptions
+
 
 class UsageError(UserError):
     """A command line argparse cannot parse (an unknown option, a missing value)."""
@@ -112,19 +115,25 @@ def _preload_imports() -> None:
     threading.Thread(target=target, name="lifelong-kd-preload", daemon=True).start()
 
 
+def _options(args: argparse.Namespace) -> RunOptions:
+    """How a run treats its folder, from the command line."""
+    from .runs import RunOptions
+
+    return RunOptions(progress=not args.quiet, resume=args.resume, force=args.force,
+                      keep_checkpoints=args.keep_checkpoints)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .config import parse_set
     from .presets import build_config
-    from .runs import DataProvider, execute_run, stop_on_signals
+    from .runs import DataProvider, RunSpec, execute, run_folder, stop_on_signals
 
     config = build_config(args.benchmark, args.strategy, parse_set(args.sets), args.seed)
     _preload_imports()
-    out = args.out or Path("runs") / config.benchmark / config.strategy.name.replace(":", "_") / (
-        f"seed-{config.seed}")
+    out = args.out or run_folder(Path("runs") / config.benchmark, config.strategy.name, config.seed)
     provider = DataProvider(_data_dir(args), args.offline, progress=not args.quiet)
     with stop_on_signals() as stop:
-        result = execute_run(config, provider, out, progress=not args.quiet, resume=args.resume,
-                             force=args.force, keep_checkpoints=args.keep_checkpoints, stop=stop)
+        result = execute(RunSpec(config, out), provider, _options(args), stop)
     if not args.quiet or result["status"] != "finished":
         m = result["metrics"]
         acc = m.get("average_accuracy")
@@ -149,9 +158,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / name
     provider = DataProvider(_data_dir(args), args.offline, progress=not args.quiet)
     options = dict(strategies=args.strategies, seeds=args.seeds, overrides=parse_set(args.sets),
-                   provider=provider, progress=not args.quiet, resume=args.resume,
-                   force=args.force, keep_checkpoints=args.keep_checkpoints,
-                   log=_log(args.quiet))
+                   provider=provider, options=_options(args), log=_log(args.quiet))
     with stop_on_signals() as stop:
         if members:
             outcomes = compare_suite(members, out, suite_description(args.benchmark), stop=stop,

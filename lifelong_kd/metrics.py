@@ -9,9 +9,10 @@ Several libraries call different quantities "forgetting"; here each has its own 
 ``forgetting`` (Chaudhry et al. 2018, max over earlier rows), ``forgetting_after_learning``
 (Avalanche's, the drop from just after learning), and ``bwt`` (Lopez-Paz & Ranzato 2017,
 its sign reversed). ``intransigence`` (Chaudhry et al. 2018) needs a second matrix, that of
-joint training with the same seed, so it is not in :data:`METRICS`; the report computes it when
-a comparison includes ``joint`` trained incrementally (``strategy.mode = incremental``: its
-R[j][j] is the accuracy on task j of a model trained jointly on tasks 0..j, Chaudhry's a*_j).
+joint training with the same seed, so it is not in :data:`METRICS` (nor in result.json):
+:mod:`lifelong_kd.aggregate` computes it across runs when a comparison includes ``joint``
+trained incrementally (``strategy.mode = incremental``: its R[j][j] is the accuracy on task
+j of a model trained jointly on tasks 0..j, Chaudhry's a*_j).
 A ``joint`` run with ``mode = final`` trains once on all T tasks: its accuracies are those of
 a model trained on tasks 0..T-1, not 0..j, so they are not a*_j for j < T-1 and are not used.
 

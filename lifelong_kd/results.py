@@ -84,16 +84,16 @@ def write_error(path: Path, exc: OSError) -> WriteError:
     return WriteError(f"cannot write {path}: {why}")
 
 
-def check_output_folder(folder: Path, option: str = "--out") -> None:
+def check_output_folder(folder: Path) -> None:
     """Refuse an output folder that is a file or lies under a file (before anything runs)."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise UserError(f"the output folder {folder} is a file; choose another {option}")
+        raise UserError(f"the output folder {folder} is a file; choose another --out")
     for parent in folder.parents:
         if parent.exists():
             if not parent.is_dir():
                 raise UserError(f"the output folder {folder} lies under the file {parent}; "
-                                f"choose another {option}")
+                                "choose another --out")
             return
 
 
@@ -390,6 +390,11 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _is_metric(v: Any) -> bool:
+    """A metric's value: a number, or null (nan in memory) where it is undefined."""
+    return v is None or (isinstance(v, numbers.Real) and not isinstance(v, bool))
+
+
 def _accuracies(value: Any, name: str, n: int, ragged: str = "") -> str | None:
     """The problem with ``value`` (called ``name``) as a list of ``n`` accuracies in [0, 1],
     or None; ``ragged`` is appended to a wrong length."""
@@ -489,12 +494,11 @@ def validate_result(result: Any, path: Path | str) -> dict[str, Any]:
     for key in ("metrics", "metrics_task_aware"):
         values = result.get(key)
         if values is not None and not (isinstance(values, dict) and all(
-                v is None or _is_number(v) for v in values.values())):
+                map(_is_metric, values.values()))):
             raise bad(f"`{key}` is not a table of numbers (or null)")
     for key in ("per_task_forgetting", "per_task_forgetting_task_aware"):
         values = result.get(key)
-        if values is not None and not (isinstance(values, list) and all(
-                v is None or _is_number(v) for v in values)):
+        if values is not None and not (isinstance(values, list) and all(map(_is_metric, values))):
             raise bad(f"`{key}` is not a list of numbers (or null)")
     return result
 

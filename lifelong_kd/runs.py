@@ -1,7 +1,24 @@
-"""Running one configuration into an output folder, and many into a comparison.
+"""Runs: plan them, execute each into its folder, and a comparison of many.
+
+The shape, top to bottom::
+
+    plan(benchmark, strategies, seeds, overrides, out_dir) -> [RunSpec]   no data, no files
+    execute(spec, provider, options)  -> result.json of one run, in spec.folder
+    SerialExecutor().run(specs, ...)  -> one Outcome per spec, in order
+    compare(...) = plan + checks + reuse what is finished with the same identity
+                   + an executor for the rest + the comparison report
+
+A :class:`RunSpec` is one run: its validated configuration and its folder. Its identity
+(:class:`lifelong_kd.results.RunIdentity`: a readable stamp, the hash of the configuration
+and, once the data is loaded, the data fingerprint) decides whether a finished run in its
+folder is this run: ``compare`` reuses it then, and refuses a folder that holds another run
+before anything trains. An executor is anything with :meth:`SerialExecutor.run`'s
+signature: the seam for executors that run specs in parallel (local processes, a cluster).
+Folders keep today's layout, ``<out>/<strategy>/seed-<n>``, so committed results are found
+and reused.
 
 A run folder holds ``result.json``, ``accuracy_matrix.csv``, the run's plots and, while the
-run is unfinished, ``checkpoint.pt`` (saved after every task). ``resume=True`` continues from
+run is unfinished, ``checkpoint.pt`` (saved after every task). ``resume`` continues from
 that checkpoint; the finished matrix is the one an uninterrupted run gives, bit for bit on
 the CPU. SIGINT/SIGTERM stop a run cleanly after the current step (a second SIGINT exits at
 once); a NaN loss stops it as ``diverged``. Either way result.json keeps the finished rows.
@@ -16,10 +33,12 @@ Nothing is mixed or lost:
 - One process per folder: a run folder, and a comparison folder with every run folder in it,
   is locked (``filelock``, a ``.lifelong-kd.lock`` file, never waited for) while a command
   works in it; a second command refuses at once.
-- ``force=True`` removes the outputs this project wrote in the folder before (result.json,
+- ``force`` removes the outputs this project wrote in the folder before (result.json,
   accuracy_matrix.csv, the checkpoint, the plots in every format; for a comparison its
   report.md, CSVs and plots) and nothing else. A refused command changes nothing, and a folder
   that a failed command created (e.g. the data could not be loaded) is removed again.
+- A full disk while writing a checkpoint or result.json is one line that says the last good
+  checkpoint is kept and ``--resume`` continues from it.
 """
 
 from __future__ import annotations
@@ -27,45 +46,50 @@ from __future__ import annotations
 import contextlib
 import glob
 import io
-import json
 import os
 import pickle
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .config import RunConfig
-from .errors import UserError
-from .presets import build_config
+from .errors import ConfigError, UserError
+from .presets import build_config, read_benchmark
 from .results import (
+    RESULT,
+    RunIdentity,
     WriteError,
     atomic_path,
     build_result,
     check_output_folder,
+    identity_differences,
+    identity_of,
     matrix_csv,
     read_result,
+    run_identity,
     write_json,
     write_text,
 )
 
 CHECKPOINT = "checkpoint.pt"
-RESULT = "result.json"
 #: The lock file of a run or comparison folder (see :func:`locked`).
 LOCK = ".lifelong-kd.lock"
 #: Every format ``lifelong-kd plot --formats`` writes.
 PLOT_FORMATS = ("png", "svg", "pdf")
-#: The plots of one run (plots.run_plots) and of a comparison (report.comparison_plots, each
+#: The plots of one run (plots.run_plots) and of a comparison (plots.comparison_plots, each
 #: also with a matrix-kind suffix in class-il).
 RUN_PLOTS = ("accuracy_matrix", "task_accuracy", "average_accuracy", "forgetting")
 COMPARISON_PLOTS = ("accuracy_matrices", "average_accuracy", "task_accuracy", "forgetting")
 MATRIX_KIND_SUFFIXES = ("", "_task_aware", "_task_agnostic")
 RUN_FILES = (RESULT, "accuracy_matrix.csv", CHECKPOINT)
 COMPARISON_FILES = ("report.md", "runs.csv", "summary.csv", "paired.csv", "matrices.csv")
+#: A log line's destination (``print`` to stderr, say), or None for no log.
+Log = Callable[[str], None] | None
 
 
 class StopFlag:
@@ -80,7 +104,7 @@ class StopFlag:
 
 
 @contextlib.contextmanager
-def stop_on_signals(quiet: bool = False) -> Iterator[StopFlag]:
+def stop_on_signals() -> Iterator[StopFlag]:
     """Turn the first SIGINT/SIGTERM into a clean stop; a second SIGINT exits at once."""
     flag = StopFlag()
     if threading.current_thread() is not threading.main_thread():
@@ -233,37 +257,7 @@ def remove_outputs(folder: Path, names: list[str]) -> None:
                                 f"{exc.strerror or exc}") from None
 
 
-# ------------------------------------------------------------------- identity: config, data
-
-
-def _plain(value: Any) -> Any:
-    """Tuples as lists, as in result.json (the configuration read back from JSON)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def config_differences(recorded: Any, current: dict[str, Any]) -> list[str]:
-    """The dotted keys whose values differ between a recorded configuration and ``current``,
-    each as ``key = <recorded> there, <current> now``; empty when they are the same."""
-    if not isinstance(recorded, dict):
-        return ["no configuration recorded"]
-    absent = "(absent)"
-    a, b = _flat(_plain(recorded)), _flat(_plain(current))
-    return [f"{k} = {json.dumps(a.get(k, absent))} there, {json.dumps(b.get(k, absent))} now"
-            for k in sorted(set(a) | set(b)) if a.get(k, absent) != b.get(k, absent)]
+# ------------------------------------------------------------------- identity: the data
 
 
 def _listed(items: list[str], limit: int = 4) -> str:
@@ -378,7 +372,82 @@ def restore_checkpoint(ckpt: Path, config: RunConfig, stream: Any, state: dict[s
     raise UserError(f"the checkpoint {ckpt} has the wrong structure ({problem}); {again}")
 
 
+# ------------------------------------------------------------------------------ the plan
+
+
+def _folder_name(strategy: str) -> str:
+    """A strategy's name as one folder name (``avalanche:Replay`` -> ``avalanche_Replay``)."""
+    return strategy.replace(":", "_").replace("/", "_")
+
+
+def run_folder(out_dir: Path, strategy: str, seed: int) -> Path:
+    """Where ``compare`` puts the run of ``strategy`` with ``seed``: ``<out>/<strategy>/seed-<n>``
+    (the folder of its identity's stamp)."""
+    return Path(out_dir) / _folder_name(strategy) / f"seed-{seed}"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: its validated configuration and the folder it runs into."""
+
+    config: RunConfig
+    folder: Path
+
+    @property
+    def identity(self) -> RunIdentity:
+        """The run's identity as planned: stamp and configuration hash, no data fingerprint
+        yet (:meth:`RunIdentity.with_data` completes it once the data is loaded)."""
+        return run_identity(self.config.to_dict())
+
+    @property
+    def stamp(self) -> str:
+        return self.identity.stamp
+
+
+def _named_once(option: str, values: Sequence[Any] | None) -> None:
+    """Refuse a list given on the command line that names a value twice (as a preset's)."""
+    twice = [v for i, v in enumerate(values or []) if v in values[:i]]
+    if twice:  # it would run into one folder twice and count twice in the report
+        raise ConfigError(f"`{option}` = {list(values)} holds `{twice[0]}` twice; name each once")
+
+
+def plan(
+    benchmark: str,
+    strategies: Sequence[str] | None,
+    seeds: Sequence[int] | None,
+    overrides: dict[str, Any],
+    out_dir: Path,
+) -> list[RunSpec]:
+    """The run of every strategy x seed (the benchmark's lists where None), each configuration
+    built and validated, each in its folder under ``out_dir`` (no data, no files)."""
+    _named_once("--strategies", strategies)
+    _named_once("--seeds", seeds)
+    base = build_config(benchmark, None, overrides)
+    strategies = list(strategies or base.strategies)
+    seeds = list(seeds if seeds is not None else base.seeds)
+    if not strategies or not seeds:
+        raise UserError("compare needs at least one strategy and one seed")
+    return [RunSpec(build_config(benchmark, s, overrides, seed), run_folder(out_dir, s, seed))
+            for s in strategies for seed in seeds]
+
+
 # ------------------------------------------------------------------------------ one run
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How :func:`execute` treats a folder and what it writes besides result.json."""
+
+    #: Progress bars while training.
+    progress: bool = True
+    #: Continue an interrupted run from its checkpoint (a finished one is returned as is).
+    resume: bool = False
+    #: Start again: the folder's previous outputs are removed once the data is loaded.
+    force: bool = False
+    #: Keep checkpoint.pt after the run finishes.
+    keep_checkpoints: bool = False
+    #: The run's own plots (``compare`` leaves them to ``lifelong-kd plot RUN_DIR``).
+    plots: bool = True
 
 
 def folder_status(out_dir: Path) -> str:
@@ -394,43 +463,26 @@ def folder_status(out_dir: Path) -> str:
     return "empty"
 
 
-def execute_run(
-    config: RunConfig,
+def execute(
+    spec: RunSpec,
     provider: DataProvider,
-    out_dir: Path,
-    *,
-    progress: bool = True,
-    resume: bool = False,
-    force: bool = False,
-    keep_checkpoints: bool = False,
-    plots: bool = True,
-    stop: StopFlag | None = None,
+    options: RunOptions | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """Run ``config`` into ``out_dir`` and return its result.json as a dict.
+    """Run ``spec`` into its folder and return its result.json as a dict.
 
     The folder is locked for the whole run and created only for it (removed again if the
-    run fails before writing anything). ``resume`` continues from the checkpoint, or returns
-    a finished result, when both the configuration and the data are the ones recorded;
-    ``force`` starts again, removing the previous outputs once the data is loaded.
+    run fails before writing anything). ``options.resume`` continues from the checkpoint, or
+    returns a finished result, when the run recorded there has this identity (the same
+    configuration and data); ``options.force`` starts again, removing the previous outputs
+    once the data is loaded. ``stop`` is polled between steps (see :func:`stop_on_signals`).
     """
-    out_dir = Path(out_dir)
-    with output_folder(out_dir):
-        return _execute_locked(config, provider, out_dir, progress=progress, resume=resume,
-                               force=force, keep_checkpoints=keep_checkpoints, plots=plots,
-                               stop=stop)
+    with output_folder(spec.folder):
+        return _execute_locked(spec, provider, options or RunOptions(), stop)
 
 
 def _execute_locked(
-    config: RunConfig,
-    provider: DataProvider,
-    out_dir: Path,
-    *,
-    progress: bool,
-    resume: bool,
-    force: bool,
-    keep_checkpoints: bool,
-    plots: bool,
-    stop: StopFlag | None,
+    spec: RunSpec, provider: DataProvider, options: RunOptions, stop: Callable[[], bool] | None,
 ) -> dict[str, Any]:
     import torch
 
@@ -439,6 +491,8 @@ def _execute_locked(
     from .engine import Diverged, Interrupted, train_stream
 
     start = time.perf_counter()
+    config, out_dir = spec.config, spec.folder
+    resume, force = options.resume and not options.force, options.force
     status = folder_status(out_dir)
     config_dict = config.to_dict()
     if status != "empty" and not (force or resume):
@@ -447,10 +501,10 @@ def _execute_locked(
             f"{out_dir} already holds a {status} run; use --force to start again or {hint}"
         )
     old = None
-    if resume and not force and (out_dir / RESULT).is_file():
+    if resume and (out_dir / RESULT).is_file():
         with contextlib.suppress(UserError):  # unreadable: the checkpoint decides
             old = read_result(out_dir)
-        diff = config_differences(old.get("config"), config_dict) if old is not None else []
+        diff = identity_differences(old.get("config"), config_dict) if old is not None else []
         if diff:
             raise UserError(f"{out_dir} holds a {status} run with a different configuration "
                             f"({_listed(diff)}); use --force to start again or another --out")
@@ -471,9 +525,9 @@ def _execute_locked(
     state = None
     ckpt = out_dir / CHECKPOINT
     resumed_from = 0
-    if resume and not force and ckpt.is_file():
+    if resume and ckpt.is_file():
         saved = load_checkpoint(ckpt, config.train.device)
-        diff = config_differences(saved["config"], config_dict)
+        diff = identity_differences(saved["config"], config_dict)
         if diff:
             raise UserError(f"the checkpoint {ckpt} was made with a different configuration "
                             f"({_listed(diff)}); use the same settings to resume, or --force "
@@ -486,7 +540,7 @@ def _execute_locked(
         remove_outputs(out_dir, run_output_names())
 
     def save_checkpoint(st: Any) -> None:
-        if st.next_task >= len(stream) and not keep_checkpoints:
+        if st.next_task >= len(stream) and not options.keep_checkpoints:
             return
         payload = {"config": config_dict, "data": data_info, "state": st.checkpoint()}
         try:
@@ -507,8 +561,8 @@ def _execute_locked(
         save_checkpoint(st)
 
     try:
-        state = train_stream(config, stream, state, progress=progress, on_task_end=on_task_end,
-                             should_stop=stop)
+        state = train_stream(config, stream, state, progress=options.progress,
+                             on_task_end=on_task_end, should_stop=stop)
     except Interrupted as exc:
         final_status, message = "interrupted", f"{exc}; resume with --resume"
     except Diverged as exc:
@@ -539,14 +593,75 @@ def _execute_locked(
             raise
         raise WriteError(f"{exc}; the last checkpoint is kept: free some space, then continue "
                          "with --resume") from None
-    if plots and rows:
+    if options.plots and rows:
         from .plots import run_plots
 
         run_plots(result, out_dir)
-    if final_status == "finished" and not keep_checkpoints:
+    if final_status == "finished" and not options.keep_checkpoints:
         with contextlib.suppress(FileNotFoundError):
             ckpt.unlink()
     return result
+
+
+# ------------------------------------------------------------------------------ executors
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one spec of a plan ended: its result (any status), or the error that stopped it
+    (then ``result`` is None)."""
+
+    spec: RunSpec
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+    def failure(self) -> dict[str, Any] | None:
+        """``{"strategy", "seed", "error"}`` for the report when the run did not finish."""
+        config = self.spec.config
+        if self.error is not None:
+            return {"strategy": config.strategy.name, "seed": config.seed, "error": self.error}
+        assert self.result is not None
+        if self.result["status"] != "finished":
+            return {"strategy": config.strategy.name, "seed": config.seed,
+                    "error": f"{self.result['status']}: {self.result.get('message', '')}"}
+        return None
+
+
+class Executor(Protocol):
+    """Runs the specs of a plan (each with :func:`execute`) and says how each ended."""
+
+    def run(self, specs: Sequence[RunSpec], provider: DataProvider, options: RunOptions, *,
+            stop: StopFlag | None = None, log: Log = None) -> list[Outcome]: ...
+
+
+class SerialExecutor:
+    """One run after another in this process, in the order of the plan.
+
+    A run that fails is recorded (its error in one line) and the others go on; a failure to
+    write (a full disk, a read-only folder) stops them all, as a :class:`WriteError`. Once a
+    stop is requested, the runs not started are recorded as not run.
+    """
+
+    def run(self, specs: Sequence[RunSpec], provider: DataProvider, options: RunOptions, *,
+            stop: StopFlag | None = None, log: Log = None) -> list[Outcome]:
+        outcomes = []
+        for n, spec in enumerate(specs, 1):
+            if stop is not None and stop.requested:
+                outcomes.append(Outcome(spec, error="not run (interrupted)"))
+                continue
+            if log:
+                log(f"[{n}/{len(specs)}] {spec.stamp} -> {spec.folder}")
+            try:
+                outcomes.append(Outcome(spec, execute(spec, provider, options, stop)))
+            except WriteError:
+                raise  # a full disk or a read-only folder stops every run: one line
+            except UserError as exc:
+                outcomes.append(Outcome(spec, error=str(exc)))
+            except Exception as exc:  # noqa: BLE001 - one failing run must not lose the others
+                outcomes.append(Outcome(spec, error=f"{type(exc).__name__}: {exc}"))
+            if log and outcomes[-1].error:
+                log(f"  failed: {outcomes[-1].error}")
+        return outcomes
 
 
 # ------------------------------------------------------------------------------ comparisons
@@ -554,45 +669,11 @@ def _execute_locked(
 
 @dataclass
 class CompareOutcome:
-    """Results of a comparison, and the runs that failed (with their error)."""
+    """Results of a comparison (reused and run, any status), and the runs that did not
+    finish (with their error)."""
 
     results: list[dict[str, Any]]
     failures: list[dict[str, Any]]
-    out_dir: Path
-
-
-@dataclass(frozen=True)
-class PlannedRun:
-    """One run of a comparison: its strategy, seed, validated configuration and folder."""
-
-    strategy: str
-    seed: int
-    config: RunConfig
-    folder: Path
-
-
-def run_folder(out_dir: Path, strategy: str, seed: int) -> Path:
-    """Where ``compare`` puts the run of ``strategy`` with ``seed``."""
-    safe = strategy.replace(":", "_").replace("/", "_")
-    return Path(out_dir) / safe / f"seed-{seed}"
-
-
-def plan_compare(
-    benchmark: str,
-    strategies: list[str] | None,
-    seeds: list[int] | None,
-    overrides: dict[str, Any],
-    out_dir: Path,
-) -> list[PlannedRun]:
-    """Build and validate the configuration of every strategy x seed (no data, no files)."""
-    base = build_config(benchmark, None, overrides)
-    strategies = list(strategies or base.strategies)
-    seeds = list(seeds if seeds is not None else base.seeds)
-    if not strategies or not seeds:
-        raise UserError("compare needs at least one strategy and one seed")
-    return [PlannedRun(s, seed, build_config(benchmark, s, overrides, seed),
-                       run_folder(out_dir, s, seed))
-            for s in strategies for seed in seeds]
 
 
 def _recorded(folder: Path) -> dict[str, Any] | None:
@@ -605,18 +686,18 @@ def _recorded(folder: Path) -> dict[str, Any] | None:
         return None
 
 
-def check_plan(plan: list[PlannedRun], out_dir: Path, force: bool) -> None:
-    """Before anything is loaded or written: every folder can be one, and (unless
-    ``force``) every run folder that holds a result holds one of the same configuration."""
+def check_plan(specs: Sequence[RunSpec], out_dir: Path, force: bool) -> None:
+    """Before anything is loaded or written: every folder can be one, and (unless ``force``)
+    every run folder that holds a result holds one of the planned configuration (the first
+    half of the identity; the data is checked by :func:`check_plan_data`)."""
     check_output_folder(out_dir)
     mismatched: list[tuple[Path, list[str]]] = []
-    for run in plan:
-        check_output_folder(run.folder)
-        old = None if force else _recorded(run.folder)
-        if old is not None:
-            diff = config_differences(old.get("config"), run.config.to_dict())
-            if diff:
-                mismatched.append((run.folder, diff))
+    for spec in specs:
+        check_output_folder(spec.folder)
+        old = None if force else _recorded(spec.folder)
+        if old is not None and identity_of(old).config_hash != spec.identity.config_hash:
+            mismatched.append((spec.folder, identity_differences(old.get("config"),
+                                                                  spec.config.to_dict())))
     if mismatched:
         folder, diff = mismatched[0]
         more = f" (and {len(mismatched) - 1} more run folders)" if len(mismatched) > 1 else ""
@@ -625,164 +706,144 @@ def check_plan(plan: list[PlannedRun], out_dir: Path, force: bool) -> None:
                         "another --out")
 
 
-def check_plan_data(plan: list[PlannedRun], provider: DataProvider, force: bool) -> None:
-    """Load every dataset of ``plan`` (before any run trains) and, unless ``force``, refuse
-    run folders whose result was made on other data."""
-    for run in plan:
-        provider.get(run.config)
+def check_plan_data(specs: Sequence[RunSpec], provider: DataProvider, force: bool) -> None:
+    """Load every dataset of the plan (before any run trains) and, unless ``force``, refuse
+    run folders whose result was made on other data (the second half of the identity)."""
+    for spec in specs:
+        provider.get(spec.config)
     if force:
         return
-    for run in plan:
-        old = _recorded(run.folder)
+    for spec in specs:
+        old = _recorded(spec.folder)
         if old is not None:
-            check_same_data(f"the {old.get('status', 'finished')} run in {run.folder}",
-                            old.get("data"), provider.get(run.config),
+            check_same_data(f"the {old.get('status', 'finished')} run in {spec.folder}",
+                            old.get("data"), provider.get(spec.config),
                             "use the same --data-dir, or --force to run it again")
+
+
+def reusable(spec: RunSpec, provider: DataProvider) -> dict[str, Any] | None:
+    """The finished result in the spec's folder when it is this run (the same identity:
+    configuration and data), else None."""
+    if folder_status(spec.folder) != "finished":
+        return None
+    old = read_result(spec.folder)
+    planned = spec.identity.with_data(provider.get(spec.config).fingerprint)
+    recorded = identity_of(old)
+    return old if recorded.data_fingerprint and recorded.key == planned.key else None
 
 
 def compare(
     benchmark: str,
-    strategies: list[str] | None,
-    seeds: list[int] | None,
+    strategies: Sequence[str] | None,
+    seeds: Sequence[int] | None,
     overrides: dict[str, Any],
     provider: DataProvider,
     out_dir: Path,
     *,
-    progress: bool = True,
-    resume: bool = False,
-    force: bool = False,
-    keep_checkpoints: bool = False,
+    options: RunOptions | None = None,
+    executor: Executor | None = None,
     stop: StopFlag | None = None,
-    log: Any = None,
+    log: Log = None,
 ) -> CompareOutcome:
-    """Run every strategy with every seed, then write the comparison report.
+    """Run every strategy with every seed, then write the comparison report into ``out_dir``.
 
-    Every configuration is validated, the folders checked and the data loaded before any
-    training; a folder whose runs have other settings or other data is refused then, unless
-    ``force``. Finished runs already in ``out_dir`` with the same configuration and data are
-    reused; interrupted ones are continued with ``resume``; a run that fails is recorded and
-    the others go on.
+    :func:`plan`, then every folder checked and the data loaded before any training (a folder
+    whose run has other settings or other data is refused then, unless ``options.force``);
+    finished runs with the planned identity are reused, the others given to ``executor``
+    (:class:`SerialExecutor` by default; interrupted ones continue with ``options.resume``);
+    a run that fails is recorded and the others go on.
     """
-    out_dir = Path(out_dir)
-    plan = plan_compare(benchmark, strategies, seeds, overrides, out_dir)
-    check_plan(plan, out_dir, force)
+    out_dir, options = Path(out_dir), options or RunOptions()
+    specs = plan(benchmark, strategies, seeds, overrides, out_dir)
+    check_plan(specs, out_dir, options.force)
     with output_folder(out_dir):
-        check_plan_data(plan, provider, force)
-        return run_plan(plan, provider, out_dir, progress=progress, resume=resume, force=force,
-                        keep_checkpoints=keep_checkpoints, stop=stop, log=log)
+        check_plan_data(specs, provider, options.force)
+        return _compare_planned(specs, provider, out_dir, options, executor, stop, log)
 
 
-def run_plan(
-    plan: list[PlannedRun],
-    provider: DataProvider,
-    out_dir: Path,
-    *,
-    progress: bool = True,
-    resume: bool = False,
-    force: bool = False,
-    keep_checkpoints: bool = False,
-    stop: StopFlag | None = None,
-    log: Any = None,
+def _compare_planned(
+    specs: Sequence[RunSpec], provider: DataProvider, out_dir: Path, options: RunOptions,
+    executor: Executor | None, stop: StopFlag | None, log: Log,
 ) -> CompareOutcome:
-    """Run (or reuse) the runs of a checked ``plan`` into ``out_dir`` and write its report,
+    """Reuse or run the specs of a checked plan and write the report into ``out_dir``,
     holding the lock of every run folder until the report is written."""
     from .report import write_comparison
 
     results: list[dict[str, Any]] = []
-    failures: list[dict[str, Any]] = []
-    total = len(plan)
+    todo: list[RunSpec] = []
     with contextlib.ExitStack() as folders:
-        for run in plan:
-            folders.enter_context(output_folder(run.folder))
-        if force:
+        for spec in specs:
+            folders.enter_context(output_folder(spec.folder))
+        if options.force:
             remove_outputs(out_dir, comparison_output_names())
-        for n, run in enumerate(plan, 1):
-            strategy, seed, config, folder = run.strategy, run.seed, run.config, run.folder
-            if stop is not None and stop.requested:
-                failures.append({"strategy": strategy, "seed": seed,
-                                 "error": "not run (interrupted)"})
+        for spec in specs:
+            old = None if options.force else reusable(spec, provider)
+            if old is None:
+                todo.append(spec)
                 continue
-            if folder_status(folder) == "finished" and not force:
-                old = read_result(folder)
-                if not config_differences(old.get("config"), config.to_dict()):
-                    if log:
-                        log(f"[{n}/{total}] {strategy} seed {seed}: finished before, reused")
-                    results.append(old)
-                    continue
-                failures.append({"strategy": strategy, "seed": seed, "error":
-                                 f"{folder} holds a finished run with a different "
-                                 "configuration; use --force to run it again or another --out"})
-                continue
+            results.append(old)
             if log:
-                log(f"[{n}/{total}] {strategy} seed {seed} -> {folder}")
-            try:
-                # per-run plots are left to `lifelong-kd plot RUN_DIR`: the comparison has its own
-                res = execute_run(
-                    config, provider, folder, progress=progress, resume=resume, force=force,
-                    keep_checkpoints=keep_checkpoints, stop=stop, plots=False,
-                )
-            except WriteError:
-                raise  # a full disk or a read-only folder stops the comparison: one line
-            except UserError as exc:
-                failures.append({"strategy": strategy, "seed": seed, "error": str(exc)})
-                if log:
-                    log(f"  failed: {exc}")
-                continue
-            except Exception as exc:  # noqa: BLE001 - one failing run must not lose the others
-                failures.append({"strategy": strategy, "seed": seed,
-                                 "error": f"{type(exc).__name__}: {exc}"})
-                if log:
-                    log(f"  failed: {type(exc).__name__}: {exc}")
-                continue
-            if res["status"] != "finished":
-                failures.append({"strategy": strategy, "seed": seed,
-                                 "error": f"{res['status']}: {res.get('message', '')}"})
-            results.append(res)
+                log(f"{spec.stamp}: finished before, reused")
+        # per-run plots are left to `lifelong-kd plot RUN_DIR`: the comparison has its own
+        executor = executor or SerialExecutor()
+        outcomes = executor.run(todo, provider, replace(options, plots=False), stop=stop, log=log)
+        results += [o.result for o in outcomes if o.result is not None]
+        failures = [f for o in outcomes if (f := o.failure()) is not None]
         write_comparison(results, out_dir, failures=failures)
-    return CompareOutcome(results=results, failures=failures, out_dir=out_dir)
+    return CompareOutcome(results=results, failures=failures)
 
 
 def compare_suite(
-    members: list[str],
+    members: Sequence[str],
     out_dir: Path,
     description: str = "",
     *,
-    strategies: list[str] | None = None,
-    seeds: list[int] | None = None,
+    strategies: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
     overrides: dict[str, Any],
     provider: DataProvider,
-    force: bool = False,
-    log: Any = None,
-    **options: Any,
+    options: RunOptions | None = None,
+    executor: Executor | None = None,
+    stop: StopFlag | None = None,
+    log: Log = None,
 ) -> list[CompareOutcome]:
-    """``compare`` for each benchmark of a suite into ``out_dir/<benchmark>``, then an index
-    report.md linking the members' reports and showing their average-accuracy plots.
+    """``compare`` for each benchmark of a suite into ``out_dir/<name>`` (its name as
+    presets give it: a file member's stem, so that a member given as a path stays inside
+    ``out_dir``), then an index report.md linking the members' reports and showing their
+    average-accuracy plots.
 
     Every member's configurations (all strategies x seeds) are built and validated, every
     folder checked and every dataset loaded before any run trains."""
-    out_dir = Path(out_dir)
-    plans = {m: plan_compare(m, strategies, seeds, overrides, out_dir / m) for m in members}
+    out_dir, options = Path(out_dir), options or RunOptions()
+    names = {m: read_benchmark(m)[0] for m in members}
+    taken: dict[str, str] = {}
+    for member, name in names.items():
+        if name in taken:
+            raise ConfigError(f"the suite's members `{taken[name]}` and `{member}` would both "
+                              f"write into {out_dir / name}; give them different names")
+        taken[name] = member
+    plans = {m: plan(m, strategies, seeds, overrides, out_dir / names[m]) for m in members}
     check_output_folder(out_dir)
-    for member, plan in plans.items():
-        check_plan(plan, out_dir / member, force)
+    for member, specs in plans.items():
+        check_plan(specs, out_dir / names[member], options.force)
     outcomes = []
     with output_folder(out_dir):
-        for plan in plans.values():
-            check_plan_data(plan, provider, force)
+        for specs in plans.values():
+            check_plan_data(specs, provider, options.force)
         for member in members:
             if log:
                 log(f"== {member}")
-            with output_folder(out_dir / member):
-                outcomes.append(run_plan(plans[member], provider, out_dir / member,
-                                         force=force, log=log, **options))
+            with output_folder(out_dir / names[member]):
+                outcomes.append(_compare_planned(plans[member], provider, out_dir / names[member],
+                                                 options, executor, stop, log))
         lines = ["# Suite report", ""]
         if description:
             lines += [description, ""]
         for member, outcome in zip(members, outcomes, strict=True):
-            lines += [f"## {member}", "",
-                      f"Full report: [{member}/report.md]({member}/report.md)"]
-            if (out_dir / member / "average_accuracy.png").is_file():
-                lines += ["", f"![{member}: average accuracy]({member}/average_accuracy.png)"]
+            name = names[member]
+            lines += [f"## {name}", "", f"Full report: [{name}/report.md]({name}/report.md)"]
+            if (out_dir / name / "average_accuracy.png").is_file():
+                lines += ["", f"![{name}: average accuracy]({name}/average_accuracy.png)"]
             if outcome.failures:
                 lines += ["", f"{len(outcome.failures)} run(s) did not finish (see its report)."]
             lines.append("")

@@ -265,12 +265,12 @@ def test_avalanche_strategies_run_through_our_runner(
 ) -> None:
     """Each supported strategy trains every task and leaves a full result.json."""
     from lifelong_kd.results import read_result
-    from lifelong_kd.runs import DataProvider, execute_run
+    from lifelong_kd.runs import DataProvider, RunOptions, RunSpec, execute
 
     config = _config("split-digits", strategy, ["train.epochs=2", "stream.n_tasks=3",
                                                  "stream.classes_per_task=2", *items])
-    result = execute_run(config, DataProvider(data_dir, offline=True), tmp_path / "run",
-                         progress=False, plots=False)
+    result = execute(RunSpec(config, tmp_path / "run"), DataProvider(data_dir, offline=True),
+                     RunOptions(progress=False, plots=False))
     assert result["status"] == "finished"
     assert read_result(tmp_path / "run")["config"]["strategy"]["name"] == strategy
     # a full matrix, and after the last task the model knows the last task (it was trained)

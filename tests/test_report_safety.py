@@ -132,6 +132,7 @@ def test_result_json_nulls_what_a_final_joint_run_cannot_measure(tmp_path: Path)
 
     rows = [[0.1, 0.1, 0.1], [0.1, 0.1, 0.1], [0.8, 0.9, 1.0]]
     result = build({"name": "joint", "mode": "final"}, rows, 3)
+    results.validate_result(result, tmp_path / "result.json")  # its nan metrics, before JSON
     write_json(tmp_path / "result.json", result)
     stored = json.loads((tmp_path / "result.json").read_text())
     for key in ("metrics", "metrics_task_aware"):

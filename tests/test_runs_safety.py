@@ -30,6 +30,10 @@ DIGITS = ["--set", "train.epochs=1", "--set", "train.iterations=3", "--set",
           "strategy.warmup_epochs=0", "--set", "stream.n_tasks=2"]
 
 
+#: Resume quietly (and draw the run's plots).
+RESUME = runs.RunOptions(progress=False, resume=True)
+
+
 def _mnist_sets(extra: list[str] | None = None) -> list[str]:
     out: list[str] = []
     for item in [*QUICK_MNIST, "train.iterations=3", *(extra or [])]:
@@ -77,8 +81,9 @@ def _interrupted_after_task_0(out: Path, data: Path) -> None:
     """An interrupted run with the checkpoint of task 0 (stopped at the next step)."""
     config = build_config("permuted-mnist", None, parse_set([*QUICK_MNIST, "train.iterations=3"]))
     provider = runs.DataProvider(data, offline=True, progress=False)
-    result = runs.execute_run(config, provider, out, progress=False,
-                              stop=lambda: (out / runs.CHECKPOINT).is_file(), plots=False)
+    result = runs.execute(runs.RunSpec(config, out), provider,
+                          runs.RunOptions(progress=False, plots=False),
+                          stop=lambda: (out / runs.CHECKPOINT).is_file())
     assert result["status"] == "interrupted" and result["tasks_finished"] == 1
 
 
@@ -110,12 +115,11 @@ def test_resume_of_a_finished_run_on_other_data_is_refused(tmp_path, data_dir, o
     config = build_config("permuted-mnist", None, parse_set([*QUICK_MNIST, "train.iterations=3"]))
     provider = runs.DataProvider(other_mnist, offline=True, progress=False)
     with pytest.raises(UserError, match="other data") as info:
-        runs.execute_run(config, provider, out, progress=False, resume=True)
+        runs.execute(runs.RunSpec(config, out), provider, RESUME)
     old = json.loads((out / "result.json").read_text())["data"]["fingerprint"]
     assert old[:12] in str(info.value)
     same = runs.DataProvider(data_dir, offline=True, progress=False)
-    assert runs.execute_run(config, same, out, progress=False, resume=True)["data"][
-        "fingerprint"] == old
+    assert runs.execute(runs.RunSpec(config, out), same, RESUME)["data"]["fingerprint"] == old
 
 
 def test_compare_does_not_reuse_runs_made_on_other_data(tmp_path, capsys, data_dir, other_mnist):
@@ -166,14 +170,15 @@ def test_checkpoints_hold_only_tensors_and_plain_data(tmp_path, strategy):
     sets = ["train.optimizer=adam", "train.lr=0.001", *DIGITS[1::2]]
     config = build_config("split-digits", strategy, parse_set(sets))
     provider = runs.DataProvider(tmp_path, progress=False)
-    first = runs.execute_run(config, provider, out, progress=False, keep_checkpoints=True,
-                             plots=False)
+    first = runs.execute(runs.RunSpec(config, out), provider,
+                         runs.RunOptions(progress=False, keep_checkpoints=True, plots=False))
     saved = torch.load(out / runs.CHECKPOINT, weights_only=True)
     assert saved["state"]["next_task"] == 2
     assert saved["data"]["fingerprint"] == first["data"]["fingerprint"]
     # and it resumes (nothing to train: the result is rebuilt from the checkpoint)
     (out / "result.json").unlink()
-    again = runs.execute_run(config, provider, out, progress=False, resume=True, plots=False)
+    again = runs.execute(runs.RunSpec(config, out), provider,
+                         runs.RunOptions(progress=False, resume=True, plots=False))
     assert again["accuracy_matrix"] == first["accuracy_matrix"]
     assert again["timing"]["resumed_from_task"] == 2
 
