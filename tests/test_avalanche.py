@@ -286,3 +286,17 @@ def test_resuming_an_avalanche_run_is_refused(avalanche: None) -> None:
     strategy.load_state_dict({"tasks_trained": 0})  # a fresh start is fine
     with pytest.raises(UserError, match="cannot continue a run from a checkpoint"):
         strategy.load_state_dict({"tasks_trained": 2})
+
+
+def test_a_diverging_avalanche_loop_is_diverged_naming_its_step(avalanche: None,
+                                                               data_dir: Path) -> None:
+    """Avalanche's own loop (an OwnLoop phase) reports a NaN or infinite loss as the engine's
+    loop does: checked every 50 steps and at the end of the task, naming the first bad step."""
+    from lifelong_kd.engine import Diverged, train_stream
+
+    config = _config("split-digits", "avalanche:Naive",
+                     ["train.lr=1e30", "train.iterations=60", "stream.n_tasks=3",
+                      "stream.classes_per_task=2", "model.hidden=[16]"])
+    with pytest.raises(Diverged, match=r"^the loss became (nan|inf|-inf) in task 0 \(0-based\), "
+                                       r"step \d+; lower train\.lr"):
+        train_stream(config, _stream(config, data_dir), progress=False)
