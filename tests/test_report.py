@@ -511,3 +511,40 @@ def test_report_names_the_settings_a_strategy_has_of_its_own():
     assert "own settings" not in naive_line
     assert "its own settings: train.lr = 0.03" in lwf_line
     assert "lr = 0.1" in lines  # the shared training line is the first strategy's
+
+
+def test_report_of_the_committed_seq_mnist_comparison(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lifelong-kd report results/paper/buzzega2020-seq-mnist` (here on a copy): its
+    lwf-mammoth runs have a weight decay of their own (the preset's per-strategy override),
+    a variant's own setting, not a reason to refuse the comparison."""
+    src = Path(__file__).resolve().parent.parent / "results" / "paper" / "buzzega2020-seq-mnist"
+    copy = tmp_path / "buzzega2020-seq-mnist"
+    for result in src.glob("*/seed-*/result.json"):
+        (copy / result.parent.relative_to(src)).mkdir(parents=True)
+        shutil.copy(result, copy / result.relative_to(src))
+    assert main(["report", str(copy)]) == 0
+    assert "report of 30 run(s)" in capsys.readouterr().err
+    text = (copy / "report.md").read_text()
+    lines = text.splitlines()
+    mammoth = next(line for line in lines if line.startswith("  - `lwf-mammoth`:"))
+    assert "its own settings: train.weight_decay = 0.0005" in mammoth
+    assert "seeds 0, 1, 2, 3, 4, 5, 6, 7, 8, 9" in mammoth
+    assert "weight_decay = 0," in next(line for line in lines if line.startswith("- **Training**"))
+    assert "None: every run finished." in text
+    summary = read(copy, "summary.csv")
+    assert list(dict.fromkeys(summary.strategy)) == ["naive", "lwf-mammoth", "joint"]
+    assert set(summary.n[summary.metric == "average_accuracy"]) == {10}
+    # the numbers are those the result files record, to the last bit (runs.csv: 10 digits)
+    found, _ = results.find_results([copy])
+    rows = aggregate.metric_rows([r for _, r in found])
+    got = {(r["run"], r["matrix"], r["metric"]): r["value"] for r in rows}
+    runs = read(copy, "runs.csv")
+    stored = json.loads((copy / "lwf-mammoth" / "seed-3" / "result.json").read_text())
+    for kind, key in (("task_agnostic", "metrics"), ("task_aware", "metrics_task_aware")):
+        for metric, value in stored[key].items():
+            assert got[("lwf-mammoth/seed-3", kind, metric)] == value, (kind, metric)
+            csv = runs[(runs.run == "lwf-mammoth/seed-3") & (runs.matrix == kind)
+                       & (runs.metric == metric)]["value"].item()
+            assert float(f"{value:.10g}") == csv, (kind, metric)
