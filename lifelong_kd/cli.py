@@ -149,11 +149,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from .config import parse_set
-    from .presets import read_benchmark, suite_description, suite_members
+    from .presets import benchmark_name, preset_description, suite_members
     from .runs import DataProvider, compare, compare_suite, stop_on_signals
 
     members = suite_members(args.benchmark)
-    name = Path(args.benchmark).stem if members else read_benchmark(args.benchmark)[0]
+    name = Path(args.benchmark).stem if members else benchmark_name(args.benchmark)
     _preload_imports()
     out = args.out or Path("runs") / name
     provider = DataProvider(_data_dir(args), args.offline, progress=not args.quiet)
@@ -161,7 +161,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                    provider=provider, options=_options(args), log=_log(args.quiet))
     with stop_on_signals() as stop:
         if members:
-            outcomes = compare_suite(members, out, suite_description(args.benchmark), stop=stop,
+            outcomes = compare_suite(members, out, preset_description(args.benchmark), stop=stop,
                                      **options)
         else:
             outcomes = [compare(args.benchmark, out_dir=out, stop=stop, **options)]
@@ -175,14 +175,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    import tomllib
-
     from .config import valid_keys
     from .data.sources import DATASETS
     from .interop.avalanche import KNOWN
     from .losses import LOSSES
     from .models import MODEL_DESCRIPTIONS
-    from .presets import BENCHMARK_DIR, preset_names
+    from .presets import preset_description, preset_names
     from .strategies import PRESETS
 
     if args.keys:
@@ -190,8 +188,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     print("benchmarks:")
     for name in preset_names():
-        table = tomllib.loads((BENCHMARK_DIR / f"{name}.toml").read_text(encoding="utf-8"))
-        print(f"  {name:<22} {table.get('description', '')}")
+        print(f"  {name:<22} {preset_description(name)}")
     print("strategies:")
     for p in PRESETS.values():
         print(f"  {p.name:<22} {p.description}  [source: {p.source}]")

@@ -4,7 +4,8 @@ A run is described by one :class:`~lifelong_kd.config.RunConfig`. It is resolved
 increasing priority:
 
 1. the dataclass defaults (``config.py``),
-2. the options of the strategy preset (``lwf``, ``lwf-vdv2019``, ...; see ``strategies``),
+2. the options of the strategy preset (``lwf``, ``lwf-vdv2019``, ...; see
+   ``strategies/presets.py``),
 3. the benchmark preset (a TOML file in ``benchmarks/`` or any path),
 4. the preset's settings for this strategy only (``[overrides.<strategy>.<section>]`` tables,
    for protocols that train each strategy with its own hyperparameters),
@@ -14,7 +15,8 @@ Every key is checked: an unknown key is rejected with the closest valid one, a v
 wrong type or out of range is rejected naming the key, the value and what would be valid.
 The ranges that need no registry are checked by ``config.check_ranges``; :func:`validate` asks
 each registry to check the names and options it owns: datasets (``data/sources.py``), models
-(``models.py``), losses (``losses.py``), strategies (their presets) and streams
+(``models.py``), the strategy (its preset asks every strategy class to check the options it
+reads, a distillation loss among them: ``strategies/``, ``losses.py``) and the stream
 (``data/streams.py``). All of this happens before any data is loaded.
 
 A suite is a preset whose ``benchmarks`` list names single presets; ``compare`` runs each.
@@ -43,6 +45,8 @@ from .data.streams import check_stream_config
 from .models import MODELS
 from .strategies import strategy_preset
 
+# ------------------------------------------------------------------ finding and reading presets
+
 
 def _benchmark_dir() -> Path:
     """The preset folder: ``benchmarks/`` of a source checkout, or the installed copy."""
@@ -54,19 +58,6 @@ def _benchmark_dir() -> Path:
 
 
 BENCHMARK_DIR = _benchmark_dir()
-
-
-def _flatten(table: dict[str, Any], source: str) -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in table.items():
-        if key in SECTIONS:
-            if not isinstance(value, dict):
-                raise ConfigError(f"{source}: `{key}` must be a table ([{key}])")
-            for sub, v in value.items():
-                flat[f"{key}.{sub}"] = v
-        else:
-            flat[key] = value
-    return flat
 
 
 def preset_names() -> list[str]:
@@ -96,6 +87,61 @@ def _load_table(benchmark: str) -> tuple[str, Path, dict[str, Any]]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"benchmark file {path} is not valid TOML: {exc}") from None
     return name, path, table
+
+
+def _read(benchmark: str) -> tuple[str, Path, dict[str, Any], dict[str, dict[str, Any]]]:
+    """Read a benchmark preset once: its name, path, flat keys and per-strategy overrides.
+
+    In TOML, ``[overrides.lwf-mammoth.train]`` with ``weight_decay = 0.0005`` sets
+    ``train.weight_decay`` for the ``lwf-mammoth`` runs only (Mammoth's ``best_args`` give
+    each method its own hyperparameters). Only configuration sections may be overridden.
+    """
+    name, path, table = _load_table(benchmark)
+    if "benchmarks" in table:
+        members = ", ".join(map(str, table["benchmarks"]))
+        raise ConfigError(
+            f"`{name}` is a suite of benchmarks ({members}): `lifelong-kd compare {name}` runs "
+            "them all; `run` takes one of them"
+        )
+    raw = table.get("overrides", {})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: `overrides` must be a table ([overrides.<strategy>.<section>])")
+    overrides: dict[str, dict[str, Any]] = {}
+    for strategy, sections in raw.items():
+        strategy_preset(strategy)  # an unknown strategy name fails here, naming the valid ones
+        if not isinstance(sections, dict) or not all(k in SECTIONS for k in sections):
+            raise ConfigError(
+                f"{path}: `overrides.{strategy}` must hold section tables "
+                f"({', '.join(f'[overrides.{strategy}.{s}]' for s in SECTIONS)})"
+            )
+        overrides[strategy] = _flatten(sections, f"{path} [overrides.{strategy}]")
+    flat = _flatten({k: v for k, v in table.items() if k != "overrides"}, str(path))
+    flat.setdefault("benchmark", name)
+    return name, path, flat, overrides
+
+
+def _flatten(table: dict[str, Any], source: str) -> dict[str, Any]:
+    """A preset's table with its sections flattened to dotted keys (``[train] lr = 0.1`` ->
+    ``train.lr``); ``source`` names the file (and table) in errors."""
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: `{key}` must be a table ([{key}])")
+            for sub, v in value.items():
+                flat[f"{key}.{sub}"] = v
+        else:
+            flat[key] = value
+    return flat
+
+
+def benchmark_name(benchmark: str) -> str:
+    """The name of a single benchmark preset given by name or path (a file's stem), after
+    reading it: a suite, a missing file or a bad table is refused here."""
+    return _read(benchmark)[0]
+
+
+# ------------------------------------------------------------------------------------ suites
 
 
 def suite_members(benchmark: str) -> list[str] | None:
@@ -132,59 +178,25 @@ def suite_members(benchmark: str) -> list[str] | None:
 
 
 def single_presets() -> list[str]:
-    """The shipped presets that are single benchmarks (not suites)."""
+    """The shipped presets that are single benchmarks (not suites); unreadable ones left out."""
     names = []
     for name in preset_names():
         try:
-            table = tomllib.loads((BENCHMARK_DIR / f"{name}.toml").read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+            table = _load_table(name)[2]
+        except (ConfigError, OSError):
             continue
         if "benchmarks" not in table:
             names.append(name)
     return names
 
 
-def suite_description(benchmark: str) -> str:
-    """The ``description`` of a preset (empty when it has none)."""
+def preset_description(benchmark: str) -> str:
+    """The ``description`` of a preset, a single benchmark's or a suite's (empty when it has
+    none)."""
     return str(_load_table(benchmark)[2].get("description", ""))
 
 
-def _read(benchmark: str) -> tuple[str, Path, dict[str, Any], dict[str, dict[str, Any]]]:
-    """Read a benchmark preset once: its name, path, flat keys and per-strategy overrides.
-
-    In TOML, ``[overrides.lwf-mammoth.train]`` with ``weight_decay = 0.0005`` sets
-    ``train.weight_decay`` for the ``lwf-mammoth`` runs only (Mammoth's ``best_args`` give
-    each method its own hyperparameters). Only configuration sections may be overridden.
-    """
-    name, path, table = _load_table(benchmark)
-    if "benchmarks" in table:
-        members = ", ".join(map(str, table["benchmarks"]))
-        raise ConfigError(
-            f"`{name}` is a suite of benchmarks ({members}): `lifelong-kd compare {name}` runs "
-            "them all; `run` takes one of them"
-        )
-    raw = table.get("overrides", {})
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: `overrides` must be a table ([overrides.<strategy>.<section>])")
-    overrides: dict[str, dict[str, Any]] = {}
-    for strategy, sections in raw.items():
-        strategy_preset(strategy)  # an unknown strategy name fails here, naming the valid ones
-        if not isinstance(sections, dict) or not all(k in SECTIONS for k in sections):
-            raise ConfigError(
-                f"{path}: `overrides.{strategy}` must hold section tables "
-                f"({', '.join(f'[overrides.{strategy}.{s}]' for s in SECTIONS)})"
-            )
-        overrides[strategy] = _flatten(sections, f"{path} [overrides.{strategy}]")
-    flat = _flatten({k: v for k, v in table.items() if k != "overrides"}, str(path))
-    flat.setdefault("benchmark", name)
-    return name, path, flat, overrides
-
-
-def read_benchmark(benchmark: str) -> tuple[str, dict[str, Any]]:
-    """Read a benchmark preset by name or path; return its name and its flat keys (its
-    per-strategy ``overrides`` are applied by :func:`build_config`)."""
-    name, _, flat, _ = _read(benchmark)
-    return name, flat
+# ------------------------------------------------------------- one run's configuration
 
 
 def build_config(
@@ -228,7 +240,7 @@ def _resolve(
     preset = strategy_preset(name)
     flat = {**preset_flat, **own_table}
     # An external strategy (interop/avalanche.py) takes its own arguments as strategy.<arg>.
-    own = tuple(getattr(preset, "kwargs_names", ()))
+    own = preset.kwargs_names
     for key in list(flat) + list(overrides):
         if key not in valid_keys() and not (key.startswith("strategy.") and key[9:] in own):
             raise unknown_key(key)
@@ -260,6 +272,26 @@ def _route_kwargs(
         merged.pop(f"strategy.{arg}", None)
 
 
+def validate(config: RunConfig) -> None:
+    """Check every value's range and every name before any data is loaded.
+
+    First the ranges that need no registry (``config.check_ranges``), then each registry checks
+    what it owns: the device, the dataset's name (``data/sources.py``), the model's name and its
+    depth for the dataset's images (``models.py``), the strategies' names, the run's strategy
+    options and scenario (its preset: ``StrategyPreset.check`` in ``strategies/presets.py``
+    asks every strategy class to check the options it reads), and the stream
+    (``data/streams.py``: classes per task against the dataset, ...).
+    """
+    check_ranges(config)
+    _check_device(config.train.device)
+    _check_data(config)
+    _check_model(config)
+    for name in config.strategies:
+        strategy_preset(name)
+    strategy_preset(config.strategy.name).check(config)
+    check_stream_config(config)
+
+
 def _check_device(device: str) -> None:
     import re
 
@@ -282,26 +314,6 @@ def _check_device(device: str) -> None:
     raise ConfigError(f"`train.device` = {device!r} is not valid; valid: cpu, cuda, cuda:N, mps")
 
 
-
-def validate(config: RunConfig) -> None:
-    """Check every value's range and every name before any data is loaded.
-
-    First the ranges that need no registry (``config.check_ranges``), then each registry checks
-    what it owns: the device, the dataset's name (``data/sources.py``), the model's name and its
-    depth for the dataset's images (``models.py``), the strategies' names and the run's strategy
-    options (its preset; the distillation loss from ``losses.py``), and the stream
-    (``data/streams.py``: classes per task against the dataset, ...).
-    """
-    check_ranges(config)
-    _check_device(config.train.device)
-    _check_data(config)
-    _check_model(config)
-    for name in config.strategies:
-        strategy_preset(name)
-    _check_strategy(config)
-    check_stream_config(config)
-
-
 def _check_data(config: RunConfig) -> None:
     """The dataset is one of ``data/sources.py``'s (near misses and aliases suggested)."""
     check_choice("data.dataset", config.data.dataset, sorted(DATASETS), DATASET_ALIASES)
@@ -320,9 +332,3 @@ def _check_model(config: RunConfig) -> None:
                 f"`model.channels` = {list(m.channels)} has {len(m.channels)} layers, but the "
                 f"{shape[0]} x {shape[1]} x {shape[2]} images of `{d.dataset}` allow at most "
                 f"{deepest} (each layer halves the image)")
-
-
-def _check_strategy(config: RunConfig) -> None:
-    """The strategy's options and scenario: its preset asks each strategy class to check the
-    options it reads (``strategies/presets.py``, ``StrategyPreset.check``)."""
-    strategy_preset(config.strategy.name).check(config)

@@ -59,7 +59,7 @@ from typing import Any, Protocol
 
 from .config import RunConfig
 from .errors import ConfigError, UserError
-from .presets import build_config, read_benchmark
+from .presets import benchmark_name, build_config
 from .results import (
     RESULT,
     RunIdentity,
@@ -815,7 +815,7 @@ def compare_suite(
     Every member's configurations (all strategies x seeds) are built and validated, every
     folder checked and every dataset loaded before any run trains."""
     out_dir, options = Path(out_dir), options or RunOptions()
-    names = {m: read_benchmark(m)[0] for m in members}
+    names = {m: benchmark_name(m) for m in members}
     taken: dict[str, str] = {}
     for member, name in names.items():
         if name in taken:

@@ -160,3 +160,18 @@ def test_compare_without_benchmark_runs_the_quickstart_suite(tmp_path, capsys):
     # a suite is not a single benchmark: `run` says what to do instead
     assert main(["run", "quickstart", "--out", str(tmp_path / "r")]) == 2
     assert "suite of benchmarks" in capsys.readouterr().err
+
+
+def test_list_names_every_preset_with_its_description_and_every_key(capsys):
+    import tomllib
+
+    from lifelong_kd.config import valid_keys
+    from lifelong_kd.presets import BENCHMARK_DIR, preset_names
+
+    assert main(["list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for name in preset_names():
+        table = tomllib.loads((BENCHMARK_DIR / f"{name}.toml").read_text(encoding="utf-8"))
+        assert f"  {name:<22} {table.get('description', '')}" in lines, name
+    assert main(["list", "--keys"]) == 0
+    assert capsys.readouterr().out.split() == valid_keys()
