@@ -102,3 +102,12 @@ def test_importing_config_loads_nothing_else_of_the_package_nor_torch() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, check=True)
     assert ast.literal_eval(done.stdout) == ["lifelong_kd", "lifelong_kd.config"]
+
+
+def test_every_subpackage_is_installed() -> None:
+    """pyproject.toml lists the packages a (non-editable) install copies: a new subpackage
+    left out of it would be missing there (``lifelong_kd.strategies`` was, at first)."""
+    table = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["tool"]["setuptools"]
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts)
+               for p in (ROOT / "lifelong_kd").rglob("__init__.py")}
+    assert on_disk <= set(table["packages"]), sorted(on_disk - set(table["packages"]))
