@@ -69,6 +69,7 @@ BAD_IMPORTS = [
     ("models.py", "def _f():\n    from .presets import validate", {"no-cycles", "training-layers"}),
     ("metrics.py", "def _f():\n    from .report import write_comparison",
      {"no-cycles", "reporting-layers"}),
+    ("engine.py", "def _f():\n    from .presets import build_config", {"training-layers"}),
     ("losses.py", "from . import results", {"training-knows-no-results"}),
 ]
 
