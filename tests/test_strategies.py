@@ -130,7 +130,7 @@ def test_lwf_weights_count_classes_per_task(scenario, expected):
 
 # ------------------------------------------------------------------------------ presets
 
-#: What each preset's documentation (strategies.py docstring table, description and source)
+#: What each preset's documentation (strategies/presets.py docstring table, description, source)
 #: claims, written out independently of the code.
 DOCUMENTED = {
     "lwf": dict(distill_loss="soft_ce", temperature=2.0, t2_scaling=False, logits="old",
