@@ -285,6 +285,8 @@ def _run_phase(
     per_epoch = max(math.ceil(n / bs), 1)
     watch = LossWatch(lambda step: f"in task {ctx.index} (0-based), epoch {step // per_epoch}, "
                                    f"step {step}")
+    # the rows of each parameter the phase keeps fixed: their gradient is zeroed before a step
+    frozen_rows = [(p, ~rows) for p, rows in phase.update_rows]
     step = 0
     model.train()
     if phase.train_modules is not None:
@@ -310,9 +312,9 @@ def _run_phase(
                 watch.add(loss)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                for p, rows in phase.update_rows:
+                for p, rows in frozen_rows:
                     if p.grad is not None:
-                        p.grad[~rows] = 0.0
+                        p.grad[rows] = 0.0
                 optimizer.step()
                 step += 1
                 bar.update(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -13,6 +14,9 @@ from hypothesis import settings
 settings.register_profile("deterministic", derandomize=True, database=None, deadline=None,
                           print_blob=True)
 settings.load_profile("deterministic")
+
+#: Whether the optional Avalanche extra is installed (CI installs it).
+HAVE_AVALANCHE = importlib.util.find_spec("avalanche") is not None
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("LIFELONG_KD_TEST_DATA", ROOT.parent / "shared" / "datasets"))
@@ -38,3 +42,14 @@ def _data_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("LIFELONG_KD_DATA", str(SHARED))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
+
+
+@pytest.fixture
+def avalanche() -> None:
+    """Skip without the optional extra on a developer's machine; fail in CI."""
+    if HAVE_AVALANCHE:
+        return
+    message = "avalanche-lib is not installed: pip install -e '.[avalanche]'"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (CI must install the avalanche extra)")
+    pytest.skip(message)

@@ -9,8 +9,6 @@ install the extra cannot pass silently. The test of the "missing extra" message 
 from __future__ import annotations
 
 import copy
-import importlib.util
-import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,19 +20,6 @@ import torch
 from lifelong_kd.config import RunConfig, parse_set
 from lifelong_kd.errors import ConfigError, UserError
 from lifelong_kd.presets import build_config
-
-HAVE_AVALANCHE = importlib.util.find_spec("avalanche") is not None
-
-
-@pytest.fixture
-def avalanche() -> None:
-    """Skip without the extra on a developer's machine; fail in CI."""
-    if HAVE_AVALANCHE:
-        return
-    message = "avalanche-lib is not installed: pip install -e '.[avalanche]'"
-    if os.environ.get("CI"):
-        pytest.fail(f"{message} (CI must install the avalanche extra)")
-    pytest.skip(message)
 
 
 def _stream(config: RunConfig, data_dir: Path) -> Any:

@@ -5,8 +5,6 @@ bad values are rejected before any data is loaded; near-miss dataset names get a
 from __future__ import annotations
 
 import gzip
-import importlib.util
-import os
 import pickle
 import warnings
 import zlib
@@ -23,19 +21,6 @@ from lifelong_kd.data import sources
 from lifelong_kd.data.sources import load_dataset, load_image_folder, read_cifar_pickle, read_idx
 from lifelong_kd.errors import ConfigError, DataError
 from lifelong_kd.presets import build_config, preset_names, suite_members
-
-HAVE_AVALANCHE = importlib.util.find_spec("avalanche") is not None
-
-
-@pytest.fixture
-def avalanche() -> None:
-    """Skip without the optional extra on a developer's machine; fail in CI."""
-    if HAVE_AVALANCHE:
-        return
-    message = "avalanche-lib is not installed: pip install -e '.[avalanche]'"
-    if os.environ.get("CI"):
-        pytest.fail(f"{message} (CI must install the avalanche extra)")
-    pytest.skip(message)
 
 
 @pytest.fixture
