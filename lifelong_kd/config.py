@@ -47,6 +47,8 @@ STREAM_KINDS = ("permuted", "split", "rotated")
 HEADS = ("multi", "masked")
 INITS = ("default", "xavier")
 OPTIMIZERS = ("sgd", "adam")
+#: ``memory.policy``: how the exemplar memory chooses what it keeps (``strategies/memory.py``).
+MEMORY_POLICIES = ("reservoir", "class_balanced", "task_balanced", "herding", "random")
 
 
 @dataclass(frozen=True)
@@ -168,11 +170,52 @@ class StrategyConfig:
     #: ``ewc``: ``true`` Fisher (expectation over the model's own predictive distribution) or
     #: ``empirical`` (the squared gradients of the examples' labels).
     ewc_fisher: str = "true"
+    #: ``derpp``: weight of the cross-entropy on memory examples (Buzzega et al. 2020, eq. 6).
+    beta: float = 0.5
+    #: ``derpp``: draw the examples of the beta term from memory independently of the alpha
+    #: term's (Mammoth) or use the same draw for both (Avalanche).
+    independent_draws: bool = True
+    #: How a class is predicted: ``logits`` (the argmax of the model's outputs) or ``nme``
+    #: (nearest mean of exemplars, Rebuffi et al. 2017, section 2.1).
+    prediction: str = "logits"
+    #: ``bic``: share of the memory (and the same number per new class) held out as the
+    #: validation set of the bias-correction stage (Wu et al. 2019, section 4: 0.1).
+    validation: float = 0.1
+    #: ``bic``: epochs of the bias-correction stage (stage 2) after every task but the first.
+    bias_epochs: int = 2
     #: Keyword arguments of an external strategy (``avalanche:<Name>``, see
     #: ``interop/avalanche.py``), as a table: ``--set strategy.kwargs={mem_size=500}``, or
     #: ``--set strategy.mem_size=500`` for one of that strategy's own arguments. The
     #: built-in strategies ignore it.
     kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """The exemplar memory of replay and distillation strategies (``strategies/memory.py``):
+    a budget of examples kept from earlier tasks, and how they are chosen and drawn."""
+
+    #: Examples kept in all (0: no memory).
+    size: int = 0
+    #: Examples kept per class instead (0: use ``size``); the memory grows with the classes.
+    per_class: int = 0
+    #: ``reservoir`` (every example seen has the same chance; updated at every step),
+    #: ``class_balanced`` / ``task_balanced`` (an equal share per class / task seen, random
+    #: inside it), ``herding`` (per class, nearest the class mean in feature space),
+    #: ``random`` (per class, drawn anew from memory and the new task at every task's end).
+    policy: str = "reservoir"
+    #: Examples drawn from memory per step (0: ``train.batch_size``).
+    batch_size: int = 0
+
+
+#: Keys added after results were first recorded, with the default that reproduces how runs
+#: behaved before them: a configuration holding that default hashes as if the key were absent,
+#: so earlier runs keep their identity (``results.identity_settings``).
+ADDED_KEYS: dict[str, Any] = {
+    "memory.size": 0, "memory.per_class": 0, "memory.policy": "reservoir",
+    "memory.batch_size": 0, "strategy.beta": 0.5, "strategy.independent_draws": True,
+    "strategy.prediction": "logits", "strategy.validation": 0.1, "strategy.bias_epochs": 2,
+}
 
 
 @dataclass(frozen=True)
@@ -191,6 +234,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as plain data (tuples become lists), as stored in result.json."""
@@ -203,6 +247,7 @@ SECTIONS: dict[str, type] = {
     "model": ModelConfig,
     "train": TrainConfig,
     "strategy": StrategyConfig,
+    "memory": MemoryConfig,
 }
 TOP_LEVEL = ("benchmark", "description", "seed", "strategies", "seeds")
 
@@ -468,5 +513,20 @@ def check_ranges(config: RunConfig) -> None:
     if not 0 <= t.momentum < 1:
         raise ConfigError(f"`train.momentum` = {t.momentum} is out of range; it must be in [0, 1)")
     check_positive("train.weight_decay", t.weight_decay, strict=False)
+    mem = config.memory
+    for key, value, limit in (("memory.size", mem.size, 10_000_000),
+                              ("memory.per_class", mem.per_class, 1_000_000),
+                              ("memory.batch_size", mem.batch_size, 1_000_000)):
+        check_positive(key, value, strict=False)
+        if value > limit:
+            raise ConfigError(f"`{key}` = {value} is out of range; at most {limit}")
+    if mem.size and mem.per_class:
+        raise ConfigError(f"`memory.size` = {mem.size} and `memory.per_class` = {mem.per_class} "
+                          "are both set; give the budget one way (the other 0)")
+    check_choice("memory.policy", mem.policy, MEMORY_POLICIES)
+    if mem.per_class and mem.policy in ("reservoir", "task_balanced"):
+        raise ConfigError(f"`memory.per_class` = {mem.per_class} needs a per-class policy; "
+                          f"`memory.policy` = {mem.policy!r} is not one (valid: class_balanced, "
+                          "herding, random)")
     if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
         raise ConfigError(f"`train.betas` = {list(t.betas)} must be two numbers in [0, 1)")

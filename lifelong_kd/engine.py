@@ -93,7 +93,7 @@ def new_state(config: RunConfig, stream: Stream) -> RunState:
     model = build_model(config.model, stream.input_shape, stream.n_outputs)
     model.to(torch.device(config.train.device))
     generator = torch.Generator().manual_seed(config.seed)
-    return RunState(model=model, strategy=build_strategy(config.strategy), generator=generator)
+    return RunState(model=model, strategy=build_strategy(config.strategy, config.memory), generator=generator)
 
 
 def restore_state(config: RunConfig, stream: Stream, saved: dict[str, Any]) -> RunState:

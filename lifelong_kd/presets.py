@@ -244,7 +244,9 @@ def _resolve(
     for key in list(flat) + list(overrides):
         if key not in valid_keys() and not (key.startswith("strategy.") and key[9:] in own):
             raise unknown_key(key)
-    merged: dict[str, Any] = {f"strategy.{k}": v for k, v in preset.options.items()}
+    # a preset fixes strategy options by name, and other settings (memory.policy) by dotted key
+    merged: dict[str, Any] = {k if "." in k else f"strategy.{k}": v
+                              for k, v in preset.options.items()}
     merged.update(flat)
     merged.update(overrides)
     if own:

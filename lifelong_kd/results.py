@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .config import ADDED_KEYS
 from .errors import UserError
 from .metrics import (
     METRICS,
@@ -204,8 +205,13 @@ def _digest(value: Any) -> str:
 
 def identity_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     """A run's configuration as the dotted keys that determine its result (everything but
-    :data:`NOT_IDENTITY`), with canonical values."""
-    return {k: _canonical(v) for k, v in _flat(config).items() if k not in NOT_IDENTITY}
+    :data:`NOT_IDENTITY`), with canonical values. A key added after results were first
+    recorded (``config.ADDED_KEYS``) counts only when it differs from the default that
+    reproduces the earlier behaviour, so earlier runs keep their identity."""
+    flat = _flat(config)
+    return {k: _canonical(v) for k, v in flat.items()
+            if k not in NOT_IDENTITY
+            and not (k in ADDED_KEYS and _canonical(v) == _canonical(ADDED_KEYS[k]))}
 
 
 def _part(key: str) -> str:
@@ -679,8 +685,10 @@ def build_result(
     data: dict[str, Any],
     status: str = "finished",
     message: str | None = None,
+    costs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Assemble the result.json of one run (see the module docstring)."""
+    """Assemble the result.json of one run (see the module docstring). ``costs``: what the
+    run held beyond the model (``memory_examples``, ``memory_bytes`` of an exemplar memory)."""
     k = len(rows)
     result: dict[str, Any] = {
         "schema": SCHEMA,
@@ -714,6 +722,8 @@ def build_result(
             per_task_forgetting([r[:k] for r in rows_task_aware]) if k else [],
             config["strategy"], len(task_names))
     result["timing"] = timing
+    if costs is not None:
+        result["costs"] = costs
     result["config"] = config
     result["environment"] = environment()
     result["data"] = data

@@ -583,6 +583,7 @@ def _execute_locked(
             "resumed_from_task": resumed_from,
         },
         data=data_info, status=final_status, message=message,
+        costs=state.strategy.costs() if state is not None else None,
     )
     try:
         write_json(out_dir / RESULT, result)

@@ -64,7 +64,7 @@ from ..strategies.presets import StrategyPreset, register_family
 if TYPE_CHECKING:
     import torch
 
-    from ..config import StrategyConfig
+    from ..config import MemoryConfig, StrategyConfig
     from ..data.streams import Images, Stream
 
 #: What to install when Avalanche is missing.
@@ -505,8 +505,8 @@ class AvalancheStrategy(Strategy):
     avalanche_name = ""
     avalanche_cls_name = ""
 
-    def __init__(self, config: StrategyConfig):
-        super().__init__(config)
+    def __init__(self, config: StrategyConfig, memory: MemoryConfig | None = None):
+        super().__init__(config, memory)
         self._av: Any = None
         self._bench: Any = None
         self._wrapper: Any = None

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import RunConfig, StrategyConfig, TrainConfig, check_choice
+from ..config import MemoryConfig, RunConfig, StrategyConfig, TrainConfig, check_choice
 from ..data.streams import Images, ImageUnion, Stream, Task
 
 if TYPE_CHECKING:
@@ -254,6 +254,16 @@ class LossWatch:
         return values[-1]
 
 
+def masked_ce(
+    ctx: TaskContext, logits: torch.Tensor, y: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
+    """Mean cross-entropy of labels ``y`` over the outputs active for each example: the row of
+    ``ctx.train_masks`` of its task ``t`` (memory examples keep their own task's row)."""
+    if ctx.all_active:
+        return F.cross_entropy(logits, y)
+    return F.cross_entropy(logits.masked_fill(~ctx.train_masks[t], float("-inf")), y)
+
+
 # -------------------------------------------------------------------------- strategy
 
 
@@ -265,9 +275,14 @@ class Strategy:
 
     #: The ``StrategyConfig`` fields this strategy reads (the report lists only those).
     OPTIONS: tuple[str, ...] = ("ce_scope",)
+    #: Whether the strategy keeps an exemplar memory (``memory.*``): ``none`` (the memory
+    #: settings have no effect on it), ``optional`` (used when ``memory.size`` or
+    #: ``memory.per_class`` is set), ``required``.
+    MEMORY: str = "none"
 
-    def __init__(self, config: StrategyConfig):
+    def __init__(self, config: StrategyConfig, memory: MemoryConfig | None = None):
         self.config = config
+        self.memory_config = memory if memory is not None else MemoryConfig()
 
     @classmethod
     def check(cls, config: RunConfig) -> None:
@@ -312,10 +327,7 @@ class Strategy:
     def ce(self, ctx: TaskContext, batch: Batch, logits: torch.Tensor) -> torch.Tensor:
         """Cross-entropy over the outputs the scenario makes active for each example (the row
         of ``ctx.train_masks`` of the example's own task)."""
-        if ctx.all_active:
-            return F.cross_entropy(logits, batch.y)
-        mask = ctx.train_masks[batch.t]
-        return F.cross_entropy(logits.masked_fill(~mask, float("-inf")), batch.y)
+        return masked_ce(ctx, logits, batch.y, batch.t)
 
     def loss(
         self, ctx: TaskContext, batch: Batch, features: torch.Tensor, logits: torch.Tensor
@@ -332,6 +344,11 @@ class Strategy:
         scenario's active outputs is the prediction (default: the model's logits). Called by
         the engine's evaluation, in inference mode with the model in eval mode."""
         return ctx.model(x)
+
+    def costs(self) -> dict[str, int]:
+        """What the strategy holds beyond the model, for result.json: the examples and bytes
+        of its exemplar memory (0 without one)."""
+        return {"memory_examples": 0, "memory_bytes": 0}
 
     # ---------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from ..config import RunConfig, StrategyConfig, check_choice, check_positive
+from ..config import MemoryConfig, RunConfig, StrategyConfig, check_choice, check_positive
 from ..errors import ConfigError
 from .base import Batch, Strategy, TaskContext
 
@@ -42,8 +42,8 @@ class EWC(Strategy):
 
     OPTIONS = ("ewc_lambda", "ewc_online", "ewc_gamma", "fisher_samples", "ewc_fisher", "ce_scope")
 
-    def __init__(self, config: StrategyConfig):
-        super().__init__(config)
+    def __init__(self, config: StrategyConfig, memory: MemoryConfig | None = None):
+        super().__init__(config, memory)
         #: One entry per consolidated task (a single one when online): name -> tensor.
         self.fishers: list[dict[str, torch.Tensor]] = []
         self.anchors: list[dict[str, torch.Tensor]] = []

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..config import RunConfig, StrategyConfig, check_choice, check_positive
+from ..config import MemoryConfig, RunConfig, StrategyConfig, check_choice, check_positive
 from ..errors import ConfigError
 from ..losses import LOSSES, REDUCTIONS, grouped_distillation
 from .base import Batch, OwnLoop, Phase, Strategy, TaskContext
@@ -99,8 +99,8 @@ class LwF(Strategy):
     OPTIONS = ("alpha", "temperature", "t2_scaling", "distill_loss", "logits", "distill_reduction",
                "teacher_input", "alpha_schedule", "ce_scope", "warmup_epochs")
 
-    def __init__(self, config: StrategyConfig):
-        super().__init__(config)
+    def __init__(self, config: StrategyConfig, memory: MemoryConfig | None = None):
+        super().__init__(config, memory)
         self.teacher: Teacher | None = None
         self._cache: torch.Tensor | None = None
         self._groups: list[torch.Tensor] = []

@@ -35,10 +35,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import SCENARIOS, RunConfig, StrategyConfig
+from ..config import SCENARIOS, MemoryConfig, RunConfig, StrategyConfig
 from ..errors import ConfigError
 from .base import Strategy
+from .bic import BiC
+from .der import DER
+from .er import ER
 from .ewc import EWC
+from .icarl import ICaRL
 from .joint import Joint
 from .lwf import LwF
 
@@ -68,6 +72,10 @@ class StrategyPreset:
         """
         for cls in dict.fromkeys([self.cls, *(p.cls for p in PRESETS.values())]):
             cls.check(config)
+        mem = config.memory
+        if self.cls.MEMORY == "required" and not (mem.size or mem.per_class):
+            raise ConfigError(f"strategy `{self.name}` keeps an exemplar memory: set `memory.size` "
+                              "(examples in all) or `memory.per_class` (examples per class) > 0")
         if config.stream.scenario not in self.scenarios:
             raise ConfigError(
                 f"strategy `{self.name}` does not support the `{config.stream.scenario}` "
@@ -77,6 +85,7 @@ class StrategyPreset:
 
 _AVALANCHE = "avalanche-lib 0.6.0, avalanche/training"
 _VDV = "GMvandeVen/continual-learning"
+_MAMMOTH = "aimagelab/mammoth@7ab9db9"
 
 BUILT_IN: tuple[StrategyPreset, ...] = (
     StrategyPreset(
@@ -186,6 +195,84 @@ BUILT_IN: tuple[StrategyPreset, ...] = (
         {"mode": "incremental"},
     ),
     StrategyPreset(
+        "er", ER,
+        "experience replay as Mammoth: each batch joined by a draw of memory.batch_size "
+        "examples from a reservoir memory (default 500), one mean CE over all outputs of the "
+        "head over both; the memory takes the batch's non-augmented images after each step",
+        f"Chaudhry et al. 2019 ('On tiny episodic memories'); {_MAMMOTH} models/er.py l.29-48 "
+        "(join, CE, add_data), utils/buffer.py l.12-26 (reservoir), l.89-106 (get_data: "
+        "without replacement)",
+        {"ce_scope": "all", "memory.policy": "reservoir", "memory.size": 500},
+    ),
+    StrategyPreset(
+        "er-avalanche", ER,
+        "Avalanche's Replay: a task-balanced memory (default 500; an equal share per task, "
+        "random inside it) updated at each task's end, each batch joined by memory.batch_size "
+        "memory examples, CE over the classes seen. Avalanche cycles through the memory in "
+        "shuffled passes; here each step draws anew",
+        f"{_AVALANCHE}/plugins/replay.py (ReplayPlugin: ExperienceBalancedBuffer, "
+        "ReplayDataLoader, after_training_exp update), storage_policy.py "
+        "(ExperienceBalancedBuffer, ReservoirSamplingBuffer l.110-124)",
+        {"ce_scope": "seen", "memory.policy": "task_balanced", "memory.size": 500},
+    ),
+    StrategyPreset(
+        "der", DER,
+        "Dark Experience Replay as Mammoth: CE + alpha * MSE between the outputs on a "
+        "memory draw and the logits recorded when those examples entered a reservoir memory "
+        "(default 500, alpha 0.3: best_args seq-cifar10, buffer 500)",
+        f"Buzzega et al. 2020 (NeurIPS), eq. 4; {_MAMMOTH} models/der.py l.30-47, "
+        "utils/buffer.py l.12-26, utils/best_args.py",
+        {"ce_scope": "all", "alpha": 0.3, "beta": 0.0, "memory.policy": "reservoir",
+         "memory.size": 500},
+    ),
+    StrategyPreset(
+        "derpp", DER,
+        "DER++ as Mammoth: DER + beta * CE on a second, independent memory draw (default "
+        "500, alpha 0.1, beta 0.5: best_args seq-cifar10, buffer 500)",
+        f"Buzzega et al. 2020 (NeurIPS), eq. 6; {_MAMMOTH} models/derpp.py l.34-58, "
+        "utils/buffer.py l.12-26, utils/best_args.py",
+        {"ce_scope": "all", "alpha": 0.1, "beta": 0.5, "independent_draws": True,
+         "memory.policy": "reservoir", "memory.size": 500},
+    ),
+    StrategyPreset(
+        "der-avalanche", DER,
+        "Avalanche's DER with beta = 0: a class-balanced memory (default 500) updated at each "
+        "task's end with the logits of the model after the task on the clean inputs, CE over "
+        "all outputs + alpha (0.1) * MSE on one memory draw; Avalanche replays only once the "
+        "memory holds a whole draw (drop_last), here as soon as it holds any",
+        f"{_AVALANCHE}/supervised/der.py l.57-139 (ClassBalancedBufferWithLogits), l.262-293 "
+        "(loss), l.158 (alpha 0.1, beta 0.5)",
+        {"ce_scope": "all", "alpha": 0.1, "beta": 0.0, "memory.policy": "class_balanced",
+         "memory.size": 500},
+    ),
+    StrategyPreset(
+        "derpp-avalanche", DER,
+        "Avalanche's DER (its defaults alpha 0.1, beta 0.5: DER++): as der-avalanche, the "
+        "beta * CE term on the same memory draw as the MSE",
+        f"{_AVALANCHE}/supervised/der.py l.57-139, l.262-293 (one draw for both terms)",
+        {"ce_scope": "all", "alpha": 0.1, "beta": 0.5, "independent_draws": False,
+         "memory.policy": "class_balanced", "memory.size": 500},
+    ),
+    StrategyPreset(
+        "icarl", ICaRL,
+        "iCaRL: herding memory (default 2000 examples in all), BCE over the classes seen "
+        "with the previous model's sigmoid outputs as targets of the old classes, "
+        "nearest-mean-of-exemplars prediction",
+        "Rebuffi et al. 2017 (CVPR), sections 2.1-2.4, Algorithms 1-5",
+        {"prediction": "nme", "memory.policy": "herding", "memory.size": 2000},
+        scenarios=("class-il", "task-il"),
+    ),
+    StrategyPreset(
+        "bic", BiC,
+        "BiC: exemplar memory (default 2000), (1 - lambda) CE + lambda * soft CE at T = 2, "
+        "lambda = n_old / n_seen, then a bias-correction stage on a held-out validation "
+        "split of the memory",
+        "Wu et al. 2019 (CVPR), sections 3-4",
+        {"alpha_schedule": "bic", "temperature": 2.0, "memory.policy": "random",
+         "memory.size": 2000},
+        scenarios=("class-il",),
+    ),
+    StrategyPreset(
         "ewc", EWC,
         "elastic weight consolidation: CE + sum over earlier tasks of (lambda/2) F_i "
         "(theta_i - theta*_i)^2, diagonal Fisher from fisher_samples examples "
@@ -239,6 +326,7 @@ def strategy_preset(name: str) -> StrategyPreset:
     raise ConfigError(f"unknown strategy `{name}`{hint}; valid strategies: {', '.join(PRESETS)}")
 
 
-def build_strategy(config: StrategyConfig) -> Strategy:
-    """Instantiate the strategy of ``config.name`` with the resolved options."""
-    return strategy_preset(config.name).cls(config)
+def build_strategy(config: StrategyConfig, memory: MemoryConfig | None = None) -> Strategy:
+    """Instantiate the strategy of ``config.name`` with the resolved options (and the
+    memory settings, which only a strategy that keeps a memory reads)."""
+    return strategy_preset(config.name).cls(config, memory)

@@ -1,0 +1,308 @@
+"""The exemplar memory: a small set of earlier tasks' examples that replay and distillation
+strategies train on again.
+
+A :class:`Memory` holds uint8 images (as the stream's tasks hold them, permuted or rotated
+already), their output-unit labels, their task ids and, for the strategies that need them
+(DER, DER++), the model's outputs (logits) recorded when each example entered. Everything is
+a tensor on the run's device; a draw is a slice of a seeded permutation, indexed as the
+engine's own batches are, and augmented the same way (``data/augment.py``).
+
+The budget is ``memory.size`` examples in all, or ``memory.per_class`` per class seen. What
+is kept (``memory.policy``):
+
+- ``reservoir``: Vitter's algorithm R (Vitter 1985, "Random sampling with a reservoir"), as
+  Mammoth's ``utils/buffer.py`` (``reservoir``, l.11-25 at 7ab9db9): the n-th example offered
+  (0-based) takes slot n while the memory is not full, else slot r for r uniform in
+  {0, ..., n}, if r < size. After n examples each of them is kept with probability size / n.
+  Updated at every step with the batch's examples (:meth:`Memory.add`), not augmented.
+- ``class_balanced``: Avalanche's ``ClassBalancedBuffer`` (avalanche/training/storage_policy.py,
+  0.6.0, ``ClassBalancedBuffer.update`` and ``ReservoirSamplingBuffer.update_from_dataset``
+  l.110-124; ``get_group_lengths`` l.180-192): after each task the budget is split equally
+  over the classes seen so far (the first ``size mod k`` classes get one more), and inside a
+  class each example carries a uniform random priority drawn when it arrived; the class keeps
+  its examples of highest priority (a reservoir over the class's examples).
+- ``task_balanced``: the same per task (Avalanche's ``ExperienceBalancedBuffer``, the default
+  memory of its ``ReplayPlugin``).
+- ``herding``: per class, the examples whose running feature mean stays nearest the class mean
+  (Rebuffi et al. 2017, iCaRL, section 2.2 and Algorithm 4), on L2-normalised features of the
+  model after the task; a smaller share keeps the first examples chosen (Algorithm 5).
+- ``random``: per class, drawn anew at each task's end from the class's examples in memory and
+  in the new task (FACIL's default, ``src/datasets/exemplars_selection.py``
+  ``RandomExemplarsSelector``).
+
+The per-class and per-task policies are applied at the end of a task (:meth:`Memory.update`);
+in all of them a group's examples are ordered by priority (herding: the order chosen) and the
+group keeps the first of them, so that shrinking a group is a cut. Every draw comes from the
+run's seeded generator, and :meth:`Memory.state_dict` is part of the checkpoint (resume is
+bit-exact).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..config import MemoryConfig
+from ..data.augment import random_crop_flip
+from .base import TaskContext, TrainData
+
+#: The policies updated at the end of a task (every other is updated at every step).
+TASK_END_POLICIES = ("class_balanced", "task_balanced", "herding", "random")
+
+#: Outputs of the model for uint8 images (logits, or normalised features for herding).
+ImagesFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Draw:
+    """Examples drawn from memory: ``x`` the normalised (and, with ``train.augment``,
+    augmented) input, ``raw`` the uint8 images, ``logits`` those recorded with them (or None)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    t: torch.Tensor
+    logits: torch.Tensor | None
+    raw: torch.Tensor
+    idx: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def group_lengths(budget: int, n_groups: int) -> list[int]:
+    """Split ``budget`` examples over ``n_groups`` groups: ``budget // n_groups`` each, the
+    first ``budget mod n_groups`` one more (Avalanche's ``get_group_lengths``, adaptive size)."""
+    if n_groups <= 0:
+        return []
+    lengths = [budget // n_groups] * n_groups
+    for i in range(budget - sum(lengths)):
+        lengths[i] += 1
+    return lengths
+
+
+def herding_order(features: torch.Tensor, m: int) -> torch.Tensor:
+    """The first ``m`` examples chosen by herding (Rebuffi et al. 2017, Algorithm 4).
+
+    With phi the L2-normalised ``features`` (n, d) and mu their mean, the k-th choice is
+    p_k = argmin over the examples not chosen yet of || mu - (1/k) (phi(x) + sum_{j<k}
+    phi(p_j)) ||, as FACIL's ``HerdingExemplarsSelector`` and PyCIL's
+    ``_construct_exemplar`` compute it (each example chosen at most once). Returns the
+    positions chosen, in order.
+    """
+    n = features.shape[0]
+    m = min(m, n)
+    phi = torch.nn.functional.normalize(features.double(), dim=1)
+    mu = phi.mean(dim=0)
+    chosen = torch.empty(m, dtype=torch.long)
+    running = torch.zeros_like(mu)
+    taken = torch.zeros(n, dtype=torch.bool, device=phi.device)
+    for k in range(1, m + 1):
+        distance = (mu - (running + phi) / k).norm(dim=1)
+        distance[taken] = float("inf")
+        i = int(distance.argmin())
+        chosen[k - 1] = i
+        taken[i] = True
+        running += phi[i]
+    return chosen
+
+
+class Memory:
+    """The exemplar memory of one run (see the module docstring for the policies).
+
+    ``with_logits``: also keep the model's outputs recorded with each example (DER). The
+    tensors are made on the first insertion, on the device of the images given.
+    """
+
+    def __init__(self, config: MemoryConfig, with_logits: bool = False):
+        self.config = config
+        self.with_logits = with_logits
+        self.x: torch.Tensor | None = None
+        self.y = torch.zeros(0, dtype=torch.long)
+        self.t = torch.zeros(0, dtype=torch.long)
+        self.logits: torch.Tensor | None = None
+        #: Order inside a group: the lower, the longer kept (reservoir: unused).
+        self.priority = torch.zeros(0, dtype=torch.float64)
+        #: Examples offered so far (the n of algorithm R).
+        self.seen = 0
+
+    # ------------------------------------------------------------------------ size
+    def __len__(self) -> int:
+        if self.config.policy == "reservoir":
+            return min(self.seen, self.config.size)
+        return len(self.y)
+
+    @property
+    def online(self) -> bool:
+        """Whether the memory is updated at every step (reservoir) or at a task's end."""
+        return self.config.policy == "reservoir"
+
+    def nbytes(self) -> int:
+        """Bytes the memory holds: images, labels, task ids, priorities and logits."""
+        tensors = [self.x, self.y, self.t, self.logits, self.priority]
+        return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+
+    def classes(self) -> list[int]:
+        """The output units of the examples held, sorted."""
+        return sorted(set(self.y[: len(self)].tolist()))
+
+    # ---------------------------------------------------------------------- reservoir
+    def add(self, raw: torch.Tensor, y: torch.Tensor, t: torch.Tensor,
+            logits: torch.Tensor | None, generator: torch.Generator) -> None:
+        """Offer a batch to a ``reservoir`` memory (algorithm R, in order: a later example of
+        the batch that draws the slot of an earlier one replaces it, as one at a time would).
+        One uniform number is drawn per example, whatever the memory holds."""
+        size, b = self.config.size, len(y)
+        if size == 0 or b == 0:
+            return
+        if self.x is None:
+            self._allocate(size, raw, logits)
+        assert self.x is not None
+        n = torch.arange(self.seen, self.seen + b, dtype=torch.float64)
+        u = torch.rand(b, generator=generator, dtype=torch.float64)
+        slot = torch.where(n < size, n, (u * (n + 1)).floor()).long()
+        self.seen += b
+        keep = (slot < size).nonzero().flatten()
+        if not len(keep):
+            return
+        slot, src = slot[keep], keep
+        if len(keep) > 1:  # the last example offered to a slot is the one it keeps
+            order = torch.argsort(slot * b + src)
+            slot, src = slot[order], src[order]
+            last = torch.ones(len(slot), dtype=torch.bool)
+            last[:-1] = slot[1:] != slot[:-1]
+            slot, src = slot[last], src[last]
+        device = self.x.device
+        slot_d, src_d = slot.to(device), src.to(raw.device)
+        self.x[slot_d] = raw[src_d].to(device)
+        self.y[slot_d] = y[src_d.to(y.device)].to(device)
+        self.t[slot_d] = t[src_d.to(t.device)].to(device)
+        if self.logits is not None and logits is not None:
+            self.logits[slot_d] = logits[src_d.to(logits.device)].detach().to(device, torch.float32)
+
+    def _allocate(self, n: int, raw: torch.Tensor, logits: torch.Tensor | None) -> None:
+        device = raw.device
+        self.x = torch.zeros((n, *raw.shape[1:]), dtype=torch.uint8, device=device)
+        self.y = torch.zeros(n, dtype=torch.long, device=device)
+        self.t = torch.zeros(n, dtype=torch.long, device=device)
+        if self.with_logits:
+            if logits is None:
+                raise ValueError("this memory keeps logits: give them with the examples")
+            self.logits = torch.zeros((n, logits.shape[1]), dtype=torch.float32, device=device)
+
+    # ------------------------------------------------------------------- at a task's end
+    def update(self, ctx: TaskContext, data: TrainData, *, logits_of: ImagesFn | None = None,
+               features_of: ImagesFn | None = None) -> None:
+        """Choose, at the end of task ``ctx.index``, what the memory keeps of itself and of
+        ``data`` (the task's training examples), by ``memory.policy``.
+
+        ``logits_of`` gives the outputs to record with the new examples kept (computed after
+        the choice, for those only); ``features_of`` the features herding compares (for every
+        example of a class that has new examples). Both take uint8 images.
+        """
+        policy, g = self.config.policy, ctx.generator
+        if policy not in TASK_END_POLICIES or len(data) == 0:
+            return
+        n_old = len(self.y)
+        device = ctx.device
+        by_task = policy == "task_balanced"
+        group = torch.cat([self.t if by_task else self.y, (data.t if by_task else data.y).to(self.y.device)])
+        old_priority = self.priority
+        new_priority = torch.rand(len(data), generator=g, dtype=torch.float64)
+        if policy == "random":  # every candidate drawn anew
+            old_priority = torch.rand(n_old, generator=g, dtype=torch.float64)
+        priority = torch.cat([old_priority.cpu(), new_priority])
+        group = group.cpu()
+        groups = sorted(set(group.tolist()))
+        if self.config.per_class:
+            lengths = dict.fromkeys(groups, self.config.per_class)
+        else:
+            lengths = dict(zip(groups, group_lengths(self.config.size, len(groups)), strict=True))
+        if policy == "herding":
+            if features_of is None:
+                raise ValueError("herding needs the model's features (features_of)")
+            for c in sorted(set(data.y.tolist())):
+                members = (group == c).nonzero().flatten()  # old members first, then new
+                old_members, new_members = members[members < n_old], members[members >= n_old]
+                images = [data.x[new_members - n_old].to(device)]
+                if len(old_members) and self.x is not None:
+                    images.insert(0, self.x[old_members.to(self.x.device)])
+                order = herding_order(features_of(torch.cat(images)).cpu(), lengths[c])
+                ranked = torch.full((len(members),), float("inf"), dtype=torch.float64)
+                ranked[order] = torch.arange(len(order), dtype=torch.float64)
+                priority[members] = ranked
+        # order by group, then by priority (two stable sorts), and keep the first
+        # lengths[group] of each group (herding: never an example it did not choose)
+        order = torch.argsort(priority, stable=True)
+        order = order[torch.argsort(_rank_of(group[order], groups), stable=True)]
+        sorted_group = group[order]
+        rank_in_group = torch.arange(len(order)) - _first_positions(sorted_group)
+        limit = torch.tensor([lengths[c] for c in groups], dtype=torch.long)[
+            _rank_of(sorted_group, groups).long()]
+        kept = order[(rank_in_group < limit) & ~torch.isinf(priority[order])]
+        kept = kept.sort().values
+        old_kept, new_kept = kept[kept < n_old], kept[kept >= n_old] - n_old
+        new_raw = data.x[new_kept]
+        parts_x = [self.x[old_kept.to(self.x.device)]] if self.x is not None and len(old_kept) else []
+        self.x = torch.cat([*parts_x, new_raw.to(device)]) if parts_x else new_raw.to(device)
+        self.y = torch.cat([self.y[old_kept.to(self.y.device)].to(device), data.y[new_kept].to(device)])
+        self.t = torch.cat([self.t[old_kept.to(self.t.device)].to(device), data.t[new_kept].to(device)])
+        self.priority = priority[kept].clone()
+        if self.with_logits:
+            if logits_of is None:
+                raise ValueError("this memory keeps logits: give logits_of")
+            new_logits = logits_of(new_raw).detach().float().to(device)
+            old_logits = self.logits[old_kept.to(device)] if self.logits is not None \
+                else new_logits[:0]
+            self.logits = torch.cat([old_logits, new_logits])
+        self.seen += len(data)
+
+    # ------------------------------------------------------------------------ drawing
+    def draw(self, ctx: TaskContext, n: int) -> Draw | None:
+        """``n`` examples drawn without replacement (all of them when the memory holds fewer;
+        None when it is empty), as Mammoth's ``Buffer.get_data``; augmented like the engine's
+        batches when ``train.augment`` is on."""
+        held = len(self)
+        if held == 0 or n <= 0 or self.x is None:
+            return None
+        idx = torch.randperm(held, generator=ctx.generator)[:n].to(self.x.device)
+        raw = self.x[idx]
+        x_in = random_crop_flip(raw, ctx.generator) if ctx.augment else raw
+        logits = self.logits[idx] if self.logits is not None else None
+        return Draw(ctx.prepare(x_in), self.y[idx].to(ctx.device), self.t[idx].to(ctx.device),
+                    None if logits is None else logits.to(ctx.device), raw, idx)
+
+    def examples(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(uint8 images, labels, task ids) of every example held."""
+        held = len(self)
+        if self.x is None:
+            return torch.zeros(0, dtype=torch.uint8), self.y[:0], self.t[:0]
+        return self.x[:held], self.y[:held], self.t[:held]
+
+    # ---------------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """The examples, their labels, task ids, priorities and logits, and the count seen."""
+        return {"x": self.x, "y": self.y, "t": self.t, "logits": self.logits,
+                "priority": self.priority, "seen": self.seen}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.x, self.y, self.t = state["x"], state["y"], state["t"]
+        self.logits, self.priority, self.seen = state["logits"], state["priority"], int(state["seen"])
+
+
+def _rank_of(group: torch.Tensor, groups: list[int]) -> torch.Tensor:
+    """The position of each entry of ``group`` in the sorted list ``groups``."""
+    table = torch.tensor(groups, dtype=torch.long)
+    return torch.searchsorted(table, group).double()
+
+
+def _first_positions(sorted_group: torch.Tensor) -> torch.Tensor:
+    """For a sorted tensor, the position of the first entry equal to each entry."""
+    if not len(sorted_group):
+        return sorted_group.clone()
+    start = torch.ones(len(sorted_group), dtype=torch.bool)
+    start[1:] = sorted_group[1:] != sorted_group[:-1]
+    starts = torch.arange(len(sorted_group))[start]
+    return starts[torch.cumsum(start.long(), 0) - 1]
