@@ -1,12 +1,13 @@
-"""Speed comparison: our LwF against Avalanche's, each side a whole process (issue 8).
+"""Speed comparison: our strategies against Avalanche's own, each side a whole process
+(issue 8: LwF; issue 14: Replay and DER).
 
-The same configuration runs through `lifelong-kd run --strategy lwf-avalanche` (our engine,
-Avalanche's LwF convention: CE + alpha * KL(teacher/T || student/T), no T^2, old outputs) and
-through a plain script that uses Avalanche directly: its own benchmark and data loading from
-the same files, its ``avalanche.training.LwF``, not our wrapper. Both evaluate every task after
-every task (and before the first), as our runner does. The script prints both wall times
-(Python start-up, imports, data loading, training, evaluation), their ratio and both final
-average accuracies.
+The same configuration runs through `lifelong-kd run --strategy <ours>` (our engine, with the
+preset that follows Avalanche's convention) and through a plain script that uses Avalanche
+directly: its own benchmark and data loading from the same files, its own strategy class
+(``avalanche.training.LwF``, ``Replay``, ``DER``), not our wrapper. Both evaluate every task
+after every task (and before the first), as our runner does. The script prints both wall
+times (Python start-up, imports, data loading, training, evaluation), their ratio, both final
+average accuracies and their difference, and the case's targets where the issue set some.
 
 Cases:
 
@@ -17,14 +18,32 @@ Cases:
   LwF alpha 1, T 2, random crop (4-pixel padding) and horizontal flip (Avalanche: an
   ``ImageFolder`` through ``class_incremental_benchmark``, decoding JPEGs per example). Our
   side caches the decoded images on its first run; later repeats read the cache.
+- ``replay`` (issue 14): the ``permuted`` configuration with experience replay: ours
+  ``er-avalanche`` (a task-balanced memory of 500 examples updated at each task's end, each
+  batch joined by a draw of 128 memory examples, CE over the classes seen: in domain-il every
+  output) against ``avalanche.training.Replay(mem_size=500)`` (its ``ReplayPlugin``: an
+  ``ExperienceBalancedBuffer`` of 500, memory batches of ``train_mb_size`` = 128,
+  plugins/replay.py l.93-94; ``CrossEntropyLoss`` over all outputs).
+- ``der`` (issue 14): the ``permuted`` configuration with DER: ours ``der-avalanche`` (a
+  class-balanced memory of 500 with the logits recorded at each task's end, CE + 0.1 * MSE on
+  a draw of 128) against ``avalanche.training.DER(mem_size=500, batch_size_mem=128,
+  alpha=0.1, beta=0)`` (supervised/der.py l.151-239; with beta 0 it still computes its CE term
+  on the draw, times 0).
+
+Targets (issue 14, ``replay`` and ``der``): ours at least 5 x faster, final average accuracies
+within 2 points. On both sides of the Permuted-MNIST cases task 0 is one random permutation
+or the identity (ours keeps the preset's ``permute_first = false``; Avalanche's
+``PermutedMNIST`` permutes every task): for an MLP, whose first layer treats the 784 inputs
+alike, the two are the same problem.
 
 Run from the repository root, on a quiet machine (needs the avalanche extra):
 
     python benchmarks/speed_avalanche.py --data-dir ../shared/datasets [--case all] [--repeats 3]
 
-``--tiny`` runs a few hundred examples per side: a check that the script works, not a timing.
-``python benchmarks/speed_avalanche.py avalanche-permuted|avalanche-cifar ...`` runs the
-Avalanche side alone (what the comparison starts as a subprocess).
+``--case`` takes one case or ``all`` (every case). ``--tiny`` runs a few hundred examples per
+side: a check that the script works, not a timing. ``python benchmarks/speed_avalanche.py
+avalanche-<case> ...`` runs the Avalanche side of one case alone (what the comparison starts
+as a subprocess).
 """
 
 from __future__ import annotations
@@ -43,20 +62,32 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: The settings of each case on our side (`lifelong-kd run BENCHMARK --set ...`).
-OURS: dict[str, tuple[str, list[str]]] = {
-    "permuted": ("permuted-mnist", [
-        "stream.n_tasks=3", "train.epochs=1", "model.hidden=[400,400]", "train.optimizer=sgd",
-        "train.lr=0.01", "train.momentum=0.9", "train.batch_size=128",
-        "train.eval_batch_size=256", "strategy.alpha=1", "strategy.temperature=2",
-    ]),
-    "cifar": ("split-cifar10-jpeg", [
+#: The Permuted-MNIST reference configuration (issues 8 and 14), on our side.
+PERMUTED = [
+    "stream.n_tasks=3", "train.epochs=1", "model.hidden=[400,400]", "train.optimizer=sgd",
+    "train.lr=0.01", "train.momentum=0.9", "train.batch_size=128", "train.eval_batch_size=256",
+]
+#: Examples kept in memory and drawn per step (issue 14), both sides.
+MEMORY_SIZE, MEMORY_BATCH = 500, 128
+MEMORY = [f"memory.size={MEMORY_SIZE}", f"memory.batch_size={MEMORY_BATCH}"]
+#: The settings of each case on our side (`lifelong-kd run BENCHMARK --strategy STRATEGY
+#: --set ...`).
+OURS: dict[str, tuple[str, str, list[str]]] = {
+    "permuted": ("permuted-mnist", "lwf-avalanche",
+                 [*PERMUTED, "strategy.alpha=1", "strategy.temperature=2"]),
+    "cifar": ("split-cifar10-jpeg", "lwf-avalanche", [
         "stream.scenario=class-il", "stream.n_tasks=5", "train.epochs=1", "model.name=convnet",
         "model.channels=[32,64]", "train.optimizer=sgd", "train.lr=0.01", "train.momentum=0.9",
         "train.batch_size=64", "train.eval_batch_size=256", "train.augment=true",
         "strategy.alpha=1", "strategy.temperature=2",
     ]),
+    "replay": ("permuted-mnist", "er-avalanche", [*PERMUTED, *MEMORY]),
+    "der": ("permuted-mnist", "der-avalanche",
+            [*PERMUTED, *MEMORY, "strategy.alpha=0.1", "strategy.beta=0"]),
 }
+CASES = list(OURS)
+#: (at least this many times faster, final average accuracy within this many points).
+TARGETS: dict[str, tuple[float, float]] = {"replay": (5.0, 2.0), "der": (5.0, 2.0)}
 #: Test examples per forward pass, both sides (our default; Avalanche's eval_mb_size).
 EVAL_BATCH = 256
 #: --tiny: (training examples, test examples) of the whole dataset.
@@ -74,20 +105,35 @@ def _subset(data: Any, n: int, seed: int = 0) -> Any:
     return data.subset(torch.randperm(len(data), generator=g)[:n].tolist())
 
 
-def _lwf_run(model: Any, bench: Any, batch_size: int) -> list[list[float]]:
-    """Avalanche's LwF over ``bench``; the accuracy on every test experience before the first
-    task and after each task (Avalanche's own evaluation loop and accuracy metric)."""
+def _strategy(kind: str, model: Any, batch_size: int) -> Any:
+    """Avalanche's own strategy ``kind`` (``lwf``, ``replay``, ``der``) with the case's
+    settings: SGD lr 0.01 momentum 0.9, cross-entropy, 1 epoch, Avalanche's accuracy metric
+    per experience and no logger."""
     import torch
     from avalanche.evaluation.metrics import accuracy_metrics
-    from avalanche.training import LwF
+    from avalanche.training import DER, LwF, Replay
     from avalanche.training.plugins import EvaluationPlugin
 
-    strategy = LwF(
+    common: dict[str, Any] = dict(
         model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
-        criterion=torch.nn.CrossEntropyLoss(), alpha=1.0, temperature=2.0,
-        train_mb_size=batch_size, train_epochs=1, eval_mb_size=EVAL_BATCH,
+        criterion=torch.nn.CrossEntropyLoss(), train_mb_size=batch_size, train_epochs=1,
+        eval_mb_size=EVAL_BATCH,
         evaluator=EvaluationPlugin(accuracy_metrics(experience=True), loggers=[]),
     )
+    if kind == "lwf":
+        return LwF(alpha=1.0, temperature=2.0, **common)
+    if kind == "replay":  # its ReplayPlugin draws train_mb_size memory examples per batch
+        assert batch_size == MEMORY_BATCH
+        return Replay(mem_size=MEMORY_SIZE, **common)
+    if kind == "der":
+        return DER(mem_size=MEMORY_SIZE, batch_size_mem=MEMORY_BATCH, alpha=0.1, beta=0.0,
+                   **common)
+    raise ValueError(f"unknown Avalanche strategy {kind!r}")
+
+
+def _run(strategy: Any, bench: Any) -> list[list[float]]:
+    """Train ``strategy`` over ``bench``; the accuracy on every test experience before the
+    first task and after each task (Avalanche's own evaluation loop and accuracy metric)."""
     n = len(bench.test_stream)
 
     def row() -> list[float]:
@@ -121,8 +167,9 @@ def mnist_root(data_dir: Path, work: Path) -> Path:
     return work
 
 
-def avalanche_permuted(data_dir: Path, tiny: bool) -> list[list[float]]:
-    """Permuted-MNIST, as an Avalanche user writes it (``data_dir``: see :func:`mnist_root`)."""
+def avalanche_permuted(data_dir: Path, tiny: bool, kind: str = "lwf") -> list[list[float]]:
+    """Permuted-MNIST with Avalanche's strategy ``kind``, as an Avalanche user writes it
+    (``data_dir``: see :func:`mnist_root`)."""
     import torch
     from avalanche.benchmarks.classic import PermutedMNIST
     from torch import nn
@@ -139,7 +186,7 @@ def avalanche_permuted(data_dir: Path, tiny: bool) -> list[list[float]]:
             test=[_subset(e.dataset, TINY[1]) for e in bench.test_stream])))
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 400), nn.ReLU(), nn.Linear(400, 400),
                           nn.ReLU(), nn.Linear(400, 10))
-    return _lwf_run(model, bench, batch_size=128)
+    return _run(_strategy(kind, model, batch_size=128), bench)
 
 
 def avalanche_cifar(data_dir: Path, tiny: bool) -> list[list[float]]:
@@ -176,7 +223,7 @@ def avalanche_cifar(data_dir: Path, tiny: bool) -> list[list[float]]:
         nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(64 * 8 * 8, 256), nn.ReLU(), nn.Linear(256, 10),
     )
-    return _lwf_run(model, bench, batch_size=64)
+    return _run(_strategy("lwf", model, batch_size=64), bench)
 
 
 # ------------------------------------------------------------------ the comparison
@@ -194,10 +241,10 @@ def _timed(cmd: list[str]) -> float:
 
 def run_ours(case: str, data_dir: Path, tiny: bool, out: Path) -> tuple[float, float]:
     """(wall seconds, final average accuracy) of `lifelong-kd run` for ``case``."""
-    benchmark, items = OURS[case]
+    benchmark, strategy, items = OURS[case]
     if tiny:
         items = [*items, f"data.train_subset={TINY[0]}", f"data.test_subset={TINY[1]}"]
-    cmd = [sys.executable, "-m", "lifelong_kd", "run", benchmark, "--strategy", "lwf-avalanche",
+    cmd = [sys.executable, "-m", "lifelong_kd", "run", benchmark, "--strategy", strategy,
            "--data-dir", str(data_dir), "--offline", "--quiet", "--force", "--out", str(out)]
     for item in items:
         cmd += ["--set", item]
@@ -210,7 +257,7 @@ def run_ours(case: str, data_dir: Path, tiny: bool, out: Path) -> tuple[float, f
 def run_avalanche(case: str, data_dir: Path, tiny: bool, out: Path) -> tuple[float, float]:
     """(wall seconds, final average accuracy) of the plain Avalanche script for ``case``."""
     report = out / "avalanche.json"
-    if case == "permuted":  # untimed: the files as torchvision's MNIST download leaves them
+    if OURS[case][0] == "permuted-mnist":  # untimed: the files as torchvision's MNIST leaves them
         data_dir = mnist_root(data_dir, out / "avalanche-data")
     cmd = [sys.executable, str(Path(__file__).resolve()), f"avalanche-{case}",
            "--data-dir", str(data_dir), "--json", str(report)] + (["--tiny"] if tiny else [])
@@ -231,17 +278,25 @@ def compare(cases: list[str], data_dir: Path, repeats: int, tiny: bool) -> None:
                 t, theirs_acc = run_avalanche(case, data_dir, tiny, Path(tmp))
                 theirs_t.append(t)
         ours_s, theirs_s = statistics.median(ours_t), statistics.median(theirs_t)
-        print(f"{case}: lifelong-kd {ours_s:.1f} s (runs: {', '.join(f'{t:.1f}' for t in ours_t)}),"
-              f" avalanche {theirs_s:.1f} s (runs: {', '.join(f'{t:.1f}' for t in theirs_t)}),"
-              f" ratio {theirs_s / ours_s:.2f}x; final average accuracy: lifelong-kd "
-              f"{100 * ours_acc:.2f}, avalanche {100 * theirs_acc:.2f}")
+        ratio, diff = theirs_s / ours_s, 100 * (ours_acc - theirs_acc)
+        print(f"{case} (ours {OURS[case][1]}): lifelong-kd {ours_s:.1f} s (runs: "
+              f"{', '.join(f'{t:.1f}' for t in ours_t)}), avalanche {theirs_s:.1f} s (runs: "
+              f"{', '.join(f'{t:.1f}' for t in theirs_t)}), ratio {ratio:.2f}x; final average "
+              f"accuracy: lifelong-kd {100 * ours_acc:.2f}, avalanche {100 * theirs_acc:.2f}, "
+              f"difference {diff:+.2f} points")
+        if case in TARGETS:
+            faster, points = TARGETS[case]
+            print(f"  targets: ratio >= {faster:g}x ({'met' if ratio >= faster else 'MISSED'}), "
+                  f"|difference| <= {points:g} points "
+                  f"({'met' if abs(diff) <= points else 'MISSED'})"
+                  + (" [tiny: not a measurement]" if tiny else ""))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("side", nargs="?", default="compare",
-                        choices=["compare", "avalanche-permuted", "avalanche-cifar"])
-    parser.add_argument("--case", choices=["permuted", "cifar", "all"], default="all")
+                        choices=["compare", *(f"avalanche-{c}" for c in CASES)])
+    parser.add_argument("--case", choices=[*CASES, "all"], default="all")
     parser.add_argument("--data-dir", type=Path,
                         default=Path(os.environ.get("LIFELONG_KD_DATA", ROOT.parent / "shared" /
                                                     "datasets")))
@@ -251,17 +306,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     data_dir = args.data_dir.resolve()
     if args.side == "compare":
-        cases = ["permuted", "cifar"] if args.case == "all" else [args.case]
+        cases = CASES if args.case == "all" else [args.case]
         compare(cases, data_dir, args.repeats, args.tiny)
         return
     import warnings
 
     warnings.simplefilter("ignore")  # Avalanche's deprecation and solver warnings
-    if args.side == "avalanche-permuted":
-        with tempfile.TemporaryDirectory() as tmp:
-            rows = avalanche_permuted(mnist_root(data_dir, Path(tmp)), args.tiny)
-    else:
+    case = args.side.removeprefix("avalanche-")
+    if case == "cifar":
         rows = avalanche_cifar(data_dir, args.tiny)
+    else:
+        kind = {"permuted": "lwf", "replay": "replay", "der": "der"}[case]
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = avalanche_permuted(mnist_root(data_dir, Path(tmp)), args.tiny, kind)
     if args.json:
         args.json.write_text(json.dumps({"rows": rows}))
     print("final average accuracy", sum(rows[-1]) / len(rows[-1]))
