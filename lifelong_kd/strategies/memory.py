@@ -11,10 +11,12 @@ The budget is ``memory.size`` examples in all, or ``memory.per_class`` per class
 is kept (``memory.policy``):
 
 - ``reservoir``: Vitter's algorithm R (Vitter 1985, "Random sampling with a reservoir"), as
-  Mammoth's ``utils/buffer.py`` (``reservoir``, l.11-25 at 7ab9db9): the n-th example offered
+  Mammoth's ``utils/buffer.py`` (``reservoir``, l.12-26 at 7ab9db9): the n-th example offered
   (0-based) takes slot n while the memory is not full, else slot r for r uniform in
   {0, ..., n}, if r < size. After n examples each of them is kept with probability size / n.
-  Updated at every step with the batch's examples (:meth:`Memory.add`), not augmented.
+  Updated at every step with the batch's examples (:meth:`Memory.add`), not augmented. An
+  example offered again in a later epoch is one more offer (Mammoth's too), so the memory may
+  hold it twice.
 - ``class_balanced``: Avalanche's ``ClassBalancedBuffer`` (avalanche/training/storage_policy.py,
   0.6.0, ``ClassBalancedBuffer.update`` and ``ReservoirSamplingBuffer.update_from_dataset``
   l.110-124; ``get_group_lengths`` l.180-192): after each task the budget is split equally
@@ -113,7 +115,8 @@ class Memory:
     """The exemplar memory of one run (see the module docstring for the policies).
 
     ``with_logits``: also keep the model's outputs recorded with each example (DER). The
-    tensors are made on the first insertion, on the device of the images given.
+    tensors are made on the first insertion: on the device of the labels given (:meth:`add`),
+    on ``ctx.device`` (:meth:`update`).
     """
 
     def __init__(self, config: MemoryConfig, with_logits: bool = False):
@@ -152,13 +155,23 @@ class Memory:
     def add(self, raw: torch.Tensor, y: torch.Tensor, t: torch.Tensor,
             logits: torch.Tensor | None, generator: torch.Generator) -> None:
         """Offer a batch to a ``reservoir`` memory (algorithm R, in order: a later example of
-        the batch that draws the slot of an earlier one replaces it, as one at a time would).
-        One uniform number is drawn per example, whatever the memory holds."""
+        the batch that draws the slot of an earlier one replaces it, as one at a time would,
+        Mammoth's ``Buffer.add_data`` loop, l.65-87). One uniform number is drawn per example,
+        whatever the memory holds.
+
+        The memory lives on the device of the labels ``y`` (the engine's batches carry them on
+        the run's device): the slots are chosen on the CPU and only copied to the device
+        (``non_blocking``), so a step waits for no result of the device."""
+        if not self.online:
+            raise ValueError(f"`add` is for a reservoir memory; a {self.config.policy!r} memory "
+                             "is updated at a task's end (`update`)")
+        if self.with_logits and logits is None:
+            raise ValueError("this memory keeps logits: give them with the examples")
         size, b = self.config.size, len(y)
         if size == 0 or b == 0:
             return
         if self.x is None:
-            self._allocate(size, raw, logits)
+            self._allocate(size, raw, y.device, logits)
         assert self.x is not None
         n = torch.arange(self.seen, self.seen + b, dtype=torch.float64)
         u = torch.rand(b, generator=generator, dtype=torch.float64)
@@ -175,21 +188,20 @@ class Memory:
             last[:-1] = slot[1:] != slot[:-1]
             slot, src = slot[last], src[last]
         device = self.x.device
-        slot_d, src_d = slot.to(device), src.to(raw.device)
-        self.x[slot_d] = raw[src_d].to(device)
-        self.y[slot_d] = y[src_d.to(y.device)].to(device)
-        self.t[slot_d] = t[src_d.to(t.device)].to(device)
+        slot_d = _to(slot, device)
+        self.x[slot_d] = _to(raw[_to(src, raw.device)], device)
+        self.y[slot_d] = _to(y[_to(src, y.device)], device)
+        self.t[slot_d] = _to(t[_to(src, t.device)], device)
         if self.logits is not None and logits is not None:
-            self.logits[slot_d] = logits[src_d.to(logits.device)].detach().to(device, torch.float32)
+            self.logits[slot_d] = _to(logits[_to(src, logits.device)].detach().float(), device)
 
-    def _allocate(self, n: int, raw: torch.Tensor, logits: torch.Tensor | None) -> None:
-        device = raw.device
+    def _allocate(self, n: int, raw: torch.Tensor, device: torch.device,
+                  logits: torch.Tensor | None) -> None:
         self.x = torch.zeros((n, *raw.shape[1:]), dtype=torch.uint8, device=device)
         self.y = torch.zeros(n, dtype=torch.long, device=device)
         self.t = torch.zeros(n, dtype=torch.long, device=device)
         if self.with_logits:
-            if logits is None:
-                raise ValueError("this memory keeps logits: give them with the examples")
+            assert logits is not None
             self.logits = torch.zeros((n, logits.shape[1]), dtype=torch.float32, device=device)
 
     # ------------------------------------------------------------------- at a task's end
@@ -253,10 +265,12 @@ class Memory:
         if self.with_logits:
             if logits_of is None:
                 raise ValueError("this memory keeps logits: give logits_of")
-            new_logits = logits_of(new_raw).detach().float().to(device)
-            old_logits = self.logits[old_kept.to(device)] if self.logits is not None \
-                else new_logits[:0]
-            self.logits = torch.cat([old_logits, new_logits])
+            # the outputs of the new examples kept only (none: no call, whose output on no
+            # image would have no width); the old keep those recorded when they entered
+            parts = [] if self.logits is None else [self.logits[old_kept.to(self.logits.device)]]
+            if len(new_kept):
+                parts.append(logits_of(new_raw).detach().float())
+            self.logits = torch.cat([p.to(device) for p in parts]) if parts else None
         self.seen += len(data)
 
     # ------------------------------------------------------------------------ drawing
@@ -267,12 +281,12 @@ class Memory:
         held = len(self)
         if held == 0 or n <= 0 or self.x is None:
             return None
-        idx = torch.randperm(held, generator=ctx.generator)[:n].to(self.x.device)
+        idx = _to(torch.randperm(held, generator=ctx.generator)[:n], self.x.device)
         raw = self.x[idx]
         x_in = random_crop_flip(raw, ctx.generator) if ctx.augment else raw
         logits = self.logits[idx] if self.logits is not None else None
-        return Draw(ctx.prepare(x_in), self.y[idx].to(ctx.device), self.t[idx].to(ctx.device),
-                    None if logits is None else logits.to(ctx.device), raw, idx)
+        return Draw(ctx.prepare(x_in), _to(self.y[idx], ctx.device), _to(self.t[idx], ctx.device),
+                    None if logits is None else _to(logits, ctx.device), raw, idx)
 
     def examples(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(uint8 images, labels, task ids) of every example held."""
@@ -290,6 +304,12 @@ class Memory:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.x, self.y, self.t = state["x"], state["y"], state["t"]
         self.logits, self.priority, self.seen = state["logits"], state["priority"], int(state["seen"])
+
+
+def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``x`` on ``device``; a copy to an accelerator does not wait for it (``non_blocking``:
+    the CPU tensor is staged at once), a copy to the CPU does."""
+    return x.to(device, non_blocking=device.type != "cpu")
 
 
 def _rank_of(group: torch.Tensor, groups: list[int]) -> torch.Tensor:
