@@ -112,12 +112,14 @@ def model_features(ctx: TaskContext) -> Any:
 
 
 def _batched(ctx: TaskContext, images: torch.Tensor, fn: Any) -> torch.Tensor:
+    """``fn`` over ``images`` in eval mode, batch by batch; no image gives no row, of the
+    output's width all the same (one call on the empty batch)."""
     was_training = ctx.model.training
     ctx.model.eval()
     try:
         with torch.inference_mode():
             outs = [fn(ctx.prepare(images[i:i + ctx.eval_batch_size]))
-                    for i in range(0, len(images), ctx.eval_batch_size)]
+                    for i in range(0, max(len(images), 1), ctx.eval_batch_size)]
     finally:
         ctx.model.train(was_training)
-    return torch.cat(outs).clone() if outs else torch.zeros(0, device=ctx.device)
+    return torch.cat(outs).clone()
