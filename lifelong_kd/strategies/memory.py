@@ -45,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..config import MemoryConfig
@@ -173,20 +174,20 @@ class Memory:
         if self.x is None:
             self._allocate(size, raw, y.device, logits)
         assert self.x is not None
-        n = torch.arange(self.seen, self.seen + b, dtype=torch.float64)
-        u = torch.rand(b, generator=generator, dtype=torch.float64)
-        slot = torch.where(n < size, n, (u * (n + 1)).floor()).long()
+        # the slots in numpy: a handful of operations on b numbers, each far cheaper there
+        # than a torch operation's fixed cost (the step must not pay for the bookkeeping)
+        u = torch.rand(b, generator=generator, dtype=torch.float64).numpy()
+        n = np.arange(self.seen, self.seen + b, dtype=np.float64)
+        chosen = np.where(n < size, n, np.floor(u * (n + 1))).astype(np.int64)
         self.seen += b
-        keep = (slot < size).nonzero().flatten()
-        if not len(keep):
+        src_np = np.flatnonzero(chosen < size)
+        if not len(src_np):
             return
-        slot, src = slot[keep], keep
-        if len(keep) > 1:  # the last example offered to a slot is the one it keeps
-            order = torch.argsort(slot * b + src)
-            slot, src = slot[order], src[order]
-            last = torch.ones(len(slot), dtype=torch.bool)
-            last[:-1] = slot[1:] != slot[:-1]
-            slot, src = slot[last], src[last]
+        slot_np = chosen[src_np]
+        if len(src_np) > 1:  # the last example offered to a slot is the one it keeps
+            slot_np, last = np.unique(slot_np[::-1], return_index=True)
+            src_np = src_np[::-1][last]
+        slot, src = torch.from_numpy(slot_np), torch.from_numpy(np.ascontiguousarray(src_np))
         device = self.x.device
         slot_d = _to(slot, device)
         self.x[slot_d] = _to(raw[_to(src, raw.device)], device)
