@@ -328,5 +328,8 @@ def strategy_preset(name: str) -> StrategyPreset:
 
 def build_strategy(config: StrategyConfig, memory: MemoryConfig | None = None) -> Strategy:
     """Instantiate the strategy of ``config.name`` with the resolved options (and the
-    memory settings, which only a strategy that keeps a memory reads)."""
-    return strategy_preset(config.name).cls(config, memory)
+    memory settings, which only a strategy that keeps a memory reads: a strategy class with
+    ``MEMORY = "none"`` is built from its options alone, so one written as ``__init__(self,
+    config)`` keeps working)."""
+    cls = strategy_preset(config.name).cls
+    return cls(config) if cls.MEMORY == "none" else cls(config, memory)
