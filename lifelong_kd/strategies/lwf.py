@@ -1,4 +1,5 @@
-"""Learning without Forgetting (Li & Hoiem 2016) and the weights of its two loss terms.
+"""Learning without Forgetting (Li & Hoiem 2016), optionally with an exemplar memory, and the
+weights of its two loss terms.
 
 The presets that follow each library's LwF (``lwf``, ``lwf-vdv2019``, ``lwf-mammoth``, ...)
 are option values of this one class; they are listed, with their sources, in
@@ -14,9 +15,12 @@ import torch
 import torch.nn.functional as F
 
 from ..config import MemoryConfig, RunConfig, StrategyConfig, check_choice, check_positive
+from ..data.streams import Images, ImageUnion
 from ..errors import ConfigError
 from ..losses import LOSSES, REDUCTIONS, grouped_distillation
-from .base import Batch, OwnLoop, Phase, Strategy, TaskContext
+from .base import Batch, OwnLoop, Phase, Strategy, TaskContext, TrainData
+from .er import model_features
+from .memory import Memory
 from .teacher import Teacher
 
 ALPHA_SCHEDULES = ("constant", "vdv2019", "vdv2022", "bic")
@@ -72,6 +76,20 @@ def torch_lookup(units: torch.Tensor, n_outputs: int) -> torch.Tensor:
     return table
 
 
+def with_memory(data: TrainData, memory: Memory) -> TrainData:
+    """``data`` followed by every example of ``memory`` (their own labels and task ids): the
+    training set of a method whose exemplars join the task's data (FACIL's ``trn_loader.dataset
+    + self.exemplars_dataset``, src/approach/lwf.py@66e3e8e l.58-64). The memory's images are
+    one more part of an :class:`ImageUnion`, on the CPU as the tasks' images are."""
+    x, y, t = memory.examples()
+    if not len(y):
+        return data
+    parts = data.x.parts if isinstance(data.x, ImageUnion) else (data.x,)
+    union = ImageUnion([*parts, Images(x.cpu())], tuple(data.x.shape[1:]))
+    return TrainData(union, torch.cat([data.y, y.to(data.y.device)]),
+                     torch.cat([data.t, t.to(data.t.device)]))
+
+
 class LwF(Strategy):
     """Learning without Forgetting (Li & Hoiem 2016): distil from the previous model.
 
@@ -94,13 +112,35 @@ class LwF(Strategy):
 
     When the teacher's inputs are deterministic (no augmentation, or ``teacher_input =
     clean``) its outputs are computed once per task and reused across epochs.
+
+    With an exemplar memory (``memory.size`` or ``memory.per_class`` > 0; none by default, and
+    then nothing below happens), as FACIL's LwF with ``--num-exemplars`` (mmasana/FACIL
+    src/approach/lwf.py@66e3e8e): the memory's examples join the task's, and every epoch runs
+    over the union (l.58-64, ``trn_loader.dataset + self.exemplars_dataset``); the loss above
+    is unchanged and applies to every example of the union: CE over the outputs
+    ``ce_scope`` makes active for the example's own task (``seen``, as FACIL's criterion with
+    exemplars, l.143-145: CE over all heads so far; ``lwf-facil``'s ``current`` instead takes
+    each memory example's CE over its own task's outputs), KD against the teacher's outputs on
+    the same images (the cache covers the memory's examples too). The warm-up phase trains on
+    the task's examples only (FACIL's ``pre_train_process``, incremental_learning.py l.59-75,
+    runs before ``train_loop`` joins the exemplars). After the task the memory takes its share
+    of the task's examples (``collect_exemplars``, lwf.py l.69-70; ``memory.policy``, FACIL's
+    default being ``random``, src/datasets/exemplars_selection.py l.53-70): a per-class or
+    per-task policy by :meth:`Memory.update`; ``reservoir`` by offering each of the task's
+    examples once, in order, to algorithm R (:meth:`Memory.add`), so that the memory is a
+    uniform sample of every example seen. ``memory.batch_size`` has no effect (the union is
+    batched by ``train.batch_size``).
     """
 
     OPTIONS = ("alpha", "temperature", "t2_scaling", "distill_loss", "logits", "distill_reduction",
                "teacher_input", "alpha_schedule", "ce_scope", "warmup_epochs")
+    MEMORY = "optional"
 
     def __init__(self, config: StrategyConfig, memory: MemoryConfig | None = None):
         super().__init__(config, memory)
+        mem = self.memory_config
+        #: The exemplar memory, or None when the run sets no budget (plain LwF).
+        self.memory: Memory | None = Memory(mem) if mem.size or mem.per_class else None
         self.teacher: Teacher | None = None
         self._cache: torch.Tensor | None = None
         self._groups: list[torch.Tensor] = []
@@ -163,6 +203,16 @@ class LwF(Strategy):
                 masks.append(None if bool(inside.all()) else inside.to(ctx.device))
         return groups, masks
 
+    # --------------------------------------------------------------------------- data
+    def task_data(self, ctx: TaskContext) -> TrainData:
+        """The current task's own training examples (without the memory's)."""
+        return TrainData.of_task(ctx.stream[ctx.index])
+
+    def train_data(self, ctx: TaskContext) -> TrainData:
+        """The task's examples, followed by the memory's when there is one (:func:`with_memory`)."""
+        data = self.task_data(ctx)
+        return data if self.memory is None else with_memory(data, self.memory)
+
     def before_task(self, ctx: TaskContext) -> None:
         self._cache = None
         self._groups, self._teacher_masks = self.distill_groups(ctx)
@@ -210,11 +260,13 @@ class LwF(Strategy):
                 features = ctx.model.features(batch.x)
             return self.warmup_loss(ctx, batch, ctx.model.head(features), units)
 
-        data = ctx.current_train_data
+        # with a memory, on the task's examples only (FACIL warms up before the union is made)
+        own = None if self.memory is None else self.task_data(ctx)
+        data = ctx.current_train_data if own is None else own
         assert data is not None
         steps = epochs * math.ceil(len(data) / ctx.config.train.batch_size)
         params = list(head.parameters())
-        return Phase("warm-up", loss, params, epochs, steps, weight_decay=0.0,
+        return Phase("warm-up", loss, params, epochs, steps, data=own, weight_decay=0.0,
                      train_modules=(head,), update_rows=tuple((p, rows) for p in params))
 
     def warmup_loss(
@@ -274,12 +326,42 @@ class LwF(Strategy):
 
     # ---------------------------------------------------------------------- after a task
     def after_task(self, ctx: TaskContext) -> None:
+        """The model becomes the next task's teacher; the memory (if any) takes its share of
+        the task."""
         self.teacher = Teacher.copy_of(ctx)
         self._cache = None
+        if self.memory is not None:
+            self.update_memory(ctx)
+
+    def update_memory(self, ctx: TaskContext) -> None:
+        """Give the memory its share of the task's own examples (:meth:`task_data`): a policy
+        chosen per class or per task by :meth:`Memory.update` (herding on the model's
+        features), ``reservoir`` by offering every example once, in order."""
+        assert self.memory is not None
+        data = self.task_data(ctx)
+        if not self.memory.online:
+            self.memory.update(ctx, data, features_of=model_features(ctx))
+            return
+        chunk = 4096
+        for i in range(0, len(data), chunk):
+            self.memory.add(data.x[i:i + chunk], data.y[i:i + chunk], data.t[i:i + chunk], None,
+                            ctx.generator)
+
+    def costs(self) -> dict[str, int]:
+        if self.memory is None:
+            return super().costs()
+        return {"memory_examples": len(self.memory), "memory_bytes": self.memory.nbytes()}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"teacher": self.teacher.state_dict() if self.teacher is not None else None}
+        """The teacher, and the memory when there is one (without, the layout of plain LwF)."""
+        state: dict[str, Any] = {
+            "teacher": self.teacher.state_dict() if self.teacher is not None else None}
+        if self.memory is not None:
+            state["memory"] = self.memory.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         saved = state.get("teacher")
         self.teacher = Teacher.from_state_dict(saved) if saved is not None else None
+        if self.memory is not None and "memory" in state:
+            self.memory.load_state_dict(state["memory"])
