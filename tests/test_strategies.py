@@ -158,8 +158,26 @@ DOCUMENTED = {
     "ewc": dict(ewc_lambda=100.0, ewc_online=False, ewc_gamma=1.0, fisher_samples=1000,
                 ewc_fisher="true"),
     "naive": {},
+    # the memory strategies (issue 14): a preset fixes memory settings by dotted key
+    "er": {"ce_scope": "all", "memory.policy": "reservoir", "memory.size": 500},
+    "er-avalanche": {"ce_scope": "seen", "memory.policy": "task_balanced", "memory.size": 500},
+    "der": {"ce_scope": "all", "alpha": 0.3, "beta": 0.0, "memory.policy": "reservoir",
+            "memory.size": 500},
+    "derpp": {"ce_scope": "all", "alpha": 0.1, "beta": 0.5, "independent_draws": True,
+              "memory.policy": "reservoir", "memory.size": 500},
+    "der-avalanche": {"ce_scope": "all", "alpha": 0.1, "beta": 0.0,
+                      "memory.policy": "class_balanced", "memory.size": 500},
+    "derpp-avalanche": {"ce_scope": "all", "alpha": 0.1, "beta": 0.5, "independent_draws": False,
+                        "memory.policy": "class_balanced", "memory.size": 500},
+    "icarl": {"prediction": "nme", "memory.policy": "herding", "memory.size": 2000,
+              "ce_scope": "seen"},
+    "icarl-random": {"prediction": "nme", "memory.policy": "random", "memory.size": 2000,
+                     "ce_scope": "seen"},
+    "bic": {"alpha_schedule": "bic", "temperature": 2.0, "memory.policy": "random",
+            "memory.size": 2000},
 }
-SUPPORTED = {"lwf-mammoth": ("class-il",), "lwf-facil": ("class-il",)}
+SUPPORTED = {"lwf-mammoth": ("class-il",), "lwf-facil": ("class-il",), "bic": ("class-il",),
+             "icarl": ("class-il", "task-il"), "icarl-random": ("class-il", "task-il")}
 
 
 def test_every_preset_is_documented_here():
@@ -176,7 +194,8 @@ def test_preset_resolves_to_its_documented_options(name):
         config = build_config("split-digits", name, {"stream.scenario": scenario})
         assert config.strategy.name == name
         for key, value in DOCUMENTED[name].items():
-            assert getattr(config.strategy, key) == value, (name, key)
+            section, _, option = key.rpartition(".")
+            assert getattr(getattr(config, section or "strategy"), option) == value, (name, key)
         # --set still wins over the preset
         changed = build_config("split-digits", name, {"stream.scenario": scenario,
                                                     "strategy.temperature": 3.0})

@@ -255,11 +255,25 @@ BUILT_IN: tuple[StrategyPreset, ...] = (
     ),
     StrategyPreset(
         "icarl", ICaRL,
-        "iCaRL: herding memory (default 2000 examples in all), BCE over the classes seen "
-        "with the previous model's sigmoid outputs as targets of the old classes, "
-        "nearest-mean-of-exemplars prediction",
-        "Rebuffi et al. 2017 (CVPR), sections 2.1-2.4, Algorithms 1-5",
-        {"prediction": "nme", "memory.policy": "herding", "memory.size": 2000},
+        "iCaRL: herding memory (default 2000 examples in all), training on the task and the "
+        "memory with BCE over the classes seen, the previous model's sigmoid outputs as "
+        "targets of the old classes, nearest-mean-of-exemplars prediction",
+        "Rebuffi et al. 2017 (CVPR), sections 2.1-2.2, Algorithms 1-5; "
+        f"{_MAMMOTH} models/icarl.py l.80-108 (BCE, old targets = sigmoid of old_net), "
+        "l.110-125 (memory joins the training data), l.153-221 (herding)",
+        {"prediction": "nme", "memory.policy": "herding", "memory.size": 2000,
+         "ce_scope": "seen"},
+        scenarios=("class-il", "task-il"),
+    ),
+    StrategyPreset(
+        "icarl-random", ICaRL,
+        "iCaRL with random exemplars: as icarl, but each class's share of the memory "
+        "(default 2000) is drawn at random at each task's end from the class's examples in "
+        "memory and in the new task (FACIL's default exemplar selection)",
+        "Rebuffi et al. 2017 (CVPR), Algorithms 1-3; mmasana/FACIL "
+        "src/datasets/exemplars_selection.py@e09d2c8 l.53-69 (RandomExemplarsSelector)",
+        {"prediction": "nme", "memory.policy": "random", "memory.size": 2000,
+         "ce_scope": "seen"},
         scenarios=("class-il", "task-il"),
     ),
     StrategyPreset(
