@@ -289,11 +289,11 @@ def _distinct(results: Sequence[dict[str, Any]], section: str, key: str) -> str:
 
 
 def _own_settings(first: dict[str, Any], run: dict[str, Any]) -> str:
-    """The model and training settings of ``run`` that differ from those of ``first`` (a
-    preset's per-strategy overrides), as ``section.key = value``. (The data and the stream
+    """The model, training and memory settings of ``run`` that differ from those of ``first``
+    (a preset's per-strategy overrides), as ``section.key = value``. (The data and the stream
     are the same for every run of a report: see :func:`lifelong_kd.results.check_compatible`.)"""
     diffs = []
-    for section in ("model", "train"):
+    for section in ("model", "train", "memory"):
         mine, theirs = run.get(section, {}), first.get(section, {})
         diffs += [f"{section}.{k} = {_value(v)}" for k, v in mine.items()
                   if _value(v) != _value(theirs.get(k))]
