@@ -82,9 +82,14 @@ def test_bad_overrides_are_rejected_naming_what_is_wrong(tmp_path, table, words)
 
 #: Committed comparison folders, the preset they ran and the ``--set`` of their command
 #: (README.md, "Results", and results/paper/README.md).
+#: Paper presets whose series did not finish in the session that added them (issue 14): the
+#: runs that did finish must still rebuild, but not every strategy need have one; a preset
+#: with no run at all is listed with None (results/paper/README.md says which).
+PARTIAL: dict[str, str | None] = {}
 COMMITTED = [
     *[(f"results/paper/{p.stem}", str(p), {})
-      for p in sorted((ROOT / "benchmarks" / "paper").glob("*.toml"))],
+      for p in sorted((ROOT / "benchmarks" / "paper").glob("*.toml"))
+      if PARTIAL.get(p.stem, "") is not None],
     ("results/permuted-mnist", "permuted-mnist", {}),
     ("results/quickstart/permuted-digits", "permuted-digits", {}),
     ("results/quickstart/split-digits", "split-digits", {}),
@@ -134,4 +139,8 @@ def test_committed_runs_rebuild_their_stored_config(folder: str, preset: str, se
         key, then, now = CHANGED_DEFAULT
         assert (old.pop(key), new.pop(key)) == (then, now), path
         assert old == {k: v for k, v in new.items() if k not in ADDED_LATER}, path
-    assert strategies == set(build_config(preset, None, sets).strategies), folder
+    planned = set(build_config(preset, None, sets).strategies)
+    if Path(preset).stem in PARTIAL:
+        assert strategies <= planned, folder
+    else:
+        assert strategies == planned, folder

@@ -173,10 +173,18 @@ DOCUMENTED = {
               "ce_scope": "seen"},
     "icarl-random": {"prediction": "nme", "memory.policy": "random", "memory.size": 2000,
                      "ce_scope": "seen"},
-    "bic": {"alpha_schedule": "bic", "temperature": 2.0, "memory.policy": "random",
-            "memory.size": 2000},
+    "bic": dict(distill_loss="soft_ce", temperature=2.0, t2_scaling=False, logits="old",
+                distill_reduction="sum", alpha=1.0, alpha_schedule="bic", teacher_input="same",
+                ce_scope="seen", warmup_epochs=0, validation=0.1, bias_epochs=200,
+                **{"memory.policy": "random", "memory.size": 2000}),
+    "lwf-facil-exemplars": dict(distill_loss="soft_ce", temperature=2.0, t2_scaling=False,
+                                logits="old", distill_reduction="sum", alpha=1.0,
+                                alpha_schedule="constant", teacher_input="same", ce_scope="seen",
+                                warmup_epochs=0,
+                                **{"memory.policy": "random", "memory.size": 2000}),
 }
 SUPPORTED = {"lwf-mammoth": ("class-il",), "lwf-facil": ("class-il",), "bic": ("class-il",),
+             "lwf-facil-exemplars": ("class-il",),
              "icarl": ("class-il", "task-il"), "icarl-random": ("class-il", "task-il")}
 
 

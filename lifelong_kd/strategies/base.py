@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import MemoryConfig, RunConfig, StrategyConfig, TrainConfig, check_choice
+from ..config import MEMORY_POLICIES, MemoryConfig, RunConfig, StrategyConfig, TrainConfig, check_choice
 from ..data.streams import Images, ImageUnion, Stream, Task
 
 if TYPE_CHECKING:
@@ -279,6 +279,8 @@ class Strategy:
     #: settings have no effect on it), ``optional`` (used when ``memory.size`` or
     #: ``memory.per_class`` is set), ``required``.
     MEMORY: str = "none"
+    #: The ``memory.policy`` values the strategy works with (checked before data is loaded).
+    POLICIES: tuple[str, ...] = MEMORY_POLICIES
 
     def __init__(self, config: StrategyConfig, memory: MemoryConfig | None = None):
         self.config = config
@@ -301,9 +303,11 @@ class Strategy:
 
     # ----------------------------------------------------------------------- training
     def parameters(self, model: Model) -> list[torch.Tensor]:
-        """What the optimiser of the main phase trains (default: the model's trainable
-        parameters). A strategy with modules of its own (a bias-correction layer, a projector)
-        adds their parameters, and keeps them in :meth:`state_dict`."""
+        """What the strategy trains (default: the model's trainable parameters); the main
+        phase's optimiser takes these by default. A strategy with modules of its own (a
+        bias-correction layer, a projector) adds their parameters and keeps them in
+        :meth:`state_dict`; one that trains them in a phase of their own (BiC) lists them too
+        and overrides :meth:`main_phase` (the engine checks all of them for inf/NaN)."""
         return [p for p in model.parameters() if p.requires_grad]
 
     def phases(self, ctx: TaskContext) -> list[Phase | OwnLoop]:

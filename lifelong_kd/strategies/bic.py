@@ -112,6 +112,7 @@ class BiC(LwF):
 
     OPTIONS = (*LwF.OPTIONS, "validation", "bias_epochs")
     MEMORY = "required"
+    POLICIES = POLICIES  # checked before any data is loaded (StrategyPreset.check)
     #: Weight of the L2 penalty beta^2 / 2 of stage 2 (FACIL bic.py l.184-185).
     BETA_PENALTY = 0.1
 

@@ -23,6 +23,10 @@ lwf-avalanche  kl      2  no   old     sum    1     constant  same    seen    0
 lwf-facil      soft_ce 2  no   old     sum    1     constant  same    current 0
 ============== ======= == ==== ======= ====== ===== ========= ======= ======= ======
 
+``lwf-facil-exemplars`` is ``lwf-facil`` with a random per-class memory of 2000 joined to each
+task's data and CE over every seen class (FACIL with ``--num-exemplars``); ``bic`` is LwF with
+``alpha_schedule = bic`` on the task and the memory, plus its bias-correction stage.
+
 Each preset's ``source`` names the paper or the library file (and lines) it follows; its
 ``description`` says what the library does that these options cannot express.
 """
@@ -73,6 +77,9 @@ class StrategyPreset:
         for cls in dict.fromkeys([self.cls, *(p.cls for p in PRESETS.values())]):
             cls.check(config)
         mem = config.memory
+        if (mem.size or mem.per_class) and mem.policy not in self.cls.POLICIES:
+            raise ConfigError(f"strategy `{self.name}` cannot use `memory.policy` = "
+                              f"{mem.policy!r}; valid: {', '.join(self.cls.POLICIES)}")
         if self.cls.MEMORY == "required" and not (mem.size or mem.per_class):
             raise ConfigError(f"strategy `{self.name}` keeps an exemplar memory: set `memory.size` "
                               "(examples in all) or `memory.per_class` (examples per class) > 0")
@@ -278,12 +285,35 @@ BUILT_IN: tuple[StrategyPreset, ...] = (
     ),
     StrategyPreset(
         "bic", BiC,
-        "BiC: exemplar memory (default 2000), (1 - lambda) CE + lambda * soft CE at T = 2, "
-        "lambda = n_old / n_seen, then a bias-correction stage on a held-out validation "
-        "split of the memory",
-        "Wu et al. 2019 (CVPR), sections 3-4",
-        {"alpha_schedule": "bic", "temperature": 2.0, "memory.policy": "random",
-         "memory.size": 2000},
+        "BiC: exemplar memory (default 2000, random per class; 10 % of each class's share held "
+        "out as validation, never trained on), (1 - lambda) CE + lambda * soft CE (T = 2, no "
+        "T^2) over the old classes, lambda = n_old / n_seen, on student and teacher logits with "
+        "the earlier tasks' corrections; then 200 epochs training only (alpha, beta) of the new "
+        "classes' logits on the validation set, model frozen (+ 0.1 * beta^2 / 2); FACIL's SGD "
+        "momentum 0.9 of stage 2 is the run's optimiser here",
+        "Wu et al. 2019 (CVPR), sections 3-4, eq. 1-5; mmasana/FACIL src/approach/bic.py@66e3e8e "
+        "l.60-65 (val 0.1, 200 bias epochs), l.86-139 (split, union), l.149-201 (stage 2), "
+        "l.211-230 (bias_forward on student and teacher), l.255-285 (soft CE, no T^2, lambda)",
+        {"distill_loss": "soft_ce", "temperature": 2.0, "t2_scaling": False, "logits": "old",
+         "distill_reduction": "sum", "alpha": 1.0, "alpha_schedule": "bic",
+         "teacher_input": "same", "ce_scope": "seen", "warmup_epochs": 0, "validation": 0.1,
+         "bias_epochs": 200, "memory.policy": "random", "memory.size": 2000},
+        scenarios=("class-il",),
+    ),
+    StrategyPreset(
+        "lwf-facil-exemplars", LwF,
+        "FACIL's LwF with exemplars (--num-exemplars 2000, random per class): the memory's "
+        "examples join each task's data; CE over every seen class + 1 * soft CE (T = 2, no T^2) "
+        "over the old classes on every example, teacher on the same batch; the memory takes its "
+        "per-class share after each task. FACIL's eps = 1e-5 smoothing is not done. Class-il only",
+        "mmasana/FACIL src/approach/lwf.py@66e3e8e l.46-53 (all heads trained with exemplars), "
+        "l.58-64 (trn_loader = task data + exemplars), l.69-70 (collect_exemplars), l.136-146 "
+        "(criterion: with exemplars CE over all heads); src/datasets/exemplars_dataset.py "
+        "l.25-31 (selection default random); src/datasets/exemplars_selection.py l.35-47, l.53-70",
+        {"distill_loss": "soft_ce", "temperature": 2.0, "t2_scaling": False, "logits": "old",
+         "distill_reduction": "sum", "alpha": 1.0, "alpha_schedule": "constant",
+         "teacher_input": "same", "ce_scope": "seen", "warmup_epochs": 0,
+         "memory.policy": "random", "memory.size": 2000},
         scenarios=("class-il",),
     ),
     StrategyPreset(
