@@ -53,3 +53,28 @@ def avalanche() -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{message} (CI must install the avalanche extra)")
     pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module: the suite runs on 2 shared cores, where one thread per
+    test process is faster and deterministic (``pytestmark = pytest.mark.usefixtures(...)``)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def toy_dataset(n_classes: int = 10, per_class: int = 4, size: int = 4):
+    """A tiny dataset of random uint8 ``size`` x ``size`` images, ``per_class`` per class, the
+    same images as training and test set (enough for 3 tasks of 2 classes)."""
+    import numpy as np
+
+    from lifelong_kd.data.sources import make_dataset
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(n_classes * per_class, 1, size, size), dtype=np.uint8)
+    y = np.repeat(np.arange(n_classes), per_class)
+    return make_dataset("toy", x, y, x, y, tuple(str(i) for i in range(n_classes)), "memory")

@@ -6,19 +6,19 @@ from __future__ import annotations
 import copy
 import io
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from lifelong_kd.config import MemoryConfig
-from lifelong_kd.data.sources import make_dataset
 from lifelong_kd.data.streams import build_stream
 from lifelong_kd.engine import Batch, _context, _run_phase, new_state, restore_state, train_stream
 from lifelong_kd.errors import ConfigError
 from lifelong_kd.presets import build_config
 from lifelong_kd.strategies import Teacher
 from lifelong_kd.strategies.bic import BiC, split_sizes
+
+from .conftest import toy_dataset as _toy
 
 #: The options of the bic preset (Wu et al. 2019 / FACIL), set here so that the tests do not
 #: depend on the preset table's defaults.
@@ -28,20 +28,12 @@ BIC = {"strategy.distill_loss": "soft_ce", "strategy.temperature": 2.0,
        "strategy.warmup_epochs": 0, "memory.policy": "random"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def toy_dataset(per_class: int = 20):
     """6 classes of random 4x4 images (3 tasks of 2 classes)."""
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, size=(6 * per_class, 1, 4, 4), dtype=np.uint8)
-    y = np.repeat(np.arange(6), per_class)
-    return make_dataset("toy", x, y, x, y, tuple(str(i) for i in range(6)), "memory")
+    return _toy(6, per_class, 4)
 
 
 def config_of(**sets):

@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from lifelong_kd.cli import main
-from lifelong_kd.data.sources import make_dataset
 from lifelong_kd.data.streams import build_stream
 from lifelong_kd.engine import Batch, RunState, TaskContext, _context, new_state, train_stream
 from lifelong_kd.errors import ConfigError
@@ -27,25 +26,17 @@ from lifelong_kd.presets import build_config
 from lifelong_kd.strategies import Teacher
 from lifelong_kd.strategies.icarl import ICaRL
 
+from .conftest import toy_dataset as _toy
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The suite runs on 2 shared cores: one torch thread is faster and deterministic."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------ helpers
 
 
 def toy_dataset(per_class: int = 6):
-    """A tiny 10-class dataset of random 4x4 images (3 tasks of 2 classes use 6 of them)."""
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, size=(10 * per_class, 1, 4, 4), dtype=np.uint8)
-    y = np.repeat(np.arange(10), per_class)
-    return make_dataset("toy", x, y, x, y, tuple(str(i) for i in range(10)), "memory")
+    """10 classes of random 4x4 images (3 tasks of 2 classes use 6 of them)."""
+    return _toy(10, per_class, 4)
 
 
 def setup(scenario: str = "class-il", **sets: Any):

@@ -8,32 +8,23 @@ from __future__ import annotations
 import copy
 import io
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from lifelong_kd.data.sources import make_dataset
 from lifelong_kd.data.streams import build_stream
 from lifelong_kd.engine import Batch, _context, new_state, restore_state, train_stream
 from lifelong_kd.presets import build_config
 from lifelong_kd.strategies import LwF, Teacher
 
+from .conftest import toy_dataset as _toy
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def toy_dataset(per_class: int = 6):
     """6 classes of random 4x4 images (3 tasks of 2 classes)."""
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, size=(6 * per_class, 1, 4, 4), dtype=np.uint8)
-    y = np.repeat(np.arange(6), per_class)
-    return make_dataset("toy", x, y, x, y, tuple(str(i) for i in range(6)), "memory")
+    return _toy(6, per_class, 4)
 
 
 def setup(name: str = "lwf", per_class: int = 6, **sets):

@@ -15,14 +15,7 @@ from lifelong_kd.config import MemoryConfig, RunConfig
 from lifelong_kd.strategies.base import TaskContext, TrainData
 from lifelong_kd.strategies.memory import Memory, group_lengths, herding_order
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The suite runs on 2 shared cores: one torch thread is faster and deterministic."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------ helpers

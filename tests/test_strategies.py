@@ -8,12 +8,11 @@ import copy
 import io
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from lifelong_kd.data.sources import load_dataset, make_dataset
+from lifelong_kd.data.sources import load_dataset
 from lifelong_kd.data.streams import build_stream
 from lifelong_kd.engine import Batch, TaskContext, _context, new_state, train_stream
 from lifelong_kd.errors import ConfigError
@@ -23,25 +22,14 @@ from lifelong_kd.presets import build_config
 from lifelong_kd.strategies import EWC, PRESETS, LwF, Teacher, schedule_weights
 from lifelong_kd.strategies.ewc import _fisher_by_layers, _fisher_by_vmap
 
+from .conftest import toy_dataset
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The suite runs on 2 shared cores: one torch thread is faster and deterministic."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------ helpers
 
 
-def toy_dataset(n_classes: int = 10, per_class: int = 4, size: int = 4):
-    """A tiny 10-class dataset of random 4x4 images (enough for 3 tasks of 2 classes)."""
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, size=(n_classes * per_class, 1, size, size), dtype=np.uint8)
-    y = np.repeat(np.arange(n_classes), per_class)
-    return make_dataset("toy", x, y, x, y, tuple(str(i) for i in range(n_classes)), "memory")
 
 
 def setup(name: str, scenario: str = "class-il", index: int = 2, **sets):
