@@ -12,7 +12,7 @@ from lifelong_kd.errors import ConfigError
 from lifelong_kd.presets import build_config
 from lifelong_kd.results import run_identity
 
-from .conftest import ROOT
+from .conftest import PARTIAL, ROOT
 
 PRESET = """
 description = "a preset whose LwF trains with its own weight decay and alpha"
@@ -82,13 +82,6 @@ def test_bad_overrides_are_rejected_naming_what_is_wrong(tmp_path, table, words)
 
 #: Committed comparison folders, the preset they ran and the ``--set`` of their command
 #: (README.md, "Results", and results/paper/README.md).
-#: Paper presets whose series did not finish in the session that added them (issue 14): the
-#: runs that did finish must still rebuild, but not every strategy need have one; a preset
-#: with no run at all is listed with None (results/paper/README.md says which).
-PARTIAL: dict[str, str | None] = {
-    "buzzega2020-perm-mnist-m200": "er on 1 seed; der and derpp not run",
-    "buzzega2020-perm-mnist-m500": "er on 2 seeds; der and derpp not run",
-}
 COMMITTED = [
     *[(f"results/paper/{p.stem}", str(p), {})
       for p in sorted((ROOT / "benchmarks" / "paper").glob("*.toml"))

@@ -10,7 +10,9 @@ import torch.nn.functional as F
 
 from lifelong_kd.losses import LOSSES, grouped_distillation, kl, soft_ce, softmax_entropy
 
-from .test_strategies import _one_thread, batch_of, setup, with_teacher  # noqa: F401
+from .test_strategies import batch_of, setup, with_teacher
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TEMPERATURES = (0.5, 1.0, 2.0, 4.0)
 

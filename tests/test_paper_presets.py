@@ -26,6 +26,9 @@ PAPER = ROOT / "benchmarks" / "paper"
 EXPECTED = {
     "vdv2019-split-mnist-task-il", "vdv2019-split-mnist-domain-il",
     "vdv2019-split-mnist-class-il", "buzzega2020-seq-mnist", "buzzega2020-perm-mnist",
+    # issue 14: the memory methods per memory size, and Mammoth's 2020 LwF
+    *(f"buzzega2020-{d}-m{b}" for d in ("seq-mnist", "perm-mnist") for b in (200, 500, 5120)),
+    "buzzega2020-seq-mnist-lwf2020", "buzzega2020-seq-mnist-lwf7ab9db9",
 }
 PRESETS = sorted(PAPER.glob("*.toml"))
 #: A small fraction of each protocol: 200 training and 50 test images, 2 steps per task
@@ -41,15 +44,7 @@ def mnist(data_dir: Path):  # noqa: ANN201 - a Dataset
     return load_dataset("mnist", data_dir, True, "")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():  # noqa: ANN202 - a generator fixture
-    """One torch thread for these tiny runs (restored afterwards)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)

@@ -290,8 +290,13 @@ def test_every_strategy_class_names_the_options_it_reads() -> None:
     from lifelong_kd.interop.avalanche import AvalancheStrategy
 
     names = {f.name for f in fields(StrategyConfig)}
+    from lifelong_kd.strategies.bic import BiC
+    from lifelong_kd.strategies.der import DER
+    from lifelong_kd.strategies.er import ER
+    from lifelong_kd.strategies.icarl import ICaRL
+
     classes = [strategies.Strategy, strategies.LwF, strategies.Joint, strategies.EWC,
-               AvalancheStrategy]
+               ER, DER, ICaRL, BiC, AvalancheStrategy]
     assert {p.cls for p in strategies.PRESETS.values()} <= set(classes)
     for cls in classes:
         assert set(cls.OPTIONS) <= names - {"name"}, cls

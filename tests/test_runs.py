@@ -17,6 +17,8 @@ from lifelong_kd.errors import ConfigError
 from lifelong_kd.presets import build_config
 from lifelong_kd.results import identity_differences, identity_of, read_result, run_identity
 
+from .conftest import PARTIAL
+
 ROOT = Path(__file__).resolve().parent.parent
 PAPER = ROOT / "results" / "paper"
 
@@ -196,7 +198,10 @@ def test_every_committed_paper_run_has_the_identity_its_preset_plans(folder: str
     the one planned now: compare reuses them (given the same data)."""
     preset = ROOT / "benchmarks" / "paper" / f"{folder}.toml"
     specs = runs.plan(str(preset), None, None, {}, PAPER / folder)
-    assert len(specs) >= 15
+    assert len(specs) >= 10
+    if folder in PARTIAL:  # a series that did not finish: the runs that did
+        specs = [s for s in specs if (s.folder / "result.json").is_file()]
+        assert specs, folder
     for spec in specs:
         recorded = identity_of(read_result(spec.folder))
         assert recorded.stamp == spec.stamp

@@ -51,11 +51,13 @@ PUBLISHED = [
     # Issue 14: Mammoth's LwF as its first commit has it (weight decay 0.001); the published
     # numbers are protocol 2's.
     ("2", "buzzega2020-seq-mnist-lwf2020", "class-il", "task_agnostic", "lwf-mammoth", 19.62, 0.01, DER),
-    ("2", "buzzega2020-seq-mnist-lwf2020", "task-il (task-aware)", "task_aware", "lwf-mammoth", 94.11, 3.01, DER),
+    ("2", "buzzega2020-seq-mnist-lwf2020", "task-il (task-aware)", "task_aware", "lwf-mammoth",
+     94.11, 3.01, DER),
     # ... and as that code ran it (begin_task never called): fine-tuning, CE over all outputs,
     # weight decay 0.001 (the `naive` strategy of this preset)
     ("2", "buzzega2020-seq-mnist-lwf7ab9db9", "class-il", "task_agnostic", "naive", 19.62, 0.01, DER),
-    ("2", "buzzega2020-seq-mnist-lwf7ab9db9", "task-il (task-aware)", "task_aware", "naive", 94.11, 3.01, DER),
+    ("2", "buzzega2020-seq-mnist-lwf7ab9db9", "task-il (task-aware)", "task_aware", "naive",
+     94.11, 3.01, DER),
 ]
 #: Rows whose strategy column needs saying what the preset makes of it.
 LABELS = {"buzzega2020-seq-mnist-lwf2020": "lwf-mammoth, weight decay 0.001 (7ab9db9's wd_reg)",
