@@ -17,10 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from ..config import MemoryConfig, RunConfig, StrategyConfig, check_choice
-from ..data.streams import Images, ImageUnion
 from .base import Batch, Strategy, TaskContext, TrainData
 from .er import model_features
-from .memory import Memory
+from .memory import Memory, with_memory
 from .teacher import Teacher
 
 #: ``strategy.prediction``: the model's logits, or the nearest mean of exemplars.
@@ -104,16 +103,8 @@ class ICaRL(Strategy):
     # ------------------------------------------------------------ before training a task
     def train_data(self, ctx: TaskContext) -> TrainData:
         """The task's examples followed by every example in memory (their own labels and
-        task ids), on the device the task's images are on."""
-        task = ctx.stream[ctx.index]
-        own = TrainData.of_task(task)
-        x, y, t = self.memory.examples()
-        if not len(y):
-            return own
-        device = task.train_x.source.device
-        images = ImageUnion([task.train_x, Images(x.to(device))], tuple(task.train_x.shape[1:]))
-        return TrainData(images, torch.cat([own.y, y.to(own.y.device)]),
-                         torch.cat([own.t, t.to(own.t.device)]))
+        task ids): :func:`~lifelong_kd.strategies.memory.with_memory`."""
+        return with_memory(TrainData.of_task(ctx.stream[ctx.index]), self.memory)
 
     def before_task(self, ctx: TaskContext) -> None:
         """The outputs whose targets are the teacher's: earlier tasks', not the current's."""

@@ -15,12 +15,11 @@ import torch
 import torch.nn.functional as F
 
 from ..config import MemoryConfig, RunConfig, StrategyConfig, check_choice, check_positive
-from ..data.streams import Images, ImageUnion
 from ..errors import ConfigError
 from ..losses import LOSSES, REDUCTIONS, grouped_distillation
 from .base import Batch, OwnLoop, Phase, Strategy, TaskContext, TrainData
 from .er import model_features
-from .memory import Memory
+from .memory import Memory, with_memory
 from .teacher import Teacher
 
 ALPHA_SCHEDULES = ("constant", "vdv2019", "vdv2022", "bic")
@@ -74,20 +73,6 @@ def torch_lookup(units: torch.Tensor, n_outputs: int) -> torch.Tensor:
     table = torch.full((n_outputs,), -100, dtype=torch.long, device=units.device)
     table[units] = torch.arange(len(units), device=units.device)
     return table
-
-
-def with_memory(data: TrainData, memory: Memory) -> TrainData:
-    """``data`` followed by every example of ``memory`` (their own labels and task ids): the
-    training set of a method whose exemplars join the task's data (FACIL's ``trn_loader.dataset
-    + self.exemplars_dataset``, src/approach/lwf.py@66e3e8e l.58-64). The memory's images are
-    one more part of an :class:`ImageUnion`, on the CPU as the tasks' images are."""
-    x, y, t = memory.examples()
-    if not len(y):
-        return data
-    parts = data.x.parts if isinstance(data.x, ImageUnion) else (data.x,)
-    union = ImageUnion([*parts, Images(x.cpu())], tuple(data.x.shape[1:]))
-    return TrainData(union, torch.cat([data.y, y.to(data.y.device)]),
-                     torch.cat([data.t, t.to(data.t.device)]))
 
 
 class LwF(Strategy):

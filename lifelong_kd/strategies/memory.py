@@ -50,6 +50,7 @@ import torch
 
 from ..config import MemoryConfig
 from ..data.augment import random_crop_flip
+from ..data.streams import Images, ImageUnion
 from .base import TaskContext, TrainData
 
 #: The policies updated at the end of a task (every other is updated at every step).
@@ -147,10 +148,6 @@ class Memory:
         """Bytes the memory holds: images, labels, task ids, priorities and logits."""
         tensors = [self.x, self.y, self.t, self.logits, self.priority]
         return sum(t.numel() * t.element_size() for t in tensors if t is not None)
-
-    def classes(self) -> list[int]:
-        """The output units of the examples held, sorted."""
-        return sorted(set(self.y[: len(self)].tolist()))
 
     # ---------------------------------------------------------------------- reservoir
     def add(self, raw: torch.Tensor, y: torch.Tensor, t: torch.Tensor,
@@ -311,6 +308,22 @@ def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """``x`` on ``device``; a copy to an accelerator does not wait for it (``non_blocking``:
     the CPU tensor is staged at once), a copy to the CPU does."""
     return x.to(device, non_blocking=device.type != "cpu")
+
+
+def with_memory(data: TrainData, memory: Memory) -> TrainData:
+    """``data`` followed by every example of ``memory`` (their own labels and task ids): the
+    training set of a method whose exemplars join the task's data (iCaRL, Algorithm 3; FACIL's
+    ``trn_loader.dataset + self.exemplars_dataset``, src/approach/lwf.py@66e3e8e l.58-64). The
+    memory's images are one more part of an :class:`ImageUnion`, on the device of the first
+    part's images; nothing is copied from the task's."""
+    x, y, t = memory.examples()
+    if not len(y):
+        return data
+    parts = data.x.parts if isinstance(data.x, ImageUnion) else (data.x,)
+    device = parts[0].source.device if parts else x.device
+    union = ImageUnion([*parts, Images(x.to(device))], tuple(data.x.shape[1:]))
+    return TrainData(union, torch.cat([data.y, y.to(data.y.device)]),
+                     torch.cat([data.t, t.to(data.t.device)]))
 
 
 def _rank_of(group: torch.Tensor, groups: list[int]) -> torch.Tensor:
