@@ -13,6 +13,13 @@ Schema (``schema = 1``), one file per run::
     metrics           every metric of ``metrics.METRICS`` on the matrix (null if undefined)
     metrics_task_aware, per_task_forgetting(_task_aware)
     timing            total_seconds, train_seconds, eval_seconds
+    costs             what the run's models and memory cost (``costs.py``): memory_examples,
+                      memory_bytes; ``model`` and, where the strategy holds one, ``teacher``:
+                      name, parameters, bytes, flops_per_example, latency_batch_1,
+                      latency_batch_256 (seconds per example); device, train_seconds
+    teacher           strategies with a teacher model of their own (``compress``, ``kd``): its
+                      accuracy_matrix, initial_accuracy, metrics, per_task_forgetting (and the
+                      task-aware ones in class-il), evaluated as the run's model is
     config            the fully resolved configuration
     environment       python, torch, torchvision, numpy, lifelong_kd, platform, git commit
     data              dataset name, path, fingerprint (sha256 of the arrays), sizes
@@ -608,6 +615,18 @@ def _recorded(result: Mapping[str, Any], rows: list[list[float]], initial: list[
                   per_task_forgetting=meaningful_per_task(per_task, strategy, n))
 
 
+def teacher_kinds(result: Mapping[str, Any]) -> dict[str, Matrix]:
+    """The teacher's accuracy matrices by kind, as :func:`matrix_kinds` gives the run's
+    model's (empty when the run recorded no ``teacher`` block: strategies whose teacher is a
+    copy of the model, or none)."""
+    block = result.get("teacher")
+    if not isinstance(block, Mapping) or not block.get("accuracy_matrix"):
+        return {}
+    inner = {**block, "scenario": result.get("scenario"), "n_tasks": result["n_tasks"],
+             "strategy": result["strategy"], "config": result.get("config", {})}
+    return matrix_kinds(inner)
+
+
 def matrix_kinds(result: Mapping[str, Any]) -> dict[str, Matrix]:
     """The run's accuracy matrices by kind: a task-il run's is ``task_aware``, a domain-il
     run's ``task_agnostic``, a class-il run has both (the task-aware one when recorded)."""
@@ -686,9 +705,12 @@ def build_result(
     status: str = "finished",
     message: str | None = None,
     costs: dict[str, Any] | None = None,
+    teacher: dict[str, list[Any]] | None = None,
 ) -> dict[str, Any]:
     """Assemble the result.json of one run (see the module docstring). ``costs``: what the
-    run held beyond the model (``memory_examples``, ``memory_bytes`` of an exemplar memory)."""
+    run's models and memory cost. ``teacher``: the rows of the strategy's own teacher
+    (``rows``, ``rows_task_aware``, ``initial``, ``initial_task_aware``), recorded with their
+    metrics as the run's are."""
     k = len(rows)
     result: dict[str, Any] = {
         "schema": SCHEMA,
@@ -721,6 +743,8 @@ def build_result(
         result["per_task_forgetting_task_aware"] = meaningful_per_task(
             per_task_forgetting([r[:k] for r in rows_task_aware]) if k else [],
             config["strategy"], len(task_names))
+    if teacher is not None and teacher.get("rows"):
+        result["teacher"] = _matrix_block(config, scenario, len(task_names), teacher)
     result["timing"] = timing
     if costs is not None:
         result["costs"] = costs
@@ -728,6 +752,25 @@ def build_result(
     result["environment"] = environment()
     result["data"] = data
     return result
+
+
+def _matrix_block(config: dict[str, Any], scenario: str, n_tasks: int,
+                  rows: dict[str, list[Any]]) -> dict[str, Any]:
+    """A model's matrices with their metrics, as result.json records the run's own."""
+    k = len(rows["rows"])
+    block: dict[str, Any] = {}
+    kinds = [("", rows["rows"], rows["initial"])]
+    if scenario == "class-il":
+        kinds.append(("_task_aware", rows["rows_task_aware"], rows["initial_task_aware"]))
+    for suffix, matrix, initial in kinds:
+        block[f"accuracy_matrix{suffix}"] = matrix
+        block[f"initial_accuracy{suffix}"] = initial
+        block[f"metrics{suffix}"] = meaningful_metrics(square_metrics(matrix, initial),
+                                                       config["strategy"], n_tasks, k)
+        block[f"per_task_forgetting{suffix}"] = meaningful_per_task(
+            per_task_forgetting([r[:k] for r in matrix]) if k else [], config["strategy"],
+            n_tasks)
+    return block
 
 
 def matrix_csv(rows: list[list[float]]) -> str:
