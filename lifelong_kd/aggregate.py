@@ -15,18 +15,33 @@ when the same comparison holds a finished ``joint`` variant trained with ``strat
 incremental`` and the same seed (its R[j][j] is a*_j), and is absent (not zero) otherwise.
 Metrics that mean nothing for a run (``joint`` with ``mode = final``) are nan.
 
+Besides the matrix kinds of the run's model (``task_aware``, ``task_agnostic``), the rows
+carry two more values of the ``matrix`` column:
+
+- ``teacher`` (and ``teacher_task_aware`` in class-il): the metrics of the strategy's own
+  teacher, for runs that record a ``teacher`` block (``compress``, ``kd``), under the same
+  metric names as the model's (:func:`teacher_matrix` names them);
+- ``costs``: what the run cost (:data:`COST_METRICS`, read from result.json's ``costs``:
+  the model's parameters, bytes, FLOPs and latency, the teacher's parameters and FLOPs, the
+  memory's bytes, the training time); a result that lacks one (an older file) has no row
+  for it. Costs are not accuracies: their intervals are not clipped and they are not
+  compared with ``naive`` seed by seed.
+
 Rows (each a dict, the columns of the CSV file of the same name in report.py):
 
-- :func:`metric_rows`   one row per finished run, matrix kind and metric (``runs.csv``)
+- :func:`metric_rows`   one row per finished run, matrix kind and metric (``runs.csv``), and
+  the teacher's and the costs' rows
 - :func:`summary_rows`  variant x matrix kind x metric: mean, std, sem, 95% CI, n
 - :func:`paired_rows`   variant x matrix kind x metric: difference vs ``naive`` over the seeds
-  both ran, its 95% CI and the paired t-test's p
+  both ran, its 95% CI and the paired t-test's p (no ``costs`` rows)
 - :func:`matrix_rows`   run x matrix kind x row x column: accuracy
 """
 
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,9 +49,12 @@ from typing import Any
 
 from .metrics import BOUNDS, REPORT_METRICS, intransigence, meaningful_metrics
 from .results import (
+    TASK_AGNOSTIC,
+    TASK_AWARE,
     is_finished,
     matrix_kinds,
     strategy_config,
+    teacher_kinds,
     variant_key,
     variant_settings,
 )
@@ -53,6 +71,24 @@ SUMMARY_COLUMNS = ["strategy", "matrix", "metric", "mean", "std", "sem", "ci_low
 PAIRED_COLUMNS = ["strategy", "baseline", "matrix", "metric", "difference", "ci_low",
                   "ci_high", "p", "n"]
 MATRICES_COLUMNS = ["run", "strategy", "seed", "matrix", "row", "column", "accuracy"]
+
+#: The ``matrix`` of the rows that hold a run's costs.
+COSTS = "costs"
+#: The ``matrix`` of the rows of the teacher's main matrix (see :func:`teacher_matrix`).
+TEACHER = "teacher"
+#: The cost rows, in this order: metric -> (the table of result.json's ``costs`` it is read
+#: from: ``model``, ``teacher`` or the ``costs`` table itself (""), its key there).
+COST_METRICS: dict[str, tuple[str, str]] = {
+    "parameters": ("model", "parameters"),
+    "model_bytes": ("model", "bytes"),
+    "flops_per_example": ("model", "flops_per_example"),
+    "latency_batch_1": ("model", "latency_batch_1"),
+    "latency_batch_256": ("model", "latency_batch_256"),
+    "memory_bytes": ("", "memory_bytes"),
+    "train_seconds": ("", "train_seconds"),
+    "teacher_parameters": ("teacher", "parameters"),
+    "teacher_flops_per_example": ("teacher", "flops_per_example"),
+}
 
 
 # ----------------------------------------------------------------------------- variants
@@ -136,6 +172,55 @@ def _usable_joint(run: Run) -> bool:
     return run.label == JOINT and is_finished(run.result) and mode == "incremental"
 
 
+# ----------------------------------------------------------------------------- costs
+
+
+def main_kind(scenario: str) -> str:
+    """The kind of a run's ``accuracy_matrix``: ``task_aware`` in task-il, ``task_agnostic``
+    otherwise (class-il's second matrix is ``accuracy_matrix_task_aware``)."""
+    return TASK_AWARE if scenario == "task-il" else TASK_AGNOSTIC
+
+
+def teacher_matrix(kind: str, scenario: str) -> str:
+    """The ``matrix`` name of the teacher's matrix of ``kind``: ``teacher`` for its main one
+    (``teacher.accuracy_matrix`` in result.json), ``teacher_<kind>`` for the other
+    (class-il: ``teacher_task_aware``)."""
+    return TEACHER if kind == main_kind(scenario) else f"{TEACHER}_{kind}"
+
+
+def model_costs(result: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """result.json's ``costs.model`` (None for a result written before models' costs were
+    recorded)."""
+    costs = result.get("costs")
+    model = costs.get("model") if isinstance(costs, Mapping) else None
+    return model if isinstance(model, Mapping) else None
+
+
+def has_model_costs(results: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether some result records its model's costs (``costs.model``)."""
+    return any(model_costs(r) is not None for r in results)
+
+
+def cost_values(result: Mapping[str, Any]) -> dict[str, float]:
+    """The run's costs (:data:`COST_METRICS`) that its result.json records: metric -> value
+    (nan where recorded as null, e.g. a latency not measured); a cost absent from the file
+    (an older one, a run without a teacher) has no entry."""
+    costs = result.get("costs")
+    if not isinstance(costs, Mapping):
+        return {}
+    out: dict[str, float] = {}
+    for metric, (table, key) in COST_METRICS.items():
+        where = costs.get(table) if table else costs
+        if not isinstance(where, Mapping) or key not in where:
+            continue
+        value = where[key]
+        if value is None:
+            out[metric] = math.nan
+        elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+            out[metric] = float(value)
+    return out
+
+
 # ----------------------------------------------------------------------------- rows
 
 
@@ -147,7 +232,9 @@ def metric_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     The values are those result.json records; ``intransigence`` is computed here, for runs
     with a finished incremental ``joint`` run of the same seed among ``results`` (and the
     same number of tasks): mean_j (a*_j - R[j][j]), a*_j = R_joint[j][j]
-    (:func:`lifelong_kd.metrics.intransigence`).
+    (:func:`lifelong_kd.metrics.intransigence`). Then, per run, its teacher's metrics
+    (matrix ``teacher``, ``teacher_task_aware``; no intransigence) and its costs (matrix
+    ``costs``, :func:`cost_values`).
     """
     runs = finished_runs(results)
     joint = {run.seed: run for run in runs if _usable_joint(run)}
@@ -159,12 +246,18 @@ def metric_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             if kind in joint_kinds and len(joint_kinds[kind].rows) == len(matrix.rows):
                 values["intransigence"] = intransigence(matrix.rows, joint_kinds[kind].rows)
             values = meaningful_metrics(values, strategy_config(run.result), len(matrix.rows))
-            for metric in REPORT_METRICS:
-                if metric in values:
-                    rows.append({"run": run.name, "strategy": run.label, "seed": run.seed,
-                                 "matrix": kind, "metric": metric,
-                                 "value": float(values[metric])})
+            rows += _rows(run, kind, {m: values[m] for m in REPORT_METRICS if m in values})
+        scenario = str(run.result.get("scenario"))
+        for kind, matrix in teacher_kinds(run.result).items():
+            rows += _rows(run, teacher_matrix(kind, scenario),
+                          {m: matrix.metrics[m] for m in REPORT_METRICS if m in matrix.metrics})
+        rows += _rows(run, COSTS, cost_values(run.result))
     return rows
+
+
+def _rows(run: Run, matrix: str, values: Mapping[str, float]) -> list[dict[str, Any]]:
+    return [{"run": run.name, "strategy": run.label, "seed": run.seed, "matrix": matrix,
+             "metric": metric, "value": float(value)} for metric, value in values.items()]
 
 
 def _values(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[int, float]]:
@@ -178,9 +271,9 @@ def _values(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[int, 
 def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per variant, matrix kind and metric, over the seeds (see :func:`stats.describe`):
     mean, std, sem, ci_low, ci_high (95%, Student's t, clipped to the metric's
-    :data:`~lifelong_kd.metrics.BOUNDS`), n."""
+    :data:`~lifelong_kd.metrics.BOUNDS`; a cost's interval is not clipped), n."""
     return [{"strategy": s, "matrix": k, "metric": m,
-             **describe(list(by_seed.values()), bounds=BOUNDS.get(m))}
+             **describe(list(by_seed.values()), bounds=None if k == COSTS else BOUNDS.get(m))}
             for (s, k, m), by_seed in _values(rows).items()]
 
 
@@ -189,12 +282,14 @@ def paired_rows(rows: list[dict[str, Any]], baseline: str = BASELINE) -> list[di
     variant - baseline over the seeds both ran (see :func:`stats.paired`), its interval
     clipped to the range of a difference of two values of the metric. Empty when the
     baseline is not among the runs (or has several variants, none of them named
-    ``baseline``)."""
+    ``baseline``). Costs are left out (a difference of parameters or seconds is no test of
+    a strategy), and so are teachers' metrics unless the baseline has a teacher of its
+    own (``naive`` has none)."""
     values = _values(rows)
     out = []
     for (s, k, m), by_seed in values.items():
         base = values.get((baseline, k, m))
-        if s == baseline or base is None:
+        if s == baseline or base is None or k == COSTS:
             continue
         seeds = [seed for seed in by_seed if seed in base]
         res = paired([by_seed[x] for x in seeds], [base[x] for x in seeds],

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -369,6 +370,100 @@ def plot_forgetting(
     return fig
 
 
+# ------------------------------------------------------------------- accuracy against cost
+
+
+@dataclass(frozen=True)
+class CostPoint:
+    """One point of :func:`plot_accuracy_vs_cost`: a variant (or its teacher) at its cost.
+
+    ``x``: its parameters or FLOPs per example (the mean over its seeds; the same number for
+    every seed of one model); ``accuracies``: its final average accuracy (ACC, in [0, 1])
+    per seed; ``teacher``: the point is a variant's teacher (drawn hollow, in that
+    variant's colour; ``group`` names the variant).
+    """
+
+    label: str
+    x: float
+    accuracies: tuple[float, ...]
+    teacher: bool = False
+    group: str = ""
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """The indices of the points (x = a cost, y = an accuracy) on the Pareto front, ordered
+    by x (ties by index).
+
+    Point i is on the front when no other point j dominates it: x_j <= x_i and y_j >= y_i
+    with at least one of them strict (cheaper and at least as accurate, or as cheap and more
+    accurate). Equal points do not dominate each other, so both are on the front. A point
+    with a nan coordinate is never on it and dominates nothing.
+    """
+    ok = [i for i, (x, y) in enumerate(points) if not (math.isnan(x) or math.isnan(y))]
+
+    def dominated(i: int) -> bool:
+        xi, yi = points[i]
+        return any(points[j][0] <= xi and points[j][1] >= yi
+                   and (points[j][0] < xi or points[j][1] > yi) for j in ok if j != i)
+
+    return sorted((i for i in ok if not dominated(i)), key=lambda i: (points[i][0], i))
+
+
+def plot_accuracy_vs_cost(
+    points: Sequence[CostPoint], x_label: str, ax: Axes | None = None, title: str = "",
+) -> Figure:
+    """Final average accuracy (%) against a cost, one point per variant: the mean over seeds
+    with its 95% confidence interval as error bars (:func:`lifelong_kd.stats.describe`,
+    clipped to [0, 100]; none with one seed), on a log x-axis, each point labelled.
+
+    Teachers (``CostPoint.teacher``) are hollow points in their variant's colour. The Pareto
+    front of the means (:func:`pareto_front`, over every point drawn, teachers included: each
+    is a model one could deploy at its cost) is drawn as a step line (the best accuracy
+    reached at each cost or less) and its points ringed. Points with no positive x (a log
+    axis cannot show them) or no accuracy are left out.
+    """
+    from .stats import describe
+
+    fig, ax = _axes(ax, (6.5, 4.5))
+    shown = [p for p in points if p.x > 0 and math.isfinite(p.x)
+             and any(not math.isnan(a) for a in p.accuracies)]
+    groups = list(dict.fromkeys(p.group or p.label for p in shown if not p.teacher))
+    groups += [g for g in dict.fromkeys(p.group or p.label for p in shown) if g not in groups]
+    stats = [describe([100.0 * a for a in p.accuracies], bounds=ACCURACY_BOUNDS) for p in shown]
+    xs_all = [p.x for p in shown]
+    middle = math.sqrt(min(xs_all) * max(xs_all)) if shown else 0.0  # the log-axis middle
+    for p, d in zip(shown, stats, strict=True):
+        i = groups.index(p.group or p.label)
+        err = (None if math.isnan(d["ci_low"])
+               else [[d["mean"] - d["ci_low"]], [d["ci_high"] - d["mean"]]])
+        ax.errorbar([p.x], [d["mean"]], yerr=err, fmt=marker(i), ms=6, color=colour(i),
+                    mfc="white" if p.teacher else colour(i), mew=1.5, capsize=3,
+                    elinewidth=0.8, label=f"{p.label} (n={d['n']})")
+        right = p.x > middle  # labels of the costlier half run leftwards, inside the axes
+        ax.annotate(p.label, (p.x, d["mean"]), textcoords="offset points",
+                    xytext=(-6 if right else 6, 4), ha="right" if right else "left",
+                    fontsize=7)
+    front = pareto_front([(p.x, d["mean"]) for p, d in zip(shown, stats, strict=True)])
+    if front:
+        xs = [shown[i].x for i in front]
+        ys = [stats[i]["mean"] for i in front]
+        ax.step(xs, ys, where="post", color="black", linewidth=0.8, linestyle="--",
+                label="Pareto front", zorder=1)
+        ax.scatter(xs, ys, s=160, facecolors="none", edgecolors="black", linewidths=0.8,
+                   zorder=3)
+    ax.set_xscale("log")
+    if shown:  # room for the labels: a third of a decade beyond the extreme points
+        ax.set_xlim(min(xs_all) / 2.2, max(xs_all) * 2.2)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel("final average accuracy (%)")
+    ax.set_ylim(0, 101)
+    ax.set_title(title or f"accuracy against {x_label} (error bars: 95% CI over seeds)",
+                 fontsize=10)
+    if shown:
+        ax.legend(fontsize=7)
+    return fig
+
+
 @contextlib.contextmanager
 def closing_figures() -> Iterator[None]:
     """Close every figure opened inside the block when it ends, also on an error, so that
@@ -468,10 +563,13 @@ def comparison_plots(
     Only finished runs are drawn, one line (or panel) per variant
     (:func:`lifelong_kd.aggregate.finished_runs`). Rows that mean nothing for a run are left
     out (``joint`` with ``mode = final``: only its last row is drawn, and it has no
-    forgetting bars). What each figure draws is bounded whatever the number of tasks; one
-    figure exists at a time, closed after saving, also on an error. No ``formats``: no
-    plots."""
-    from .aggregate import finished_runs
+    forgetting bars). When some run records its model's costs (``costs.model``):
+    ``accuracy_vs_parameters`` and ``accuracy_vs_flops`` (:func:`plot_accuracy_vs_cost`,
+    each variant's final average accuracy against its parameters or FLOPs per example, and
+    the teachers of those with a teacher block as hollow points). What each figure draws is
+    bounded whatever the number of tasks; one figure exists at a time, closed after saving,
+    also on an error. No ``formats``: no plots."""
+    from .aggregate import finished_runs, has_model_costs
     from .metrics import last_row_only
     from .results import matrix_kinds, strategy_config
 
@@ -497,6 +595,73 @@ def comparison_plots(
                           if s not in partial and len(matrices[s][0]) > 1}
             paths += _kind_plots(matrices, forgetting, kind, kind == kinds[0], len(kinds) > 1,
                                  Path(out_dir), formats)
+            if has_model_costs(run.result for run in runs):
+                paths += _cost_plots(runs, kind, kind == kinds[0], len(kinds) > 1,
+                                     Path(out_dir), formats)
+    return paths
+
+
+#: The cost plots: file stem -> (the costs' key in ``costs.model`` and ``costs.teacher``,
+#: the x-axis label).
+COST_PLOTS = {
+    "accuracy_vs_parameters": ("parameters", "parameters"),
+    "accuracy_vs_flops": ("flops_per_example", "FLOPs per example (forward)"),
+}
+
+
+def cost_points(runs: Sequence[Any], kind: str, key: str) -> list[CostPoint]:
+    """The points of one cost plot: per variant (``runs``: labelled finished runs, see
+    :func:`lifelong_kd.aggregate.finished_runs`) whose runs record ``costs.model[key]``, x =
+    its mean over those runs and the runs' final average accuracy (matrix ``kind``); then,
+    for variants with a teacher block, their teacher's point (``costs.teacher[key]``, the
+    teacher's matrix of ``kind``), labelled ``<variant> teacher``."""
+    from .aggregate import model_costs
+    from .results import matrix_kinds, teacher_kinds
+
+    def number(table: Any) -> float | None:
+        value = table.get(key) if isinstance(table, Mapping) else None
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return float(value) if ok else None
+
+    own: dict[str, tuple[list[float], list[float]]] = {}
+    theirs: dict[str, tuple[list[float], list[float]]] = {}
+    for run in runs:
+        x = number(model_costs(run.result))
+        matrix = matrix_kinds(run.result).get(kind)
+        if x is not None and matrix is not None:
+            xs, ys = own.setdefault(run.label, ([], []))
+            xs.append(x)
+            ys.append(matrix.metrics.get("average_accuracy", math.nan))
+        teacher = teacher_kinds(run.result).get(kind)
+        costs = run.result.get("costs")
+        tx = number(costs.get("teacher") if isinstance(costs, Mapping) else None)
+        if teacher is not None and tx is not None:
+            xs, ys = theirs.setdefault(run.label, ([], []))
+            xs.append(tx)
+            ys.append(teacher.metrics.get("average_accuracy", math.nan))
+    points = [CostPoint(label, float(np.mean(xs)), tuple(ys), group=label)
+              for label, (xs, ys) in own.items()]
+    points += [CostPoint(f"{label} teacher", float(np.mean(xs)), tuple(ys), teacher=True,
+                         group=label) for label, (xs, ys) in theirs.items()]
+    return points
+
+
+def _cost_plots(
+    runs: Sequence[Any], kind: str, main: bool, several: bool, out_dir: Path,
+    formats: Sequence[str],
+) -> list[Path]:
+    """The accuracy-against-cost plots of one matrix kind (see :func:`comparison_plots`)."""
+    paths: list[Path] = []
+    suffix = "" if main else f"_{kind}"
+    label = f" [{kind.replace('_', '-')}]" if several else ""
+    for stem, (key, x_label) in COST_PLOTS.items():
+        points = cost_points(runs, kind, key)
+        if not points:
+            continue
+        title = (f"final average accuracy against {x_label}{label}\n(error bars: 95% CI "
+                 "over seeds; dashed: Pareto front; hollow: teachers)")
+        paths += save(plot_accuracy_vs_cost(points, x_label, title=title),
+                      out_dir / f"{stem}{suffix}", formats)
     return paths
 
 

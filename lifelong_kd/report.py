@@ -6,7 +6,9 @@ run results (result.json dicts). The numbers come from :mod:`lifelong_kd.aggrega
 reads the run folders (:func:`lifelong_kd.results.find_results`) and calls the same
 function, so both give the same files. Files written into the output folder:
 
-- ``runs.csv``      one row per finished run, matrix kind and metric (tidy long format)
+- ``runs.csv``      one row per finished run, matrix kind and metric (tidy long format), with
+                    the teacher's metrics (matrix ``teacher``, ``teacher_task_aware``) and the
+                    run's costs (matrix ``costs``) where result.json records them
 - ``summary.csv``   variant x matrix kind x metric: mean, std, sem, ci_low, ci_high, n
 - ``paired.csv``    variant x matrix kind x metric: difference vs naive (same seeds), its 95%
                     confidence interval, the paired t-test's p, n (header only without naive)
@@ -20,6 +22,14 @@ Matrix kinds: a class-il run has two accuracy matrices, ``task_agnostic`` (the p
 over every class seen) and ``task_aware`` (restricted to the task's classes); every metric
 is reported on both. A task-il run's matrix is ``task_aware``, a domain-il run's is
 ``task_agnostic``.
+
+When the runs record their models' costs (result.json's ``costs.model``), report.md has a
+"Costs" table (parameters, FLOPs, bytes, latency, memory, training time per variant), a
+table "Accuracy kept per parameter" (each variant's final average accuracy and parameters
+against its reference's: its own teacher, or the largest variant of its strategy) and the
+plots of accuracy against parameters and against FLOPs; variants whose runs record a
+teacher of their own (``compress``, ``kd``) get a "Teacher" table, the teacher's accuracy
+and forgetting beside the model's. Results without those sections get none of them.
 
 Runs whose status is not ``finished`` (interrupted, diverged) are listed as failures and
 left out of every table and plot. Intransigence is absent (not zero) without a finished
@@ -41,6 +51,8 @@ from typing import Any
 
 from .aggregate import (
     BASELINE,
+    COST_METRICS,
+    COSTS,
     JOINT,
     MATRICES_COLUMNS,
     PAIRED_COLUMNS,
@@ -49,11 +61,13 @@ from .aggregate import (
     Run,
     failure_list,
     finished_runs,
+    has_model_costs,
     labelled,
     matrix_rows,
     metric_rows,
     paired_rows,
     summary_rows,
+    teacher_matrix,
     variants_of,
 )
 from .errors import UserError
@@ -155,6 +169,10 @@ def render_report(
         lines += [f"- `{m}` ({'↑' if m in HIGHER_IS_BETTER else '↓'}): {DEFINITIONS[m]}"
                   for m in shown]
         lines += [f"- 95% confidence intervals: {INTERVAL_METHOD}", ""]
+        lines += _teacher_section(summary, runs, kinds, n_runs)
+        if has_model_costs(run.result for run in runs):
+            lines += _costs_section(summary, variants, n_runs)
+            lines += _kept_section(summary, runs, kinds[0])
         lines += _paired_section(pairs, runs, kinds)
     lines += ["## Runs that did not finish", ""]
     if failures:
@@ -187,7 +205,9 @@ def render_report(
         "- `summary.csv`: strategy x matrix x metric: mean, std, sem, ci_low, ci_high, n",
         f"- `paired.csv`: strategy x matrix x metric: difference vs `{BASELINE}`, ci_low, "
         "ci_high, p, n",
-        "- `runs.csv`: one row per run, matrix and metric (tidy long format)",
+        "- `runs.csv`: one row per run, matrix and metric (tidy long format); matrix "
+        "`teacher` (`teacher_task_aware`): the teacher's metrics, matrix `costs`: the run's "
+        "costs, where recorded",
         "- `matrices.csv`: run, matrix, row, column, accuracy",
         "",
     ]
@@ -447,6 +467,181 @@ def _paired_section(pairs: list[dict[str, Any]], runs: Sequence[Run],
     return lines
 
 
+# ------------------------------------------------------------------- teacher and costs
+
+
+def _cells(summary: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(variant, matrix, metric) -> its summary row."""
+    return {(r["strategy"], r["matrix"], r["metric"]): r for r in summary}
+
+
+def _mean(cells: dict[tuple[str, str, str], dict[str, Any]], strategy: str, matrix: str,
+          metric: str) -> float:
+    """The mean of a summary row (nan when there is none)."""
+    row = cells.get((strategy, matrix, metric))
+    return math.nan if row is None else float(row["mean"])
+
+
+def _metric_cell(row: dict[str, Any] | None, n_runs: int) -> str:
+    """``mean ± h`` in percent (see :func:`_interval_text`), ``n/a`` without a value."""
+    if row is None or math.isnan(row["mean"]):
+        return "n/a"
+    text = _pct(row["mean"]) + _interval_text(row["mean"], row["ci_low"], row["ci_high"])
+    return text + (f" (n={row['n']})" if row["n"] != n_runs else "")
+
+
+def _teacher_section(summary: list[dict[str, Any]], runs: Sequence[Run], kinds: list[str],
+                     n_runs: dict[str, int]) -> list[str]:
+    """The "Teacher" section: for the variants whose runs record a teacher of their own
+    (matrix ``teacher`` in the summary), the teacher's final average accuracy and forgetting
+    beside the model's, per matrix kind. Empty when no variant has one."""
+    cells = _cells(summary)
+    scenario = str(runs[0].result.get("scenario"))
+    with_teacher = [s for s in variants_of(runs)
+                    if any(k[0] == s and k[1].startswith("teacher") for k in cells)]
+    if not with_teacher:
+        return []
+    lines = ["## Teacher (%, mean ± 95% CI over seeds)", "",
+             "The strategy's own teacher, evaluated after every task as the model is (the "
+             "model is the student, the one deployed): `acc` is the final average accuracy "
+             "(`average_accuracy`), `forgetting` Chaudhry et al.'s (see the definitions "
+             "above), each the model's beside its teacher's.", ""]
+    for kind in kinds:
+        if len(kinds) > 1:
+            lines += [f"### {MATRIX_TITLES[kind]}", ""]
+        teacher = teacher_matrix(kind, scenario)
+        lines += ["| strategy | runs | acc ↑ (model) | acc ↑ (teacher) | forgetting ↓ (model) "
+                  "| forgetting ↓ (teacher) |", "|---|---:|---:|---:|---:|---:|"]
+        for s in with_teacher:
+            shown = [_metric_cell(cells.get((s, matrix, metric)), n_runs[s])
+                     for metric in ("average_accuracy", "forgetting")
+                     for matrix in (kind, teacher)]
+            lines.append(f"| {s} | {n_runs[s]} | " + " | ".join(shown) + " |")
+        lines.append("")
+    return lines
+
+
+def _count(v: float) -> str:
+    """A count (parameters, FLOPs, bytes) with thousands separators; n/a for nan."""
+    if math.isnan(v):
+        return "n/a"
+    return f"{round(v):,}" if float(v).is_integer() else f"{v:,.1f}"
+
+
+def _micro(v: float) -> str:
+    """Seconds as microseconds, two decimals; n/a for nan."""
+    return "n/a" if math.isnan(v) else f"{1e6 * v:.2f}"
+
+
+def _costs_section(summary: list[dict[str, Any]], variants: list[str],
+                   n_runs: dict[str, int]) -> list[str]:
+    """The "Costs" section: per variant, the means over its runs of what result.json's
+    ``costs`` records (n/a where a run does not record it; — for no teacher)."""
+    cells = _cells(summary)
+    lines = [
+        "## Costs (mean over seeds)",
+        "",
+        "What each variant's model costs: its parameters, forward FLOPs per example "
+        "(PyTorch's counter, `torch.utils.flop_counter`: a multiply-add is 2 FLOPs) and "
+        "bytes; the parameters of the teacher the strategy holds (— for none); the "
+        "memory's bytes (exemplars and stored outputs); inference latency per example on "
+        "the run's device at batch size 1 and 256 (median of repeated timings after "
+        "training, µs per example); the training wall time.",
+        "",
+        "| strategy | runs | parameters | FLOPs / example | model bytes | teacher parameters "
+        "| memory bytes | latency batch 1 (µs) | latency batch 256 (µs) | training (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in variants:
+        mean = {metric: _mean(cells, s, COSTS, metric) for metric in COST_METRICS}
+        teacher = (_count(mean["teacher_parameters"])
+                   if (s, COSTS, "teacher_parameters") in cells else "—")
+        seconds = mean["train_seconds"]
+        shown = [_count(mean["parameters"]), _count(mean["flops_per_example"]),
+                 _count(mean["model_bytes"]), teacher, _count(mean["memory_bytes"]),
+                 _micro(mean["latency_batch_1"]), _micro(mean["latency_batch_256"]),
+                 "n/a" if math.isnan(seconds) else f"{seconds:.1f}"]
+        lines.append(f"| {s} | {n_runs[s]} | " + " | ".join(shown) + " |")
+    return [*lines, ""]
+
+
+def _ratio(v: float) -> str:
+    """A ratio: two decimals, two significant digits below 0.1; n/a for nan."""
+    if math.isnan(v) or math.isinf(v):
+        return "n/a"
+    return f"{v:.2f}" if v == 0 or abs(v) >= 0.1 else f"{v:.2g}"
+
+
+def kept_per_parameter(summary: list[dict[str, Any]], runs: Sequence[Run],
+                       kind: str) -> list[dict[str, Any]]:
+    """The rows of the table "Accuracy kept per parameter", one per variant whose runs
+    record their parameters, in report order.
+
+    ACC: the variant's final average accuracy (``average_accuracy`` of the matrix ``kind``),
+    P its parameters (means over its runs). Its reference: its own teacher when its runs
+    record one (ACC_ref: the teacher's ``average_accuracy``, P_ref: ``teacher_parameters``,
+    over the same runs); otherwise the variant of the same strategy with the most
+    parameters in this comparison (the first in report order on a tie; possibly itself).
+    kept = ACC / ACC_ref, share = P / P_ref, kept_per_parameter = kept / share. Each row:
+    strategy, parameters, acc, reference (``its teacher`` or a variant),
+    reference_parameters, reference_acc, kept, share, kept_per_parameter.
+    """
+    cells = _cells(summary)
+    scenario = str(runs[0].result.get("scenario")) if runs else ""
+    teacher = teacher_matrix(kind, scenario)
+    strategy_of = {run.label: run.strategy for run in runs}
+    params = {s: _mean(cells, s, COSTS, "parameters") for s in variants_of(runs)}
+    params = {s: p for s, p in params.items() if not math.isnan(p)}
+    out = []
+    for s, p in params.items():
+        acc = _mean(cells, s, kind, "average_accuracy")
+        if (s, teacher, "average_accuracy") in cells:
+            ref = "its teacher"
+            ref_acc = _mean(cells, s, teacher, "average_accuracy")
+            ref_p = _mean(cells, s, COSTS, "teacher_parameters")
+        else:
+            same = [v for v in params if strategy_of[v] == strategy_of[s]]
+            ref = max(same, key=lambda v: params[v])  # the first of the largest
+            ref_acc, ref_p = _mean(cells, ref, kind, "average_accuracy"), params[ref]
+        if ref == s:
+            kept = share = 1.0
+        else:
+            kept = acc / ref_acc if ref_acc else math.nan
+            share = p / ref_p if ref_p else math.nan
+        out.append({"strategy": s, "parameters": p, "acc": acc, "reference": ref,
+                    "reference_parameters": ref_p, "reference_acc": ref_acc, "kept": kept,
+                    "share": share, "kept_per_parameter": kept / share if share else math.nan})
+    return out
+
+
+def _kept_section(summary: list[dict[str, Any]], runs: Sequence[Run], kind: str) -> list[str]:
+    """The table "Accuracy kept per parameter" (see :func:`kept_per_parameter`)."""
+    rows = kept_per_parameter(summary, runs, kind)
+    if not rows:
+        return []
+    lines = [
+        "## Accuracy kept per parameter",
+        "",
+        "Each variant's final average accuracy ACC (`average_accuracy` of the "
+        f"{kind.replace('_', '-')} matrix) and parameters P, means over seeds, against its "
+        "reference's (its own teacher when its runs record one, over the same runs; "
+        "otherwise the variant of the same strategy with the most parameters here): kept = "
+        "ACC / ACC_ref, parameter share = P / P_ref and kept per parameter = kept / share "
+        "(above 1: more accuracy per parameter than the reference).",
+        "",
+        "| strategy | parameters | ACC (%) | reference | reference parameters "
+        "| reference ACC (%) | kept | parameter share | kept per parameter |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        ref = r["reference"] if r["reference"] == "its teacher" else f"`{r['reference']}`"
+        lines.append(
+            f"| {r['strategy']} | {_count(r['parameters'])} | {_pct(r['acc'])} | {ref} | "
+            f"{_count(r['reference_parameters'])} | {_pct(r['reference_acc'])} | "
+            f"{_ratio(r['kept'])} | {_ratio(r['share'])} | {_ratio(r['kept_per_parameter'])} |")
+    return [*lines, ""]
+
+
 #: How the report's intervals are made, as report.md states it.
 INTERVAL_METHOD = (
     "mean ± t_{0.975, n-1} s / sqrt(n) (Student's t, s the standard deviation over seeds), "
@@ -509,4 +704,11 @@ _PLOT_CAPTIONS = {
                      "strategies overlaid, bands: 95% confidence interval over seeds.",
     "forgetting": "Forgetting per task (Chaudhry et al. 2018: best earlier accuracy minus "
                   "final), mean over seeds with 95% confidence intervals.",
+    "accuracy_vs_parameters": "Final average accuracy against the model's parameters (log "
+                              "scale), one point per variant: mean over seeds with its 95% "
+                              "confidence interval; hollow points: the variants' own "
+                              "teachers; dashed steps and rings: the Pareto front (no other "
+                              "model as small or smaller is as accurate or more).",
+    "accuracy_vs_flops": "Final average accuracy against the model's forward FLOPs per "
+                         "example (log scale), as the plot against parameters.",
 }
