@@ -20,7 +20,7 @@ import math
 import types
 import typing
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import tomllib
@@ -183,6 +183,17 @@ class StrategyConfig:
     validation: float = 0.1
     #: ``bic``: epochs of the bias-correction stage (stage 2) after every task but the first.
     bias_epochs: int = 2
+    #: How the temperature of the distillation terms moves during training (``schedules.py``):
+    #: ``constant`` (``temperature`` throughout), ``linear``, ``cosine`` or ``exponential``
+    #: from ``temperature`` to ``temperature_end``, or ``annealing`` (Annealing-KD, Jafari et
+    #: al. 2021: ``temperature`` is tau_max; ``kd`` and ``compress`` only).
+    temperature_schedule: str = "constant"
+    temperature_end: float = 1.0
+    #: The schedule runs over each ``task``'s steps, or once across the whole ``stream``.
+    schedule_span: str = "task"
+    #: ``annealing``: share of each task's steps in phase 1 (logit matching), the rest being
+    #: phase 2 (cross-entropy).
+    annealing_share: float = 0.5
     #: Keyword arguments of an external strategy (``avalanche:<Name>``, see
     #: ``interop/avalanche.py``), as a table: ``--set strategy.kwargs={mem_size=500}``, or
     #: ``--set strategy.mem_size=500`` for one of that strategy's own arguments. The
@@ -208,6 +219,36 @@ class MemoryConfig:
     batch_size: int = 0
 
 
+@dataclass(frozen=True)
+class TeacherConfig:
+    """The teacher of ``kd`` and ``compress`` (``strategies/compress.py``): a network of its
+    own, trained along the stream with a strategy of its own, distilled into the run's model
+    (the student). Every architecture key left at its default (empty, or 0) takes the
+    student's value (``model.*``), so by default the teacher has the student's architecture.
+    LwF-style strategies ignore this section: their teacher is the previous student."""
+
+    name: str = ""
+    hidden: tuple[int, ...] = ()
+    head: str = ""
+    nf: int = 0
+    channels: tuple[int, ...] = ()
+    init: str = ""
+    #: ``compress``: the strategy preset that trains the teacher on each task (``naive``,
+    #: ``lwf``, ``er``, ``der``, ``derpp``, ...); it keeps the run's ``memory``, if any.
+    strategy: str = "naive"
+    #: Strategy options of the teacher's strategy, over its preset's
+    #: (``--set teacher.settings={alpha=0.5}``).
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def teacher_model(config: RunConfig) -> ModelConfig:
+    """The teacher's :class:`ModelConfig`: ``teacher.*`` where set, the student's elsewhere."""
+    t = config.teacher
+    given = {k: getattr(t, k) for k in ("name", "hidden", "head", "nf", "channels", "init")
+             if getattr(t, k) not in ("", (), 0)}
+    return replace(config.model, **given)
+
+
 #: Keys added after results were first recorded, with the default that reproduces how runs
 #: behaved before them: a configuration holding that default hashes as if the key were absent,
 #: so earlier runs keep their identity (``results.identity_settings``).
@@ -215,6 +256,10 @@ ADDED_KEYS: dict[str, Any] = {
     "memory.size": 0, "memory.per_class": 0, "memory.policy": "reservoir",
     "memory.batch_size": 0, "strategy.beta": 0.5, "strategy.independent_draws": True,
     "strategy.prediction": "logits", "strategy.validation": 0.1, "strategy.bias_epochs": 2,
+    "strategy.temperature_schedule": "constant", "strategy.temperature_end": 1.0,
+    "strategy.schedule_span": "task", "strategy.annealing_share": 0.5,
+    "teacher.name": "", "teacher.hidden": [], "teacher.head": "", "teacher.nf": 0,
+    "teacher.channels": [], "teacher.init": "", "teacher.strategy": "naive", "teacher.settings": {},
 }
 
 
@@ -235,6 +280,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as plain data (tuples become lists), as stored in result.json."""
@@ -248,6 +294,7 @@ SECTIONS: dict[str, type] = {
     "train": TrainConfig,
     "strategy": StrategyConfig,
     "memory": MemoryConfig,
+    "teacher": TeacherConfig,
 }
 TOP_LEVEL = ("benchmark", "description", "seed", "strategies", "seeds")
 
@@ -528,5 +575,20 @@ def check_ranges(config: RunConfig) -> None:
         raise ConfigError(f"`memory.per_class` = {mem.per_class} needs a per-class policy; "
                           f"`memory.policy` = {mem.policy!r} is not one (valid: class_balanced, "
                           "herding, random)")
+    te = config.teacher
+    for key, value, limit in (("teacher.hidden", max(te.hidden, default=0), 16_384),
+                              ("teacher.channels", max(te.channels, default=0), 2_048),
+                              ("teacher.nf", te.nf, 512), ("teacher.hidden (layers)", len(te.hidden), 64),
+                              ("teacher.channels (layers)", len(te.channels), 8)):
+        if value > limit:
+            raise ConfigError(f"`{key}` = {value} is out of range; at most {limit}")
+    if any(h < 1 for h in te.hidden) or any(c < 1 for c in te.channels) or te.nf < 0:
+        raise ConfigError(f"`teacher.hidden` = {list(te.hidden)}, `teacher.channels` = "
+                          f"{list(te.channels)} and `teacher.nf` = {te.nf} must hold widths >= 1 "
+                          "(empty, or nf 0: the student's)")
+    if te.head:
+        check_choice("teacher.head", te.head, HEADS)
+    if te.init:
+        check_choice("teacher.init", te.init, INITS)
     if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
         raise ConfigError(f"`train.betas` = {list(t.betas)} must be two numbers in [0, 1)")

@@ -68,6 +68,18 @@ class RunState:
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
     optimizer_state: dict[str, Any] | None = None
+    #: The rows of the strategy's own teacher (``strategy.teacher_evaluation``), as above.
+    teacher_rows: list[list[float]] = field(default_factory=list)
+    teacher_rows_task_aware: list[list[float]] = field(default_factory=list)
+    teacher_initial: list[float] = field(default_factory=list)
+    teacher_initial_task_aware: list[float] = field(default_factory=list)
+
+    def teacher_matrices(self) -> dict[str, list[Any]] | None:
+        """The teacher's rows for ``results.build_result`` (None without a teacher's rows)."""
+        if not self.teacher_rows:
+            return None
+        return {"rows": self.teacher_rows, "rows_task_aware": self.teacher_rows_task_aware,
+                "initial": self.teacher_initial, "initial_task_aware": self.teacher_initial_task_aware}
 
     def checkpoint(self) -> dict[str, Any]:
         """A picklable dict for ``torch.save``."""
@@ -84,7 +96,13 @@ class RunState:
             "train_seconds": self.train_seconds,
             "eval_seconds": self.eval_seconds,
             "optimizer_state": self.optimizer_state,
+            **{key: getattr(self, key) for key in TEACHER_KEYS},
         }
+
+
+#: The checkpoint's entries of the teacher's rows (absent from checkpoints made before them).
+TEACHER_KEYS = ("teacher_rows", "teacher_rows_task_aware", "teacher_initial",
+                "teacher_initial_task_aware")
 
 
 def new_state(config: RunConfig, stream: Stream) -> RunState:
@@ -106,6 +124,8 @@ def restore_state(config: RunConfig, stream: Stream, saved: dict[str, Any]) -> R
     for key in ("next_task", "rows", "rows_task_aware", "initial", "initial_task_aware",
                 "train_seconds", "eval_seconds", "optimizer_state"):
         setattr(state, key, saved[key])
+    for key in TEACHER_KEYS:
+        setattr(state, key, saved.get(key, []))
     return state
 
 
@@ -225,10 +245,14 @@ def train_stream(
     """
     state = state or new_state(config, stream)
     model, strategy = state.model, state.strategy
+    strategy.setup(_context(config, stream, state, min(state.next_task, len(stream) - 1)))
     if not state.initial:
         t0 = time.perf_counter()
         ctx0 = _context(config, stream, state, 0)
         state.initial, state.initial_task_aware = evaluate(ctx0, strategy, -1)
+        view = strategy.teacher_evaluation(ctx0)
+        if view is not None:
+            state.teacher_initial, state.teacher_initial_task_aware = evaluate(*view, -1)
         state.eval_seconds += time.perf_counter() - t0
     for index in range(state.next_task, len(stream)):
         t0 = time.perf_counter()
@@ -253,6 +277,11 @@ def train_stream(
         row, row_aware = evaluate(ctx, strategy, index)
         state.rows.append(row)
         state.rows_task_aware.append(row_aware)
+        view = strategy.teacher_evaluation(ctx)
+        if view is not None:
+            row, row_aware = evaluate(*view, index)
+            state.teacher_rows.append(row)
+            state.teacher_rows_task_aware.append(row_aware)
         state.eval_seconds += time.perf_counter() - t1
         state.next_task = index + 1
         if on_task_end is not None:
@@ -268,9 +297,11 @@ def _run_phase(
     should_stop: StopCheck | None,
 ) -> None:
     """``phase.steps`` optimiser steps over ``phase.epochs`` seeded passes through the
-    phase's data (``ctx.current_train_data`` unless it names its own)."""
+    phase's data (``ctx.current_train_data`` unless it names its own), in the phase's own
+    context when it has one; then ``phase.on_end``."""
     from tqdm.auto import tqdm
 
+    ctx = phase.ctx if phase.ctx is not None else ctx
     config, model, g = ctx.config, ctx.model, ctx.generator
     data = phase.data if phase.data is not None else ctx.current_train_data
     assert data is not None
@@ -288,6 +319,7 @@ def _run_phase(
     # the rows of each parameter the phase keeps fixed: their gradient is zeroed before a step
     frozen_rows = [(p, ~rows) for p, rows in phase.update_rows]
     step = 0
+    ctx.steps = phase.steps
     model.train()
     if phase.train_modules is not None:
         model.eval()
@@ -308,6 +340,7 @@ def _run_phase(
                 x_in = random_crop_flip(raw, g) if ctx.augment else raw
                 batch = Batch(ctx.prepare(x_in), data.y[idx].to(ctx.device),
                               data.t[idx].to(ctx.device), idx, raw, ctx)
+                ctx.step = step
                 loss = phase.loss(ctx, batch)
                 watch.add(loss)
                 optimizer.zero_grad(set_to_none=True)
@@ -325,3 +358,36 @@ def _run_phase(
         bar.close()
     if carry:
         state.optimizer_state = optimizer.state_dict()
+    if phase.on_end is not None:
+        phase.on_end()
+
+
+def measure_costs(config: RunConfig, stream: Stream, state: RunState, *,
+                  latency: bool = True) -> dict[str, Any]:
+    """What the run's models and memory cost, measured after training (``costs.py``): the
+    model (predicting through ``strategy.predict``, as the evaluation does) and the
+    strategy's teacher, if it holds one: parameters, bytes, FLOPs per example (PyTorch's
+    ``FlopCounterMode``) and latency per example at batch 1 and 256 on the run's device
+    (median of repeated timings; ``latency`` False leaves them None), on the last task's test
+    examples; the memory's examples and bytes; the training seconds."""
+    from .costs import model_costs
+
+    strategy = state.strategy
+    index = min(max(state.next_task - 1, 0), len(stream) - 1)
+    ctx = _context(config, stream, state, index)
+    x = ctx.prepare(stream[index].test_x[:256])
+    out: dict[str, Any] = dict(strategy.costs())
+    training = state.model.training
+    state.model.eval()
+    try:
+        out["model"] = model_costs(config.model.name, state.model,
+                                   lambda x: strategy.predict(ctx, x), x, latency=latency)
+        teacher = strategy.teacher_model()
+        if teacher is not None:
+            name = strategy.teacher_name() or config.model.name
+            out["teacher"] = model_costs(name, teacher, teacher, x, latency=latency)
+    finally:
+        state.model.train(training)
+    out["device"] = str(ctx.device)
+    out["train_seconds"] = state.train_seconds
+    return out

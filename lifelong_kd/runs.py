@@ -59,7 +59,7 @@ from typing import Any, Protocol
 
 from .config import RunConfig
 from .errors import ConfigError, UserError
-from .presets import benchmark_name, build_config
+from .presets import SuiteMember, benchmark_name, build_config
 from .results import (
     RESULT,
     RunIdentity,
@@ -583,7 +583,8 @@ def _execute_locked(
             "resumed_from_task": resumed_from,
         },
         data=data_info, status=final_status, message=message,
-        costs=state.strategy.costs() if state is not None else None,
+        costs=_costs(config, stream, state, final_status),
+        teacher=state.teacher_matrices() if state is not None else None,
     )
     try:
         write_json(out_dir / RESULT, result)
@@ -602,6 +603,16 @@ def _execute_locked(
         with contextlib.suppress(FileNotFoundError):
             ckpt.unlink()
     return result
+
+
+def _costs(config: RunConfig, stream: Any, state: Any, status: str) -> dict[str, Any] | None:
+    """The run's costs (``engine.measure_costs``); latencies only for a finished run (an
+    interrupted one should stop at once, a diverged one's timings mean nothing)."""
+    from .engine import measure_costs
+
+    if state is None:
+        return None
+    return measure_costs(config, stream, state, latency=status == "finished")
 
 
 # ------------------------------------------------------------------------------ executors
@@ -795,7 +806,7 @@ def _compare_planned(
 
 
 def compare_suite(
-    members: Sequence[str],
+    members: Sequence[SuiteMember | str],
     out_dir: Path,
     description: str = "",
     *,
@@ -807,41 +818,57 @@ def compare_suite(
     executor: Executor | None = None,
     stop: StopFlag | None = None,
     log: Log = None,
+    reports: dict[str, list[str]] | None = None,
 ) -> list[CompareOutcome]:
     """``compare`` for each benchmark of a suite into ``out_dir/<name>`` (its name as
     presets give it: a file member's stem, so that a member given as a path stays inside
-    ``out_dir``), then an index report.md linking the members' reports and showing their
+    ``out_dir``; a member table's ``name``), each with its own settings under ``overrides``;
+    then one comparison per entry of ``reports`` over the runs of the members it lists
+    (``out_dir/<report name>``), and an index report.md linking the reports and showing their
     average-accuracy plots.
 
     Every member's configurations (all strategies x seeds) are built and validated, every
     folder checked and every dataset loaded before any run trains."""
     out_dir, options = Path(out_dir), options or RunOptions()
-    names = {m: benchmark_name(m) for m in members}
+    parts = [m if isinstance(m, SuiteMember) else SuiteMember(m, benchmark_name(m)) for m in members]
     taken: dict[str, str] = {}
-    for member, name in names.items():
-        if name in taken:
-            raise ConfigError(f"the suite's members `{taken[name]}` and `{member}` would both "
-                              f"write into {out_dir / name}; give them different names")
-        taken[name] = member
-    plans = {m: plan(m, strategies, seeds, overrides, out_dir / names[m]) for m in members}
+    for member in parts:
+        if member.name in taken:
+            raise ConfigError(f"the suite's members `{taken[member.name]}` and `{member.benchmark}` "
+                              f"would both write into {out_dir / member.name}; give them different "
+                              "names")
+        taken[member.name] = member.benchmark
+    plans = {m.name: plan(m.benchmark, strategies, seeds, {**m.settings, **overrides},
+                          out_dir / m.name) for m in parts}
     check_output_folder(out_dir)
-    for member, specs in plans.items():
-        check_plan(specs, out_dir / names[member], options.force)
+    for name, specs in plans.items():
+        check_plan(specs, out_dir / name, options.force)
     outcomes = []
     with output_folder(out_dir):
         for specs in plans.values():
             check_plan_data(specs, provider, options.force)
-        for member in members:
+        for member in parts:
             if log:
-                log(f"== {member}")
-            with output_folder(out_dir / names[member]):
-                outcomes.append(_compare_planned(plans[member], provider, out_dir / names[member],
-                                                 options, executor, stop, log))
+                log(f"== {member.name}")
+            with output_folder(out_dir / member.name):
+                outcomes.append(_compare_planned(plans[member.name], provider,
+                                                 out_dir / member.name, options, executor, stop,
+                                                 log))
+        by_name = dict(zip(plans, outcomes, strict=True))
         lines = ["# Suite report", ""]
         if description:
             lines += [description, ""]
-        for member, outcome in zip(members, outcomes, strict=True):
-            name = names[member]
+        for report, listed in (reports or {}).items():
+            from .report import write_comparison
+
+            results = [r for m in listed for r in by_name[m].results]
+            with output_folder(out_dir / report):
+                write_comparison(results, out_dir / report,
+                                 failures=[f for m in listed for f in by_name[m].failures])
+            lines += [f"## {report} (members {', '.join(listed)} together)", "",
+                      f"Full report: [{report}/report.md]({report}/report.md)", ""]
+        for member, outcome in zip(parts, outcomes, strict=True):
+            name = member.name
             lines += [f"## {name}", "", f"Full report: [{name}/report.md]({name}/report.md)"]
             if (out_dir / name / "average_accuracy.png").is_file():
                 lines += ["", f"![{name}: average accuracy]({name}/average_accuracy.png)"]

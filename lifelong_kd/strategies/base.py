@@ -36,6 +36,7 @@ from torch import nn
 
 from ..config import MEMORY_POLICIES, MemoryConfig, RunConfig, StrategyConfig, TrainConfig, check_choice
 from ..data.streams import Images, ImageUnion, Stream, Task
+from ..schedules import progress, stream_progress, temperature
 
 if TYPE_CHECKING:
     from ..models import Model
@@ -119,8 +120,12 @@ class TaskContext:
     std: torch.Tensor
     #: What :meth:`Strategy.train_data` returned for this task (set by the engine).
     current_train_data: TrainData | None = None
-    #: The epoch being trained (set by the engine's loop).
+    #: The epoch being trained, the optimiser step about to be taken (0-based, counted over
+    #: the phase) and the phase's number of steps (set by the engine's loop; temperature
+    #: schedules read them).
     epoch: int = 0
+    step: int = 0
+    steps: int = 0
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 images -> normalised float32 on the device: (x / 255 - mean) / std."""
@@ -166,6 +171,11 @@ class Phase:
     gradient elsewhere is zeroed before the step). With ``train.reset_optimizer = false``, the
     phase that has ``carry_optimizer`` (at most one per task: the main one) continues from the
     optimiser state of the previous task's.
+
+    ``ctx`` (None: the task's) is the context the phase runs in: a strategy that trains a
+    model of its own (``compress``'s teacher) gives a context whose ``model`` is that model;
+    the engine then makes the batches from that context's data, device and generator, and
+    passes it to ``loss``. ``on_end``, when given, is called after the phase's last step.
     """
 
     name: str
@@ -178,6 +188,8 @@ class Phase:
     train_modules: tuple[nn.Module, ...] | None = None
     update_rows: tuple[tuple[torch.Tensor, torch.Tensor], ...] = ()
     carry_optimizer: bool = False
+    ctx: TaskContext | None = None
+    on_end: Callable[[], None] | None = None
 
 
 @dataclass
@@ -264,6 +276,21 @@ def masked_ce(
     return F.cross_entropy(logits.masked_fill(~ctx.train_masks[t], float("-inf")), y)
 
 
+def distillation_temperature(config: StrategyConfig, ctx: TaskContext) -> float:
+    """The temperature T of the distillation terms at the step the engine is taking:
+    ``temperature`` under the ``constant`` schedule (and ``annealing``, whose stepped T the
+    strategy reads from :func:`lifelong_kd.schedules.annealing`); else ``temperature_schedule``
+    from ``temperature`` to ``temperature_end`` at progress p over the phase's steps
+    (``schedule_span = task``) or across the stream (``stream``, every task taken to have as
+    many steps as this one): :func:`lifelong_kd.schedules.temperature`."""
+    if config.temperature_schedule in ("constant", "annealing") or ctx.steps <= 1:
+        return config.temperature
+    step = min(ctx.step, ctx.steps - 1)
+    p = (progress(step, ctx.steps) if config.schedule_span == "task"
+         else stream_progress(ctx.index, len(ctx.stream), step, ctx.steps))
+    return temperature(config.temperature_schedule, config.temperature, config.temperature_end, p)
+
+
 # -------------------------------------------------------------------------- strategy
 
 
@@ -294,6 +321,11 @@ class Strategy:
         check_choice("strategy.ce_scope", config.strategy.ce_scope, CE_SCOPES)
 
     # ------------------------------------------------------------ before training a task
+    def setup(self, ctx: TaskContext) -> None:
+        """Called once when the run starts (or resumes, after :meth:`load_state_dict`), before
+        the untrained model is evaluated, with the context of the first task to train: a
+        strategy with models of its own builds them here (``compress``'s teacher)."""
+
     def train_data(self, ctx: TaskContext) -> TrainData:
         """The examples to train on for task ``ctx.index`` (default: that task's)."""
         return TrainData.of_task(ctx.stream[ctx.index])
@@ -353,6 +385,24 @@ class Strategy:
         """What the strategy holds beyond the model, for result.json: the examples and bytes
         of its exemplar memory (0 without one)."""
         return {"memory_examples": 0, "memory_bytes": 0}
+
+    def teacher_model(self) -> nn.Module | None:
+        """The teacher the strategy holds after training (its cost goes to result.json beside
+        the model's): LwF's copy of the previous model, ``compress``'s own network; None."""
+        teacher = getattr(self, "teacher", None)
+        return getattr(teacher, "model", None)
+
+    def teacher_name(self) -> str | None:
+        """The model name of :meth:`teacher_model` (None without one)."""
+        settings = getattr(getattr(self, "teacher", None), "settings", None)
+        return getattr(settings, "name", None)
+
+    def teacher_evaluation(self, ctx: TaskContext) -> tuple[TaskContext, Strategy] | None:
+        """A teacher of the strategy's own that the run evaluates beside the model after every
+        task (and before the first), as (its context, the strategy that predicts with it):
+        ``compress`` and ``kd``, whose teacher is a network trained along the stream; its
+        matrices go to result.json's ``teacher``. None (the default): no such teacher."""
+        return None
 
     # ---------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:

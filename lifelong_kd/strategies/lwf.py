@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from ..config import MemoryConfig, RunConfig, StrategyConfig, check_choice, check_positive
 from ..errors import ConfigError
 from ..losses import LOSSES, REDUCTIONS, grouped_distillation
-from .base import Batch, OwnLoop, Phase, Strategy, TaskContext, TrainData
+from .base import Batch, OwnLoop, Phase, Strategy, TaskContext, TrainData, distillation_temperature
 from .er import model_features
 from .memory import Memory, with_memory
 from .teacher import Teacher
@@ -66,6 +66,16 @@ def schedule_weights(
         lam = n_old / (n_old + n_new) if n_old + n_new else 0.0
         return 1.0 - lam, alpha * lam
     raise ConfigError(f"unknown alpha schedule `{schedule}`; valid: {', '.join(ALPHA_SCHEDULES)}")
+
+
+def _runs_as(name: str, cls: type) -> bool:
+    """Whether the strategy called ``name`` is of class ``cls`` (or a subclass)."""
+    from .presets import strategy_preset
+
+    try:
+        return issubclass(strategy_preset(name).cls, cls)
+    except ConfigError:
+        return False
 
 
 def torch_lookup(units: torch.Tensor, n_outputs: int) -> torch.Tensor:
@@ -117,8 +127,9 @@ class LwF(Strategy):
     batched by ``train.batch_size``).
     """
 
-    OPTIONS = ("alpha", "temperature", "t2_scaling", "distill_loss", "logits", "distill_reduction",
-               "teacher_input", "alpha_schedule", "ce_scope", "warmup_epochs")
+    OPTIONS = ("alpha", "temperature", "temperature_schedule", "temperature_end", "schedule_span",
+               "t2_scaling", "distill_loss", "logits", "distill_reduction", "teacher_input",
+               "alpha_schedule", "ce_scope", "warmup_epochs")
     MEMORY = "optional"
 
     def __init__(self, config: StrategyConfig, memory: MemoryConfig | None = None):
@@ -152,6 +163,12 @@ class LwF(Strategy):
         check_choice("strategy.distill_reduction", st.distill_reduction, REDUCTIONS)
         check_choice("strategy.teacher_input", st.teacher_input, TEACHER_INPUTS)
         check_choice("strategy.alpha_schedule", st.alpha_schedule, ALPHA_SCHEDULES)
+        name = config.strategy.name
+        if st.temperature_schedule == "annealing" and _runs_as(name, LwF):
+            raise ConfigError("`strategy.temperature_schedule` = 'annealing' needs a teacher that "
+                              f"knows the current task (kd, compress); strategy `{name}` "
+                              "distils from the previous model: use constant, linear, cosine or "
+                              "exponential")
         check_positive("strategy.warmup_epochs", st.warmup_epochs, strict=False)
 
     @property
@@ -290,7 +307,7 @@ class LwF(Strategy):
             return logits.new_zeros(())
         _, w_kd = self.weights(ctx)
         target = self.teacher_outputs(batch)
-        T = self.config.temperature
+        T = distillation_temperature(self.config, ctx)
         if loss.on == "features":
             kd = loss.fn(features, target, T)
         else:

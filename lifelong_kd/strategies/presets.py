@@ -43,6 +43,7 @@ from ..config import SCENARIOS, MemoryConfig, RunConfig, StrategyConfig
 from ..errors import ConfigError
 from .base import Strategy
 from .bic import BiC
+from .compress import KD, Compress
 from .der import DER
 from .er import ER
 from .ewc import EWC
@@ -315,6 +316,46 @@ BUILT_IN: tuple[StrategyPreset, ...] = (
          "teacher_input": "same", "ce_scope": "seen", "warmup_epochs": 0,
          "memory.policy": "random", "memory.size": 2000},
         scenarios=("class-il",),
+    ),
+    StrategyPreset(
+        "kd", KD,
+        "knowledge distillation, offline reference of compression: at every task the teacher "
+        "(teacher.*) trains jointly on all tasks so far, then the student on the same union with "
+        "CE + 1 * T^2 KL(teacher/T || student/T), T = 2, over every unit seen",
+        "Hinton, Vinyals & Dean 2015, 'Distilling the knowledge in a neural network', section 2 "
+        "(soft targets at temperature T, gradients scaled by T^2)",
+        {"alpha": 1.0, "temperature": 2.0, "t2_scaling": True, "distill_loss": "kl",
+         "distill_reduction": "sum", "teacher_input": "same", "ce_scope": "seen",
+         "mode": "incremental"},
+    ),
+    StrategyPreset(
+        "compress", Compress,
+        "continual teacher -> student: at every task the teacher (teacher.*) learns the task "
+        "with teacher.strategy (default naive), then the student trains on the task (+ the "
+        "teacher's memory) with CE + 1 * T^2 KL to the teacher over every unit seen + 1 * T^2 KL "
+        "to its own previous self over the old units, T = 2",
+        "this project (the question of issue 15); KD terms as Hinton et al. 2015, section 2; the "
+        "previous-self term as LwF (Li & Hoiem 2016)",
+        {"alpha": 1.0, "beta": 1.0, "temperature": 2.0, "t2_scaling": True,
+         "distill_loss": "kl", "distill_reduction": "sum", "teacher_input": "same",
+         "ce_scope": "seen"},
+    ),
+    StrategyPreset(
+        "compress-lwf", Compress,
+        "compress with an LwF teacher (the lwf preset trains the teacher)",
+        "as compress; the teacher's strategy: Li & Hoiem 2016 (the lwf preset)",
+        {"alpha": 1.0, "beta": 1.0, "temperature": 2.0, "t2_scaling": True,
+         "distill_loss": "kl", "distill_reduction": "sum", "teacher_input": "same",
+         "ce_scope": "seen", "teacher.strategy": "lwf"},
+    ),
+    StrategyPreset(
+        "compress-derpp", Compress,
+        "compress with a DER++ teacher (the derpp preset, its memory memory.*; the student "
+        "trains on the memory too)",
+        "as compress; the teacher's strategy: Buzzega et al. 2020 (the derpp preset)",
+        {"alpha": 1.0, "beta": 1.0, "temperature": 2.0, "t2_scaling": True,
+         "distill_loss": "kl", "distill_reduction": "sum", "teacher_input": "same",
+         "ce_scope": "seen", "teacher.strategy": "derpp"},
     ),
     StrategyPreset(
         "ewc", EWC,
