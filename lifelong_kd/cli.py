@@ -149,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from .config import parse_set
-    from .presets import benchmark_name, preset_description, suite_members
+    from .presets import benchmark_name, preset_description, suite_members, suite_reports
     from .runs import DataProvider, compare, compare_suite, stop_on_signals
 
     members = suite_members(args.benchmark)
@@ -162,7 +162,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     with stop_on_signals() as stop:
         if members:
             outcomes = compare_suite(members, out, preset_description(args.benchmark), stop=stop,
-                                     **options)
+                                     reports=suite_reports(args.benchmark), **options)
         else:
             outcomes = [compare(args.benchmark, out_dir=out, stop=stop, **options)]
     if not args.quiet:

@@ -24,6 +24,7 @@ A suite is a preset whose ``benchmarks`` list names single presets; ``compare`` 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -144,37 +145,93 @@ def benchmark_name(benchmark: str) -> str:
 # ------------------------------------------------------------------------------------ suites
 
 
-def suite_members(benchmark: str) -> list[str] | None:
+@dataclass(frozen=True)
+class SuiteMember:
+    """One benchmark of a suite: the preset (a name, or a TOML file's path), the folder it
+    runs into (``name``), and settings of its own (dotted keys, as ``--set`` gives them, which
+    ``--set`` on the command line overrides)."""
+
+    benchmark: str
+    name: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def _member(entry: Any, path: Path) -> SuiteMember:
+    """A ``benchmarks`` entry: a preset name, a TOML path (relative to the suite's folder when
+    it is there), or a table ``{benchmark = ..., name = ..., set = {"model.hidden" = [..]}}``."""
+    if isinstance(entry, dict):
+        unknown = set(entry) - {"benchmark", "name", "set"}
+        benchmark, name, settings = entry.get("benchmark"), entry.get("name"), entry.get("set", {})
+        if unknown or not isinstance(benchmark, str) or not isinstance(settings, dict) or not (
+                name is None or isinstance(name, str) and name.strip() and "/" not in name):
+            raise ConfigError(f"{path}: a member table of `benchmarks` holds `benchmark` (a preset "
+                              "name or TOML path), optionally `name` (its folder, no /) and `set` "
+                              f"(a table of dotted keys); got {entry!r}")
+    elif isinstance(entry, str):
+        benchmark, name, settings = entry, None, {}
+    else:
+        raise ConfigError(f"{path}: `benchmarks` must list benchmark names, paths or member "
+                          f"tables; got {entry!r}")
+    beside = path.parent / benchmark
+    if benchmark.endswith(".toml") and not Path(benchmark).is_absolute() and beside.is_file():
+        benchmark = str(beside)
+    for key in settings:
+        if key not in valid_keys():
+            raise unknown_key(key)
+    return SuiteMember(benchmark, name or Path(benchmark).stem, dict(settings))
+
+
+def suite_members(benchmark: str) -> list[SuiteMember] | None:
     """The benchmarks of a suite preset (a TOML file with a ``benchmarks`` list), else None.
 
     ``compare`` runs every member into its own sub-folder; ``run`` takes single benchmarks.
     Every member is checked here, before anything runs: it must be a single benchmark (a
-    preset name or a TOML file, not itself a suite), named once.
+    preset name or a TOML file, not itself a suite), and each folder named once.
     """
     _, path, table = _load_table(benchmark)
-    members = table.get("benchmarks")
-    if members is None:
+    entries = table.get("benchmarks")
+    if entries is None:
         return None
-    if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
+    if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{path}: `benchmarks` must be a non-empty list of benchmark names")
     singles = ", ".join(single_presets())
-    seen: set[str] = set()
-    for member in members:
-        if member in seen:
-            raise ConfigError(f"{path}: `benchmarks` names `{member}` twice; name each "
+    members: list[SuiteMember] = []
+    for entry in entries:
+        member = _member(entry, path)
+        if any(m.name == member.name for m in members):
+            raise ConfigError(f"{path}: `benchmarks` names `{member.name}` twice; name each "
                               "benchmark once")
-        seen.add(member)
+        members.append(member)
         try:
-            _, _, member_table = _load_table(member)
+            _, _, member_table = _load_table(member.benchmark)
         except ConfigError as exc:
             text = str(exc).split("; valid benchmarks:")[0]
-            raise ConfigError(f"{path}: member `{member}` of `benchmarks`: {text}; valid members: "
-                              f"{singles}, or the path of a TOML file") from None
+            raise ConfigError(f"{path}: member `{member.benchmark}` of `benchmarks`: {text}; valid "
+                              f"members: {singles}, or the path of a TOML file") from None
         if "benchmarks" in member_table:
-            raise ConfigError(f"{path}: member `{member}` of `benchmarks` is itself a suite; a "
-                              f"suite's members are single benchmarks: {singles}, or the path "
-                              "of a TOML file")
+            raise ConfigError(f"{path}: member `{member.benchmark}` of `benchmarks` is itself a "
+                              f"suite; a suite's members are single benchmarks: {singles}, or the "
+                              "path of a TOML file")
     return members
+
+
+def suite_reports(benchmark: str) -> dict[str, list[str]]:
+    """A suite's ``reports`` table: report name -> the members (by folder name) whose runs are
+    reported together, as one comparison, in ``<out>/<report name>/`` (e.g. one benchmark cut
+    into members by model size). Empty when the suite has none."""
+    _, path, table = _load_table(benchmark)
+    reports = table.get("reports", {})
+    members = {m.name for m in suite_members(benchmark) or []}
+    if not isinstance(reports, dict):
+        raise ConfigError(f"{path}: `reports` must be a table of report name = [member names]")
+    for name, listed in reports.items():
+        if not isinstance(listed, list) or not listed or not all(m in members for m in listed):
+            raise ConfigError(f"{path}: `reports.{name}` must list members of the suite "
+                              f"({', '.join(sorted(members))}); got {listed!r}")
+        if name in members or "/" in name:
+            raise ConfigError(f"{path}: `reports.{name}` would write into a member's folder or "
+                              "elsewhere; give it a name of its own, without /")
+    return {k: list(v) for k, v in reports.items()}
 
 
 def single_presets() -> list[str]:
