@@ -181,6 +181,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from .losses import LOSSES
     from .models import MODEL_DESCRIPTIONS
     from .presets import preset_description, preset_names
+    from .schedules import DESCRIPTIONS as SCHEDULE_DESCRIPTIONS
     from .strategies import PRESETS
 
     if args.keys:
@@ -203,6 +204,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("distillation losses (strategy.distill_loss):")
     for name, loss in LOSSES.items():
         print(f"  {name:<22} on {loss.on} ({loss.reference})")
+    print("temperature schedules (strategy.temperature_schedule; over each task's steps or the "
+          "stream: strategy.schedule_span):")
+    for name, desc in SCHEDULE_DESCRIPTIONS.items():
+        print(f"  {name:<22} {desc}")
     return 0
 
 
