@@ -43,6 +43,7 @@ Confidence intervals are clipped to the range of their metric
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -309,15 +310,35 @@ def _distinct(results: Sequence[dict[str, Any]], section: str, key: str) -> str:
 
 
 def _own_settings(first: dict[str, Any], run: dict[str, Any]) -> str:
-    """The model, training and memory settings of ``run`` that differ from those of ``first``
-    (a preset's per-strategy overrides), as ``section.key = value``. (The data and the stream
-    are the same for every run of a report: see :func:`lifelong_kd.results.check_compatible`.)"""
+    """The model, training, memory and teacher settings of ``run`` that differ from those of
+    ``first`` (a preset's per-strategy overrides), as ``section.key = value``. (The data and the
+    stream are the same for every run of a report: see
+    :func:`lifelong_kd.results.check_compatible`.)"""
     diffs = []
-    for section in ("model", "train", "memory"):
+    for section in ("model", "train", "memory", "teacher"):
         mine, theirs = run.get(section, {}), first.get(section, {})
         diffs += [f"{section}.{k} = {_value(v)}" for k, v in mine.items()
                   if _value(v) != _value(theirs.get(k))]
     return ", ".join(diffs)
+
+
+def _teacher_text(result: dict[str, Any]) -> str:
+    """The network and strategy of a run's own teacher (``kd``, ``compress``; empty for
+    runs without a teacher block): ``teacher.*`` where set, the student's model elsewhere."""
+    if not isinstance(result.get("teacher"), dict):
+        return ""
+    from .strategies import strategy_preset
+
+    cfg = result.get("config", {})
+    model, teacher = cfg.get("model", {}), cfg.get("teacher", {})
+    merged = {**model, **{k: v for k, v in teacher.items()
+                          if k in model and v not in ("", [], 0, None)}}
+    name = teacher.get("strategy", "naive")
+    with contextlib.suppress(UserError):
+        name = getattr(strategy_preset(result["strategy"]).cls, "TEACHER_STRATEGY", None) or name
+    settings = teacher.get("settings") or {}
+    extra = f" with {_settings(settings)}" if settings else ""
+    return f"{_model_text(merged, result['scenario'])}, trained with `{name}`{extra}"
 
 
 def _what_was_run(results: Sequence[dict[str, Any]]) -> list[str]:
@@ -347,8 +368,10 @@ def _what_was_run(results: Sequence[dict[str, Any]]) -> list[str]:
         secs = sum(run.result.get("timing", {}).get("total_seconds", 0.0)
                    for run in mine) / len(mine)
         own = _own_settings(cfg, mine[0].result.get("config", {}))
+        teacher = _teacher_text(mine[0].result)
         lines.append(f"  - `{label}`: {_strategy_options(mine[0])}"
                      + (f"; its own settings: {own}" if own else "")
+                     + (f"; teacher: {teacher}" if teacher else "")
                      + f"; seeds {seeds}; {secs:.1f} s per run on average")
     seeds = sorted({r["seed"] for r in results})
     lines += [
