@@ -63,7 +63,7 @@ def teacher_run_config(config: RunConfig, strategy: str | None = None) -> RunCon
     A preset's dotted options (``der-avalanche``'s ``memory.policy``) apply to the run's
     memory settings."""
     from ..config import from_flat
-    from .presets import strategy_preset
+    from .registry import strategy_preset
 
     name = strategy or config.teacher.strategy
     preset = strategy_preset(name)
@@ -149,7 +149,7 @@ class Compress(Strategy):
         is not itself ``compress`` or ``kd``, nor external); when this strategy runs, the
         teacher's whole configuration as its preset checks it."""
         super().check(config)
-        from .presets import strategy_preset
+        from .registry import strategy_preset
 
         st = config.strategy
         check_positive("strategy.alpha", st.alpha, strict=False)
@@ -186,7 +186,7 @@ class Compress(Strategy):
         """Build the teacher's network (seeded apart from the student, the global generator
         left as it was), its strategy, its generator and the projector; then restore them
         from a checkpoint, if one was loaded."""
-        from .presets import build_strategy
+        from .registry import build_strategy
 
         if self.net is None:
             config = ctx.config

@@ -70,7 +70,7 @@ def schedule_weights(
 
 def _runs_as(name: str, cls: type) -> bool:
     """Whether the strategy called ``name`` is of class ``cls`` (or a subclass)."""
-    from .presets import strategy_preset
+    from .registry import strategy_preset
 
     try:
         return issubclass(strategy_preset(name).cls, cls)

@@ -1,0 +1,106 @@
+"""The registry of strategy presets: the names users type, looked up here by every module
+that needs one (the benchmark presets, the engine, ``compress`` building its teacher's
+strategy) without importing the strategy classes themselves; the built-in presets are
+registered by ``strategies/presets.py``, external families by their plugin module."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import SCENARIOS, MemoryConfig, RunConfig, StrategyConfig
+from ..errors import ConfigError
+from .base import Strategy
+
+
+@dataclass(frozen=True)
+class StrategyPreset:
+    """A strategy name users type: a strategy class, the option values it fixes, what it
+    is and where it comes from, and the scenarios it supports. ``kwargs_names`` are the
+    arguments of an external strategy, which ``--set strategy.<arg>=...`` sets (they are
+    routed to ``strategy.kwargs``); a built-in strategy has none."""
+
+    name: str
+    cls: type[Strategy]
+    description: str
+    source: str
+    options: dict[str, Any] = field(default_factory=dict)
+    scenarios: tuple[str, ...] = SCENARIOS
+    kwargs_names: tuple[str, ...] = ()
+
+    def check(self, config: RunConfig) -> None:
+        """Refuse, before any data is loaded, a strategy option no strategy accepts and a
+        scenario this preset does not support.
+
+        The options share one table (``StrategyConfig``), so every registered strategy class
+        checks those it reads whatever strategy runs (this preset's class first): a bad value
+        is refused even where it has no effect, as a preset's override tables are.
+        """
+        for cls in dict.fromkeys([self.cls, *(p.cls for p in PRESETS.values())]):
+            cls.check(config)
+        mem = config.memory
+        if (mem.size or mem.per_class) and mem.policy not in self.cls.POLICIES:
+            raise ConfigError(f"strategy `{self.name}` cannot use `memory.policy` = "
+                              f"{mem.policy!r}; valid: {', '.join(self.cls.POLICIES)}")
+        if self.cls.MEMORY == "required" and not (mem.size or mem.per_class):
+            raise ConfigError(f"strategy `{self.name}` keeps an exemplar memory: set `memory.size` "
+                              "(examples in all) or `memory.per_class` (examples per class) > 0")
+        if config.stream.scenario not in self.scenarios:
+            raise ConfigError(
+                f"strategy `{self.name}` does not support the `{config.stream.scenario}` "
+                f"scenario; it supports: {', '.join(self.scenarios)}"
+            )
+
+
+#: The presets by name: the built-in ones (``strategies/presets.py``), and those added with
+#: :func:`register`.
+PRESETS: dict[str, StrategyPreset] = {}
+
+#: External families of strategies: name prefix -> the module that registers their resolver
+#: (with :func:`register_family`) when it is imported.
+FAMILIES: dict[str, str] = {"avalanche:": "lifelong_kd.interop.avalanche"}
+_RESOLVERS: dict[str, Callable[[str], StrategyPreset]] = {}
+
+
+def register(preset: StrategyPreset) -> StrategyPreset:
+    """Add ``preset`` to :data:`PRESETS` (a ValueError if the name is taken); returns it."""
+    if preset.name in PRESETS or any(preset.name.startswith(p) for p in FAMILIES):
+        raise ValueError(f"a strategy called `{preset.name}` exists already")
+    PRESETS[preset.name] = preset
+    return preset
+
+
+def register_family(prefix: str, resolve: Callable[[str], StrategyPreset]) -> None:
+    """Let ``resolve(name)`` give the preset of every name that starts with ``prefix`` (it
+    raises ConfigError for a name it does not know)."""
+    _RESOLVERS[prefix] = resolve
+
+
+def strategy_preset(name: str) -> StrategyPreset:
+    """The preset called ``name``; a ConfigError listing the valid names otherwise."""
+    if name in PRESETS:
+        return PRESETS[name]
+    for prefix, module in FAMILIES.items():
+        if name.startswith(prefix):
+            if prefix not in _RESOLVERS:
+                try:
+                    importlib.import_module(module)  # registers its resolver
+                except ModuleNotFoundError:
+                    raise ConfigError(f"unknown strategy `{name}`: {prefix.rstrip(':')} strategies "
+                                      "are not available in this version") from None
+            return _RESOLVERS[prefix](name)
+    close = difflib.get_close_matches(name, list(PRESETS), n=1)
+    hint = f" (did you mean `{close[0]}`?)" if close else ""
+    raise ConfigError(f"unknown strategy `{name}`{hint}; valid strategies: {', '.join(PRESETS)}")
+
+
+def build_strategy(config: StrategyConfig, memory: MemoryConfig | None = None) -> Strategy:
+    """Instantiate the strategy of ``config.name`` with the resolved options (and the
+    memory settings, which only a strategy that keeps a memory reads: a strategy class with
+    ``MEMORY = "none"`` is built from its options alone, so one written as ``__init__(self,
+    config)`` keeps working)."""
+    cls = strategy_preset(config.name).cls
+    return cls(config) if cls.MEMORY == "none" else cls(config, memory)
