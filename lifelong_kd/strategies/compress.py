@@ -149,7 +149,7 @@ class Compress(Strategy):
         is not itself ``compress`` or ``kd``, nor external); when this strategy runs, the
         teacher's whole configuration as its preset checks it."""
         super().check(config)
-        from .registry import strategy_preset
+        from .registry import FAMILIES, strategy_preset
 
         st = config.strategy
         check_positive("strategy.alpha", st.alpha, strict=False)
@@ -165,7 +165,8 @@ class Compress(Strategy):
         check_choice("strategy.distill_reduction", st.distill_reduction, REDUCTIONS)
         name = config.teacher.strategy
         preset = strategy_preset(name)
-        if name in NOT_TEACHERS or preset.kwargs_names or issubclass(preset.cls, Compress):
+        external = any(name.startswith(prefix) for prefix in FAMILIES)
+        if name in NOT_TEACHERS or external or issubclass(preset.cls, Compress):
             raise ConfigError(f"`teacher.strategy` = {name!r} cannot train a teacher (it is not a "
                               "built-in strategy without a teacher of its own); use naive, lwf, "
                               "er, der, derpp, ewc, icarl, ...")
