@@ -164,9 +164,8 @@ class Compress(Strategy):
         check_choice("strategy.distill_loss", st.distill_loss, sorted(LOSSES))
         check_choice("strategy.distill_reduction", st.distill_reduction, REDUCTIONS)
         name = config.teacher.strategy
-        preset = strategy_preset(name)
         external = any(name.startswith(prefix) for prefix in FAMILIES)
-        if name in NOT_TEACHERS or external or issubclass(preset.cls, Compress):
+        if name in NOT_TEACHERS or external or issubclass(strategy_preset(name).cls, Compress):
             raise ConfigError(f"`teacher.strategy` = {name!r} cannot train a teacher (it is not a "
                               "built-in strategy without a teacher of its own); use naive, lwf, "
                               "er, der, derpp, ewc, icarl, ...")
