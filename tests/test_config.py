@@ -102,9 +102,11 @@ CHANGED_DEFAULT = ("train.eval_batch_size", 1000, 256)
 
 
 def _flat(table: dict, prefix: str = "") -> dict:
+    """Dotted keys; the tables that are one setting (``strategy.kwargs``, ``teacher.settings``)
+    stay whole."""
     out = {}
     for key, value in table.items():
-        if isinstance(value, dict) and key != "kwargs":
+        if isinstance(value, dict) and key not in ("kwargs", "settings"):
             out.update(_flat(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value

@@ -175,8 +175,14 @@ def test_a_suite_member_given_as_a_path_stays_inside_out(tmp_path: Path) -> None
     twin.mkdir()
     (twin / "tiny-digits.toml").write_text(member.read_text())
     suite.write_text(f'benchmarks = ["{member}", "{twin / "tiny-digits.toml"}"]\n')
+    with pytest.raises(ConfigError, match="names `tiny-digits` twice"):
+        runs_members(suite)   # the suite file's members (issue 15: a member has a folder name)
+    from lifelong_kd.presets import SuiteMember
+
+    twins = [SuiteMember(str(member), "tiny-digits"),
+             SuiteMember(str(twin / "tiny-digits.toml"), "tiny-digits")]
     with pytest.raises(ConfigError, match="would both write into"):
-        runs.compare_suite(runs_members(suite), tmp_path / "out2", overrides=_overrides(),
+        runs.compare_suite(twins, tmp_path / "out2", overrides=_overrides(),
                            provider=runs.DataProvider(tmp_path, progress=False))
     assert not (tmp_path / "out2").exists()
 

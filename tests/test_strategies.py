@@ -170,7 +170,23 @@ DOCUMENTED = {
                                 alpha_schedule="constant", teacher_input="same", ce_scope="seen",
                                 warmup_epochs=0,
                                 **{"memory.policy": "random", "memory.size": 2000}),
+    # distillation as compression (issue 15): a teacher of its own, teacher.strategy trains it
+    "kd": dict(alpha=1.0, temperature=2.0, t2_scaling=True, distill_loss="kl",
+               distill_reduction="sum", teacher_input="same", ce_scope="seen", mode="incremental",
+               temperature_schedule="constant"),
+    "compress": {"alpha": 1.0, "beta": 1.0, "temperature": 2.0, "t2_scaling": True,
+                 "distill_loss": "kl", "distill_reduction": "sum", "teacher_input": "same",
+                 "ce_scope": "seen", "temperature_schedule": "constant",
+                 "teacher.strategy": "naive"},
+    "compress-lwf": {"alpha": 1.0, "beta": 1.0, "temperature": 2.0, "t2_scaling": True,
+                     "distill_loss": "kl", "distill_reduction": "sum", "teacher_input": "same",
+                     "ce_scope": "seen", "teacher.strategy": "lwf"},
+    "compress-derpp": {"alpha": 1.0, "beta": 1.0, "temperature": 2.0, "t2_scaling": True,
+                       "distill_loss": "kl", "distill_reduction": "sum", "teacher_input": "same",
+                       "ce_scope": "seen", "teacher.strategy": "derpp"},
 }
+#: Settings a preset cannot run without (its teacher's strategy keeps a memory of memory.size).
+NEEDS = {"compress-derpp": {"memory.size": 500}}
 SUPPORTED = {"lwf-mammoth": ("class-il",), "lwf-facil": ("class-il",), "bic": ("class-il",),
              "lwf-facil-exemplars": ("class-il",),
              "icarl": ("class-il", "task-il"), "icarl-random": ("class-il", "task-il")}
@@ -187,14 +203,16 @@ def test_preset_resolves_to_its_documented_options(name):
     assert preset.scenarios == scenarios
     assert preset.description and preset.source
     for scenario in scenarios:
-        config = build_config("split-digits", name, {"stream.scenario": scenario})
+        config = build_config("split-digits", name, {"stream.scenario": scenario,
+                                                     **NEEDS.get(name, {})})
         assert config.strategy.name == name
         for key, value in DOCUMENTED[name].items():
             section, _, option = key.rpartition(".")
             assert getattr(getattr(config, section or "strategy"), option) == value, (name, key)
         # --set still wins over the preset
         changed = build_config("split-digits", name, {"stream.scenario": scenario,
-                                                    "strategy.temperature": 3.0})
+                                                    "strategy.temperature": 3.0,
+                                                    **NEEDS.get(name, {})})
         assert changed.strategy.temperature == 3.0
 
 
