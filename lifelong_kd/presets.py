@@ -33,11 +33,13 @@ import tomllib
 from .config import (
     SECTIONS,
     ConfigError,
+    ModelConfig,
     RunConfig,
     check_choice,
     check_ranges,
     closest_name,
     from_flat,
+    teacher_model,
     unknown_key,
     valid_keys,
 )
@@ -379,15 +381,23 @@ def _check_data(config: RunConfig) -> None:
 
 
 def _check_model(config: RunConfig) -> None:
-    """The model is one of ``models.py``'s, and a ConvNet is not too deep for the images."""
-    d, m = config.data, config.model
-    check_choice("model.name", m.name, sorted(MODELS))
+    """The model (and the teacher's, ``teacher.*`` over the model's) is one of
+    ``models.py``'s, and a ConvNet is not too deep for the images."""
+    _check_network(config, config.model, "model")
+    _check_network(config, teacher_model(config), "teacher")
+
+
+def _check_network(config: RunConfig, m: ModelConfig, section: str) -> None:
+    d = config.data
+    key = "model" if section == "model" or config.teacher.name == "" else "teacher"
+    check_choice(f"{key}.name", m.name, sorted(MODELS))
     shape = KNOWN_INPUT_SHAPES.get(d.dataset) if not d.path else None
     if m.name == "convnet" and shape is not None:
         # each layer halves the image (2 x 2 max-pool); a side of 0 pixels fails in the model
         deepest = min(shape[1:]).bit_length() - 1  # floor(log2(side))
         if len(m.channels) > deepest:
+            key = "model" if section == "model" or not config.teacher.channels else "teacher"
             raise ConfigError(
-                f"`model.channels` = {list(m.channels)} has {len(m.channels)} layers, but the "
+                f"`{key}.channels` = {list(m.channels)} has {len(m.channels)} layers, but the "
                 f"{shape[0]} x {shape[1]} x {shape[2]} images of `{d.dataset}` allow at most "
                 f"{deepest} (each layer halves the image)")

@@ -50,18 +50,20 @@ NOT_TEACHERS = ("compress", "kd")
 
 
 def teacher_seed(seed: int) -> int:
-    """The seed of the teacher's weights and batch order: apart from every run's own seed
-    (seed + 2^32, modulo 2^63), so that run s's teacher does not start as run s+1's
-    student."""
-    return (seed + 2**32) % 2**63
+    """The seed of the teacher's weights and batch order: apart from every run's own seed,
+    (seed + 0x9E3779B97F4A7C15) modulo 2^63, an offset whose low 32 bits are not zero (torch's
+    CPU generator keeps only the low 32 bits of a seed, so seed + 2^32 would be the seed
+    itself), so that the teacher of run s does not start as the student of a run."""
+    return (seed + 0x9E3779B97F4A7C15) % 2**63
 
 
 def teacher_run_config(config: RunConfig, strategy: str | None = None) -> RunConfig:
     """The configuration the teacher trains under: the run's, with the teacher's model
     (:func:`~lifelong_kd.config.teacher_model`) and the teacher's strategy: the preset
     ``strategy`` (default ``teacher.strategy``) with ``teacher.settings`` over its options.
-    A preset's dotted options (``der-avalanche``'s ``memory.policy``) apply to the run's
-    memory settings."""
+    A preset's dotted options (``derpp``'s ``memory.size``, ``der-avalanche``'s
+    ``memory.policy``) apply where the run leaves that memory setting at its default: the
+    run's own ``memory.*`` settings win."""
     from ..config import from_flat
     from .registry import strategy_preset
 
@@ -77,7 +79,12 @@ def teacher_run_config(config: RunConfig, strategy: str | None = None) -> RunCon
     flat["strategy.name"] = name
     memory_keys = {k: v for k, v in flat.items() if k.startswith("memory.")}
     resolved = from_flat({k: v for k, v in flat.items() if k.startswith("strategy.")})
-    memory = replace(config.memory, **{k[7:]: v for k, v in memory_keys.items()})
+    default, given = MemoryConfig(), from_flat(memory_keys).memory
+    budget = config.memory.size or config.memory.per_class  # the run's budget, either way
+    memory = replace(config.memory, **{
+        k: getattr(given, k) for k in (key[7:] for key in memory_keys)
+        if getattr(config.memory, k) == getattr(default, k)
+        and not (budget and k in ("size", "per_class"))})
     return replace(config, model=teacher_model_config(config), strategy=resolved.strategy,
                    memory=memory)
 
@@ -191,10 +198,7 @@ class Compress(Strategy):
         if self.net is None:
             config = ctx.config
             self.teacher_config = teacher_run_config(config, self.TEACHER_STRATEGY)
-            if self.TEACHER_STRATEGY == "joint":  # kd: the teacher sees what the student sees
-                tc = self.teacher_config
-                self.teacher_config = replace(tc, strategy=replace(tc.strategy,
-                                                                   mode=self.config.mode))
+            self.teacher_config = self.adjust_teacher(self.teacher_config)
             seed = teacher_seed(config.seed)
             shape, n_out = ctx.stream.input_shape, ctx.stream.n_outputs
             with torch.random.fork_rng(devices=[]):
@@ -218,6 +222,11 @@ class Compress(Strategy):
             self.previous = Teacher.from_state_dict(saved) if saved is not None else None
             if self.projector is not None and state.get("projector") is not None:
                 self.projector.load_state_dict(state["projector"])
+
+    def adjust_teacher(self, config: RunConfig) -> RunConfig:
+        """The teacher's configuration as this strategy trains it (``compress``: as
+        :func:`teacher_run_config` gives it)."""
+        return config
 
     def teacher_context(self, ctx: TaskContext) -> TaskContext:
         """The context of the teacher for task ``ctx.index``: its network, configuration,
@@ -447,6 +456,10 @@ class KD(Compress):
     def check(cls, config: RunConfig) -> None:
         super().check(config)
         check_choice("strategy.mode", config.strategy.mode, MODES)
+
+    def adjust_teacher(self, config: RunConfig) -> RunConfig:
+        """The teacher trains with the student's ``mode``: it sees what the student sees."""
+        return replace(config, strategy=replace(config.strategy, mode=self.config.mode))
 
     def train_data(self, ctx: TaskContext) -> TrainData:
         """The union of tasks 0..t (nothing before the last task with ``mode = final``)."""
