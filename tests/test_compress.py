@@ -6,10 +6,6 @@ teacher and a memory; the projector of a feature loss between widths; temperatur
 losses computed by hand; Annealing-KD's two phases by hand; the configuration checks of the
 teacher's settings; suites with member tables and reports; run identities left as they were
 before issue 15.
-
-Tests marked ``xfail(strict=True)`` pin behaviour that the code does not have yet (bugs
-reported with their reproduction); each turns into a failure when the bug is fixed, so that the
-marker is removed then.
 """
 
 from __future__ import annotations
@@ -261,9 +257,6 @@ def test_the_teacher_is_built_from_its_seed_and_leaves_the_global_generator_alon
     assert torch.equal(torch.get_rng_state(), before)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: torch's CPU generator takes the low 32 bits of a "
-                   "seed, so teacher_seed(s) = s + 2**32 seeds the teacher exactly as the "
-                   "student of seed s (same initial weights, same batch order)")
 def test_a_teacher_of_the_students_architecture_does_not_start_as_the_student():
     # what torch's generators see of a seed: its low 32 bits (mt19937)
     assert {teacher_seed(s) % 2**32 for s in range(100)}.isdisjoint(range(100))
@@ -567,18 +560,11 @@ def test_an_external_strategy_is_refused_as_teacher(avalanche):
         build_config("split-digits", "compress", {"teacher.strategy": "avalanche:LwF"})
 
 
-@pytest.mark.xfail(strict=True, reason="bug: compress's check refuses only external strategies "
-                   "with arguments (kwargs_names); avalanche:Naive passes and the run fails after "
-                   "the data is loaded ('the teacher's strategy must train with the engine's "
-                   "phases')")
 def test_an_external_strategy_without_arguments_is_refused_as_teacher(avalanche):
     with pytest.raises(ConfigError, match="avalanche:Naive"):
         build_config("split-digits", "compress", {"teacher.strategy": "avalanche:Naive"})
 
 
-@pytest.mark.xfail(strict=True, reason="bug: presets._check_model checks model.* only; an "
-                   "unknown teacher.name passes and the run fails with a KeyError after the data "
-                   "is loaded (a ConvNet teacher too deep for the images likewise)")
 @pytest.mark.parametrize("sets", [{"teacher.name": "mlpp"},
                                   {"teacher.name": "convnet", "teacher.channels": [4, 4, 4, 4]}])
 def test_the_teachers_model_is_checked_as_the_students(sets):
@@ -586,15 +572,18 @@ def test_the_teachers_model_is_checked_as_the_students(sets):
         build_config("split-digits", "compress", sets)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: teacher_run_config applies the teacher preset's "
-                   "memory.* (derpp: memory.size = 500) over the run's, so memory.size is "
-                   "ignored for the teacher and compress-derpp without one is not refused")
 def test_the_teachers_memory_is_the_runs():
+    """The run's memory settings win; the teacher preset's (derpp: memory.size = 500) fill in
+    only what the run leaves at its default, and a run's per-class budget replaces its size."""
     config = build_config("split-digits", "compress-derpp", {"memory.size": 30,
                                                              "memory.policy": "class_balanced"})
     assert teacher_run_config(config).memory == config.memory
-    with pytest.raises(ConfigError, match="the teacher's strategy"):
-        build_config("split-digits", "compress-derpp")
+    default = build_config("split-digits", "compress-derpp")
+    assert teacher_run_config(default).memory.size == 500
+    per_class = build_config("split-digits", "compress-derpp",
+                             {"memory.per_class": 5, "memory.policy": "class_balanced"})
+    memory = teacher_run_config(per_class).memory
+    assert (memory.size, memory.per_class, memory.policy) == (0, 5, "class_balanced")
 
 
 # ------------------------------------------------------------------------------ suites

@@ -299,13 +299,9 @@ def test_every_strategy_class_names_the_options_it_reads() -> None:
     classes = [strategies.Strategy, strategies.LwF, strategies.Joint, strategies.EWC,
                ER, DER, ICaRL, BiC, Compress, KD, AvalancheStrategy]
     assert {p.cls for p in strategies.PRESETS.values()} <= set(classes)
-    # Compress.setup reads `mode` for its subclass KD only (the joint teacher's), which lists it
-    on_behalf = {Compress: {"mode"}}
-    assert on_behalf[Compress] <= set(KD.OPTIONS) and "mode" not in Compress.OPTIONS
     for cls in classes:
         assert set(cls.OPTIONS) <= names - {"name"}, cls
         read = set(re.findall(r"self\.config\.(\w+)", inspect.getsource(cls)))
-        read -= on_behalf.get(cls, set())
         assert read - {"name"} <= set(cls.OPTIONS), (cls, read - set(cls.OPTIONS))
     assert strategies.Strategy.OPTIONS == ("ce_scope",)
     assert set(strategies.Joint.OPTIONS) == {"mode", "ce_scope"}
