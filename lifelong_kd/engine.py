@@ -11,7 +11,11 @@ and are checked for NaN or inf every 50 steps and at the end of each phase
 (:class:`~lifelong_kd.strategies.base.LossWatch`). After each task the model is evaluated on the
 test set of every task through ``strategy.predict``: one row of the accuracy matrix R,
 R[i][j] = accuracy on task j after training task i. Before the first task the untrained
-model is evaluated too (the b_j of forward transfer).
+model is evaluated too (the b_j of forward transfer). A strategy with a teacher network of its
+own (``compress``, ``kd``) trains it in phases that name their own context (its network,
+configuration and generator), and the engine evaluates it beside the model
+(``strategy.teacher_evaluation``): its rows go to result.json's ``teacher``. After training,
+:func:`measure_costs` records what the models and the memory cost.
 
 Everything random draws from explicit seeded generators (``torch.manual_seed(seed)`` for the
 weights, one ``torch.Generator`` for batch order and augmentation, handed to the strategy as
