@@ -33,6 +33,8 @@ Each preset's ``source`` names the paper or the library file (and lines) it foll
 
 from __future__ import annotations
 
+from typing import Any
+
 from .base import Strategy
 from .bic import BiC
 from .compress import KD, Compress
@@ -59,6 +61,11 @@ __all__ = ["BUILT_IN", "FAMILIES", "PRESETS", "StrategyPreset", "build_strategy"
 _AVALANCHE = "avalanche-lib 0.6.0, avalanche/training"
 _VDV = "GMvandeVen/continual-learning"
 _MAMMOTH = "aimagelab/mammoth@7ab9db9"
+
+#: The options of the compress presets: alpha = beta = 1, T = 2 with T^2, KL (Hinton et al. 2015).
+_COMPRESS: dict[str, Any] = {"alpha": 1.0, "beta": 1.0, "temperature": 2.0, "t2_scaling": True,
+                             "distill_loss": "kl", "distill_reduction": "sum",
+                             "teacher_input": "same", "ce_scope": "seen"}
 
 BUILT_IN: tuple[StrategyPreset, ...] = (
     StrategyPreset(
@@ -301,26 +308,20 @@ BUILT_IN: tuple[StrategyPreset, ...] = (
         "to its own previous self over the old units, T = 2",
         "this project (the question of issue 15); KD terms as Hinton et al. 2015, section 2; the "
         "previous-self term as LwF (Li & Hoiem 2016)",
-        {"alpha": 1.0, "beta": 1.0, "temperature": 2.0, "t2_scaling": True,
-         "distill_loss": "kl", "distill_reduction": "sum", "teacher_input": "same",
-         "ce_scope": "seen"},
+        _COMPRESS,
     ),
     StrategyPreset(
         "compress-lwf", Compress,
         "compress with an LwF teacher (the lwf preset trains the teacher)",
         "as compress; the teacher's strategy: Li & Hoiem 2016 (the lwf preset)",
-        {"alpha": 1.0, "beta": 1.0, "temperature": 2.0, "t2_scaling": True,
-         "distill_loss": "kl", "distill_reduction": "sum", "teacher_input": "same",
-         "ce_scope": "seen", "teacher.strategy": "lwf"},
+        {**_COMPRESS, "teacher.strategy": "lwf"},
     ),
     StrategyPreset(
         "compress-derpp", Compress,
         "compress with a DER++ teacher (the derpp preset, its memory memory.*; the student "
         "trains on the memory too)",
         "as compress; the teacher's strategy: Buzzega et al. 2020 (the derpp preset)",
-        {"alpha": 1.0, "beta": 1.0, "temperature": 2.0, "t2_scaling": True,
-         "distill_loss": "kl", "distill_reduction": "sum", "teacher_input": "same",
-         "ce_scope": "seen", "teacher.strategy": "derpp"},
+        {**_COMPRESS, "teacher.strategy": "derpp"},
     ),
     StrategyPreset(
         "ewc", EWC,
