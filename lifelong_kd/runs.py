@@ -84,7 +84,9 @@ PLOT_FORMATS = ("png", "svg", "pdf")
 #: The plots of one run (plots.run_plots) and of a comparison (plots.comparison_plots, each
 #: also with a matrix-kind suffix in class-il).
 RUN_PLOTS = ("accuracy_matrix", "task_accuracy", "average_accuracy", "forgetting")
-COMPARISON_PLOTS = ("accuracy_matrices", "average_accuracy", "task_accuracy", "forgetting")
+#: (``plots.COST_PLOTS`` are the last two; a test keeps them in step.)
+COMPARISON_PLOTS = ("accuracy_matrices", "average_accuracy", "task_accuracy", "forgetting",
+                    "accuracy_vs_parameters", "accuracy_vs_flops")
 MATRIX_KIND_SUFFIXES = ("", "_task_aware", "_task_agnostic")
 RUN_FILES = (RESULT, "accuracy_matrix.csv", CHECKPOINT)
 COMPARISON_FILES = ("report.md", "runs.csv", "summary.csv", "paired.csv", "matrices.csv")

@@ -381,7 +381,15 @@ def test_suite_naming_a_member_twice_fails(tmp_path):
 
 
 def test_shipped_suite_members_are_valid():
-    assert suite_members("quickstart") == ["split-digits", "permuted-digits"]
+    members = suite_members("quickstart")
+    assert members is not None
+    assert [(m.benchmark, m.name, m.settings) for m in members] == [
+        ("split-digits", "split-digits", {}), ("permuted-digits", "permuted-digits", {})]
+    compression = suite_members("compression-split-mnist")
+    assert compression is not None and len(compression) == 10
+    assert all(Path(m.benchmark).is_file() and m.benchmark.endswith("split-mnist.toml")
+               for m in compression)  # found beside the suite file, wherever the command runs
+    assert compression[1].settings == {"stream.scenario": "class-il", "model.hidden": [100, 100]}
 
 
 # ------------------------------------------------------------------ 14: dataset names

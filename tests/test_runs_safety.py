@@ -537,3 +537,11 @@ def test_a_failed_data_load_leaves_no_folder(tmp_path, capsys):
     assert main(["run", "permuted-mnist", "--data-dir", str(empty), "--offline", "--quiet",
                  "--out", str(kept)]) == 2
     assert kept.is_dir() and [p.name for p in kept.iterdir() if p.name != runs.LOCK] == []
+
+
+def test_every_comparison_plot_is_an_output_force_removes():
+    from lifelong_kd.plots import COST_PLOTS
+
+    assert set(COST_PLOTS) <= set(runs.COMPARISON_PLOTS)
+    names = runs.comparison_output_names()
+    assert {"accuracy_vs_parameters_task_aware.svg", "accuracy_vs_flops.png"} <= set(names)

@@ -604,8 +604,13 @@ def test_every_preset_resolves(name):
     from lifelong_kd.presets import suite_members
 
     members = suite_members(name)
-    if members is not None:  # a suite: every member resolves
-        assert all(build_config(m).benchmark == m for m in members)
+    if members is not None:  # a suite: every member resolves, with its own settings
+        for m in members:
+            config = build_config(m.benchmark, overrides=m.settings)
+            assert config.description
+            flat = {f"{section}.{k}": v for section, table in config.to_dict().items()
+                    if isinstance(table, dict) for k, v in table.items()}
+            assert all(flat[k] == v for k, v in m.settings.items())
         return
     config = build_config(name)
     assert config.benchmark == name and config.description
