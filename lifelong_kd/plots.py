@@ -87,6 +87,26 @@ def _task_ticks(ax: Axes, t: int, axis: str = "x", first: int = 1,
     set_ticks([first + j for j in shown], [str(j + 1) for j in shown])
 
 
+#: Legend entries up to which a legend sits inside its axes; a longer one goes beside them
+#: (the figure widened to hold it), so that it hides no data and the axes keep their size.
+LEGEND_INSIDE_MAX = 8
+
+
+def _legend(ax: Axes, fontsize: float = 8) -> None:
+    """The axes' legend: inside (``best`` place) up to :data:`LEGEND_INSIDE_MAX` entries,
+    else to the right of the axes in a smaller font, the figure made wider by the legend's
+    width (one column per 30 entries)."""
+    handles, _ = ax.get_legend_handles_labels()
+    if len(handles) <= LEGEND_INSIDE_MAX:
+        ax.legend(fontsize=fontsize)
+        return
+    ncol = -(-len(handles) // 30)
+    fig = ax.figure
+    fig.set_figwidth(fig.get_figwidth() + _inches(4.2) * ncol)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0,
+              ncol=ncol)
+
+
 def _axes(ax: Axes | None, size: tuple[float, float] = (5.0, 4.0)) -> tuple[Figure, Axes]:
     plt = pyplot()
     if ax is not None:
@@ -318,7 +338,7 @@ def plot_average_accuracy(
     ax.set_ylim(0, 101)
     ax.set_title(title or f"average accuracy (band: {_band_label(band)} over seeds)",
                  fontsize=10)
-    ax.legend(fontsize=8)
+    _legend(ax, fontsize=8)
     return fig
 
 
@@ -366,7 +386,7 @@ def plot_forgetting(
                           f"{what}: {_band_label(band)})", fontsize=10)
     ax.axhline(0, color="black", linewidth=0.5)
     if names:
-        ax.legend(fontsize=8)
+        _legend(ax, fontsize=8)
     return fig
 
 
@@ -379,8 +399,8 @@ class CostPoint:
 
     ``x``: its parameters or FLOPs per example (the mean over its seeds; the same number for
     every seed of one model); ``accuracies``: its final average accuracy (ACC, in [0, 1])
-    per seed; ``teacher``: the point is a variant's teacher (drawn hollow, in that
-    variant's colour; ``group`` names the variant).
+    per seed; ``teacher``: the point is a variant's teacher (drawn hollow); ``group``: the
+    variant's strategy (one colour and marker per strategy).
     """
 
     label: str
@@ -409,22 +429,31 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return sorted((i for i in ok if not dominated(i)), key=lambda i: (points[i][0], i))
 
 
+#: Points of a cost plot up to which each is labelled with its variant's name (beyond, the
+#: legend names the strategies and the lines join each strategy's sizes).
+LABEL_MAX_POINTS = 8
+
+
 def plot_accuracy_vs_cost(
     points: Sequence[CostPoint], x_label: str, ax: Axes | None = None, title: str = "",
 ) -> Figure:
     """Final average accuracy (%) against a cost, one point per variant: the mean over seeds
     with its 95% confidence interval as error bars (:func:`lifelong_kd.stats.describe`,
-    clipped to [0, 100]; none with one seed), on a log x-axis, each point labelled.
+    clipped to [0, 100]; none with one seed), on a log x-axis.
 
-    Teachers (``CostPoint.teacher``) are hollow points in their variant's colour. The Pareto
-    front of the means (:func:`pareto_front`, over every point drawn, teachers included: each
-    is a model one could deploy at its cost) is drawn as a step line (the best accuracy
-    reached at each cost or less) and its points ringed. Points with no positive x (a log
-    axis cannot show them) or no accuracy are left out.
+    One colour and marker per ``group`` (the strategy): a strategy's variants (its model
+    sizes) are joined by a thin line in order of cost, and the legend has one entry per
+    strategy (and one per strategy's teachers); up to :data:`LABEL_MAX_POINTS` points, each
+    is also labelled with its variant's name. Teachers (``CostPoint.teacher``) are hollow
+    points in their strategy's colour. The Pareto front of the means (:func:`pareto_front`,
+    over every point drawn, teachers included: each is a model one could deploy at its cost)
+    is drawn as a step line (the best accuracy reached at each cost or less) and its points
+    ringed. Points with no positive x (a log axis cannot show them) or no accuracy are left
+    out.
     """
     from .stats import describe
 
-    fig, ax = _axes(ax, (6.5, 4.5))
+    fig, ax = _axes(ax, (7.0, 4.8))
     shown = [p for p in points if p.x > 0 and math.isfinite(p.x)
              and any(not math.isnan(a) for a in p.accuracies)]
     groups = list(dict.fromkeys(p.group or p.label for p in shown if not p.teacher))
@@ -432,17 +461,32 @@ def plot_accuracy_vs_cost(
     stats = [describe([100.0 * a for a in p.accuracies], bounds=ACCURACY_BOUNDS) for p in shown]
     xs_all = [p.x for p in shown]
     middle = math.sqrt(min(xs_all) * max(xs_all)) if shown else 0.0  # the log-axis middle
+    labelled = len(shown) <= LABEL_MAX_POINTS
+    in_legend: set[tuple[str, bool]] = set()
     for p, d in zip(shown, stats, strict=True):
-        i = groups.index(p.group or p.label)
+        group = p.group or p.label
+        i = groups.index(group)
         err = (None if math.isnan(d["ci_low"])
                else [[d["mean"] - d["ci_low"]], [d["ci_high"] - d["mean"]]])
+        entry = (group, p.teacher)
+        name = (p.label if labelled else group + (" teacher" if p.teacher else ""))
         ax.errorbar([p.x], [d["mean"]], yerr=err, fmt=marker(i), ms=6, color=colour(i),
                     mfc="white" if p.teacher else colour(i), mew=1.5, capsize=3,
-                    elinewidth=0.8, label=f"{p.label} (n={d['n']})")
-        right = p.x > middle  # labels of the costlier half run leftwards, inside the axes
-        ax.annotate(p.label, (p.x, d["mean"]), textcoords="offset points",
-                    xytext=(-6 if right else 6, 4), ha="right" if right else "left",
-                    fontsize=7)
+                    elinewidth=0.8,
+                    label=f"{name} (n={d['n']})" if entry not in in_legend else "_nolegend_")
+        if not labelled:
+            in_legend.add(entry)
+        if labelled:
+            right = p.x > middle  # labels of the costlier half run leftwards, inside the axes
+            ax.annotate(p.label, (p.x, d["mean"]), textcoords="offset points",
+                        xytext=(-6 if right else 6, 4), ha="right" if right else "left",
+                        fontsize=7)
+    for group in groups:  # a strategy's sizes, joined in order of cost
+        line = sorted((p.x, d["mean"]) for p, d in zip(shown, stats, strict=True)
+                      if (p.group or p.label) == group and not p.teacher)
+        if len(line) > 1:
+            ax.plot([x for x, _ in line], [y for _, y in line], color=colour(groups.index(group)),
+                    linewidth=0.8, alpha=0.6, label="_nolegend_", zorder=1)
     front = pareto_front([(p.x, d["mean"]) for p, d in zip(shown, stats, strict=True)])
     if front:
         xs = [shown[i].x for i in front]
@@ -460,7 +504,7 @@ def plot_accuracy_vs_cost(
     ax.set_title(title or f"accuracy against {x_label} (error bars: 95% CI over seeds)",
                  fontsize=10)
     if shown:
-        ax.legend(fontsize=7)
+        _legend(ax, fontsize=7)
     return fig
 
 
@@ -639,10 +683,11 @@ def cost_points(runs: Sequence[Any], kind: str, key: str) -> list[CostPoint]:
             xs, ys = theirs.setdefault(run.label, ([], []))
             xs.append(tx)
             ys.append(teacher.metrics.get("average_accuracy", math.nan))
-    points = [CostPoint(label, float(np.mean(xs)), tuple(ys), group=label)
+    strategy = {run.label: run.strategy for run in runs}
+    points = [CostPoint(label, float(np.mean(xs)), tuple(ys), group=strategy[label])
               for label, (xs, ys) in own.items()]
     points += [CostPoint(f"{label} teacher", float(np.mean(xs)), tuple(ys), teacher=True,
-                         group=label) for label, (xs, ys) in theirs.items()]
+                         group=strategy[label]) for label, (xs, ys) in theirs.items()]
     return points
 
 
