@@ -23,7 +23,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import MemoryConfig, RunConfig, StrategyConfig, check_choice, check_positive
+from ..config import (
+    MemoryConfig,
+    RunConfig,
+    StrategyConfig,
+    check_choice,
+    check_positive,
+    closest_name,
+)
 from ..config import teacher_model as teacher_model_config
 from ..errors import ConfigError
 from ..losses import LOSSES, REDUCTIONS, grouped_distillation
@@ -72,8 +79,10 @@ def teacher_run_config(config: RunConfig, strategy: str | None = None) -> RunCon
     own = {f.name for f in StrategyConfig.__dataclass_fields__.values()}  # type: ignore[attr-defined]
     for key in config.teacher.settings:
         if key not in own or key == "name":
-            raise ConfigError(f"`teacher.settings` holds `{key}`, which is not a strategy option; "
-                              f"valid: {', '.join(sorted(own - {'name'}))}")
+            close = closest_name(key, sorted(own - {"name"}))
+            hint = f" (did you mean `{close}`?)" if close else ""
+            raise ConfigError(f"`teacher.settings` holds `{key}`, which is not a strategy "
+                              f"option{hint}; valid: {', '.join(sorted(own - {'name'}))}")
     flat: dict[str, Any] = {k if "." in k else f"strategy.{k}": v for k, v in preset.options.items()}
     flat.update({f"strategy.{k}": v for k, v in config.teacher.settings.items()})
     flat["strategy.name"] = name
@@ -172,6 +181,11 @@ class Compress(Strategy):
         check_choice("strategy.distill_reduction", st.distill_reduction, REDUCTIONS)
         name = config.teacher.strategy
         external = any(name.startswith(prefix) for prefix in FAMILIES)
+        if not external:
+            try:
+                strategy_preset(name)
+            except ConfigError as exc:
+                raise ConfigError(f"`teacher.strategy` = {name!r}: {exc}") from None
         if name in NOT_TEACHERS or external or issubclass(strategy_preset(name).cls, Compress):
             raise ConfigError(f"`teacher.strategy` = {name!r} cannot train a teacher (it is not a "
                               "built-in strategy without a teacher of its own); use naive, lwf, "
