@@ -608,8 +608,10 @@ def test_every_preset_resolves(name):
         for m in members:
             config = build_config(m.benchmark, overrides=m.settings)
             assert config.description
-            flat = {f"{section}.{k}": v for section, table in config.to_dict().items()
+            plain = config.to_dict()
+            flat = {f"{section}.{k}": v for section, table in plain.items()
                     if isinstance(table, dict) for k, v in table.items()}
+            flat.update({k: v for k, v in plain.items() if not isinstance(v, dict)})
             assert all(flat[k] == v for k, v in m.settings.items())
         return
     config = build_config(name)
