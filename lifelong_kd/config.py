@@ -241,12 +241,21 @@ class TeacherConfig:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
+#: The architecture keys of ``teacher`` (those of ``model``).
+TEACHER_MODEL_KEYS = ("name", "hidden", "head", "nf", "channels", "init")
+
+
+def teacher_given(teacher: Any) -> dict[str, Any]:
+    """The architecture keys a teacher section sets (not left empty, or 0), from the
+    dataclass or its plain-data form in result.json: what replaces the student's."""
+    values = teacher if isinstance(teacher, dict) else asdict(teacher)
+    return {k: values[k] for k in TEACHER_MODEL_KEYS
+            if k in values and values[k] not in ("", (), [], 0, None)}
+
+
 def teacher_model(config: RunConfig) -> ModelConfig:
     """The teacher's :class:`ModelConfig`: ``teacher.*`` where set, the student's elsewhere."""
-    t = config.teacher
-    given = {k: getattr(t, k) for k in ("name", "hidden", "head", "nf", "channels", "init")
-             if getattr(t, k) not in ("", (), 0)}
-    return replace(config.model, **given)
+    return replace(config.model, **teacher_given(config.teacher))
 
 
 #: Keys added after results were first recorded, with the default that reproduces how runs

@@ -327,12 +327,12 @@ def _teacher_text(result: dict[str, Any]) -> str:
     runs without a teacher block): ``teacher.*`` where set, the student's model elsewhere."""
     if not isinstance(result.get("teacher"), dict):
         return ""
+    from .config import teacher_given
     from .strategies import strategy_preset
 
     cfg = result.get("config", {})
     model, teacher = cfg.get("model", {}), cfg.get("teacher", {})
-    merged = {**model, **{k: v for k, v in teacher.items()
-                          if k in model and v not in ("", [], 0, None)}}
+    merged = {**model, **teacher_given(teacher)}
     name = teacher.get("strategy", "naive")
     with contextlib.suppress(UserError):
         name = getattr(strategy_preset(result["strategy"]).cls, "TEACHER_STRATEGY", None) or name

@@ -425,21 +425,26 @@ def test_lwf_distillation_follows_the_temperature_schedule(step):
     assert abs(float(ours) - float(other)) > 1e-4
 
 
+def loss_and_outputs(strategy, ctx, step, steps):
+    """The student's loss at ``step`` of ``steps`` (teacher and previous self ready), its
+    batch, and the student's, teacher's and previous student's logits on it."""
+    ready(strategy, ctx, previous=True)
+    ctx.step, ctx.steps = step, steps
+    batch = batch_of(ctx)
+    assert strategy.net is not None and strategy.previous is not None
+    with torch.no_grad():
+        loss = strategy.student_loss(ctx, batch)
+        return (loss, batch, ctx.model(batch.x), strategy.net(batch.x),
+                strategy.previous.model(batch.x))
+
+
 @pytest.mark.parametrize("scenario", ["class-il", "task-il"])
 def test_compress_loss_at_the_last_step_uses_temperature_end(scenario):
     strategy, ctx = setup(1, scenario, **{"strategy.temperature_schedule": "linear",
                                           "strategy.temperature": 2.0,
                                           "strategy.temperature_end": 4.0,
                                           "strategy.alpha": 0.7, "strategy.beta": 0.3})
-    ready(strategy, ctx, previous=True)
-    ctx.step, ctx.steps = 9, 10
-    batch = batch_of(ctx)
-    assert strategy.net is not None and strategy.previous is not None
-    with torch.no_grad():
-        loss = strategy.student_loss(ctx, batch)
-        s = ctx.model(batch.x)
-        t = strategy.net(batch.x)
-        p = strategy.previous.model(batch.x)
+    loss, batch, s, t, p = loss_and_outputs(strategy, ctx, 9, 10)
     T = 4.0
     if scenario == "class-il":   # one softmax over the units seen (teacher) and the old ones
         ce = hand_ce(s, batch.y, SEEN_AT_1)
@@ -463,15 +468,7 @@ def test_annealing_phase_one_matches_phi_times_the_teachers_logits(step, phi):
     strategy, ctx = setup(1, **{"strategy.temperature_schedule": "annealing",
                                 "strategy.temperature": 2.0, "strategy.alpha": 0.7,
                                 "strategy.beta": 0.3})
-    ready(strategy, ctx, previous=True)
-    ctx.step, ctx.steps = step, 10
-    batch = batch_of(ctx)
-    assert strategy.net is not None and strategy.previous is not None
-    with torch.no_grad():
-        loss = strategy.student_loss(ctx, batch)
-        s = ctx.model(batch.x)
-        t = strategy.net(batch.x)
-        p = strategy.previous.model(batch.x)
+    loss, batch, s, t, p = loss_and_outputs(strategy, ctx, step, 10)
     teacher = ((s[:, :4] - phi * t[:, :4]) ** 2).sum(1).mean()    # every unit seen
     previous = ((s[:, :2] - phi * p[:, :2]) ** 2).sum(1).mean()   # the old units
     assert float(loss) == pytest.approx(float(0.7 * teacher + 0.3 * previous), rel=1e-5)
