@@ -78,6 +78,25 @@ class ConvNet(Model):
         self.to(memory_format=torch.channels_last)
 
 
+class _StridedPointwise(nn.Conv2d):
+    """A 1x1 convolution with stride s, computed as the stride-1 convolution of every s-th
+    pixel (the same function and the same ``weight``).
+
+    PyTorch 2.14's CPU build (oneDNN's ``jit_1x1`` kernel) gets the weight gradient of a
+    channels-last 1x1 convolution with stride 2 and fewer input channels than its block (8 on
+    AVX2) wrong, now and then, and with one thread corrupts the heap (oneDNN issue 6035: it
+    writes past the buffer of its own "reduce to unit stride" step). Taking the pixels here
+    skips that step.
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__(c_in, c_out, 1, bias=False)
+        self.step = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x[:, :, :: self.step, :: self.step])
+
+
 class _BasicBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, stride: int):
         super().__init__()
@@ -88,7 +107,7 @@ class _BasicBlock(nn.Module):
         self.shortcut: nn.Module = nn.Sequential()
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+                _StridedPointwise(c_in, c_out, stride), nn.BatchNorm2d(c_out)
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

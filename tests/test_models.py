@@ -67,6 +67,24 @@ def test_conv_models_run_channels_last_with_the_same_function(name):
         assert torch.allclose(p.grad, q.grad, atol=1e-4)
 
 
+def test_resnet_gradients_match_a_float64_reference_at_every_seed():
+    """A narrow ResNet (nf = 4: 1x1 shortcuts with 4 input channels and stride 2, the case
+    oneDNN's channels-last kernel gets wrong now and then) gets the gradient of a float64
+    contiguous copy, seed after seed."""
+    config = build_config("split-digits", "naive", {"model.name": "resnet18", "model.nf": "4"})
+    for seed in range(20):
+        torch.manual_seed(seed)
+        model = build_model(config.model, (3, 16, 16), 10).eval()
+        reference = build_model(config.model, (3, 16, 16), 10).eval()
+        reference.load_state_dict(model.state_dict())
+        reference.to(memory_format=torch.contiguous_format).double()
+        x = torch.randn(5, 3, 16, 16)
+        model(x).sum().backward()
+        reference(x.double()).sum().backward()
+        for (name, p), q in zip(model.named_parameters(), reference.parameters(), strict=True):
+            assert torch.allclose(p.grad.double(), q.grad, atol=1e-4), (seed, name)
+
+
 def test_convnet_pool_before_relu_is_conv_relu_pool():
     """max-pool commutes with ReLU: the ConvNet is the textbook conv-ReLU-pool network."""
     config = build_config("split-digits", "naive", {"model.name": "convnet"})
