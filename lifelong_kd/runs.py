@@ -480,12 +480,15 @@ def execute(
     once the data is loaded. ``stop`` is polled between steps (see :func:`stop_on_signals`).
     """
     with output_folder(spec.folder):
-        return _execute_locked(spec, provider, options or RunOptions(), stop)
+        return execute_held(spec, provider, options or RunOptions(), stop)
 
 
-def _execute_locked(
+def execute_held(
     spec: RunSpec, provider: DataProvider, options: RunOptions, stop: Callable[[], bool] | None,
 ) -> dict[str, Any]:
+    """:func:`execute` into a folder that exists and whose lock is held on this run's behalf
+    (by this process, or by the ``compare`` that gave the run to another process: a worker
+    of ``compare --jobs`` or a Ray task, which must not take the lock its driver holds)."""
     import torch
 
     from .data.sources import subset

@@ -308,6 +308,9 @@ class Strategy:
     MEMORY: str = "none"
     #: The ``memory.policy`` values the strategy works with (checked before data is loaded).
     POLICIES: tuple[str, ...] = MEMORY_POLICIES
+    #: Whether the strategy trains a teacher network of its own from the ``teacher.*``
+    #: settings (``compress``, ``kd``); they have no effect on any other.
+    TEACHER: bool = False
 
     def __init__(self, config: StrategyConfig, memory: MemoryConfig | None = None):
         self.config = config

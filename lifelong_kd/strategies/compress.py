@@ -134,6 +134,7 @@ class Compress(Strategy):
                "schedule_span", "annealing_share", "t2_scaling", "distill_loss",
                "distill_reduction", "teacher_input", "ce_scope")
     MEMORY = "optional"
+    TEACHER = True
     #: The teacher's strategy preset; None: ``teacher.strategy``.
     TEACHER_STRATEGY: str | None = None
     #: Whether the student is distilled towards its previous self too (the beta term).
