@@ -78,28 +78,21 @@ class ConvNet(Model):
         self.to(memory_format=torch.channels_last)
 
 
-class _StridedPointwise(nn.Conv2d):
-    """A 1x1 convolution with stride s, computed as the stride-1 convolution of every s-th
-    pixel (the same function and the same ``weight``).
+class _BasicBlock(nn.Module):
+    """Two 3x3 convolutions and a shortcut (He et al. 2016); a 1x1 convolution where the
+    shape changes.
 
-    PyTorch 2.14's CPU build (oneDNN's ``jit_1x1`` kernel) gets the weight gradient of a
-    channels-last 1x1 convolution with stride 2 and fewer input channels than its block (8 on
-    AVX2) wrong, now and then, and with one thread corrupts the heap (oneDNN issue 6035: it
-    writes past the buffer of its own "reduce to unit stride" step). Taking the pixels here
-    skips that step.
+    The shortcut's 1x1 convolution with stride s is the stride-1 convolution of every s-th
+    pixel, and runs as that (the same function and weights): PyTorch 2.14's CPU build
+    (oneDNN's ``jit_1x1`` kernel) gets the weight gradient of a channels-last 1x1
+    convolution with stride 2 and fewer input channels than its block (8 on AVX2) wrong now
+    and then, and with one thread corrupts the heap (oneDNN issue 6035: it writes past the
+    buffer of its own "reduce to unit stride" step). Taking the pixels here skips that step.
     """
 
     def __init__(self, c_in: int, c_out: int, stride: int):
-        super().__init__(c_in, c_out, 1, bias=False)
-        self.step = stride
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x[:, :, :: self.step, :: self.step])
-
-
-class _BasicBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, stride: int):
         super().__init__()
+        self.step = stride
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
@@ -107,12 +100,12 @@ class _BasicBlock(nn.Module):
         self.shortcut: nn.Module = nn.Sequential()
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Sequential(
-                _StridedPointwise(c_in, c_out, stride), nn.BatchNorm2d(c_out)
+                nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out)
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x[:, :, :: self.step, :: self.step]))
 
 
 class _ResNetBackbone(nn.Module):
