@@ -315,6 +315,16 @@ def _seed_key(seed: Any) -> tuple[int, Any]:
     return (0, seed) if isinstance(seed, int) else (1, str(seed))
 
 
+def grid_variant(result: Mapping[str, Any]) -> str:
+    """The run's strategy, with the settings a grid varied for it: ``lwf [train.lr = 0.1]``
+    (as ``RunSpec.variant`` names it while it runs)."""
+    identity = result.get("identity")
+    grid = identity.get("grid") if isinstance(identity, Mapping) else None
+    if not isinstance(grid, Mapping) or not grid:
+        return str(result["strategy"])
+    return f"{result['strategy']} [{', '.join(f'{k} = {v}' for k, v in sorted(grid.items()))}]"
+
+
 def failure_list(
     results: Sequence[Mapping[str, Any]], failures: Sequence[Mapping[str, Any]] | None = None
 ) -> list[dict[str, Any]]:
@@ -322,8 +332,9 @@ def failure_list(
     out = [dict(f) for f in failures or []]
     seen = {(f.get("strategy"), f.get("seed")) for f in out}
     for r in results:
-        if not is_finished(r) and (r["strategy"], r["seed"]) not in seen:
-            out.append({"strategy": r["strategy"], "seed": r["seed"],
+        name = grid_variant(r)
+        if not is_finished(r) and (name, r["seed"]) not in seen:
+            out.append({"strategy": name, "seed": r["seed"],
                         "error": f"{r.get('status')}: {r.get('message', '')}"})
     return sorted(out, key=lambda f: (strategy_rank(str(f.get("strategy"))),
                                       str(f.get("strategy")), _seed_key(f.get("seed"))))

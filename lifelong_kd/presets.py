@@ -20,10 +20,17 @@ reads, a distillation loss among them: ``strategies/``, ``losses.py``) and the s
 (``data/streams.py``). All of this happens before any data is loaded.
 
 A suite is a preset whose ``benchmarks`` list names single presets; ``compare`` runs each.
+
+A grid (``compare --grid KEY=V1,V2``, or a preset's ``[grid]`` table of dotted keys and lists)
+is the cartesian product of the values of its keys: every strategy runs once per combination
+of the keys it reads (:func:`reads`), each combination a variant with its own folder and its
+own rows in the report. See :func:`check_grid` for what a grid may vary.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,7 +125,7 @@ def _read(benchmark: str) -> tuple[str, Path, dict[str, Any], dict[str, dict[str
                 f"({', '.join(f'[overrides.{strategy}.{s}]' for s in SECTIONS)})"
             )
         overrides[strategy] = _flatten(sections, f"{path} [overrides.{strategy}]")
-    flat = _flatten({k: v for k, v in table.items() if k != "overrides"}, str(path))
+    flat = _flatten({k: v for k, v in table.items() if k not in ("overrides", "grid")}, str(path))
     flat.setdefault("benchmark", name)
     return name, path, flat, overrides
 
@@ -253,6 +260,114 @@ def preset_description(benchmark: str) -> str:
     """The ``description`` of a preset, a single benchmark's or a suite's (empty when it has
     none)."""
     return str(_load_table(benchmark)[2].get("description", ""))
+
+
+# ------------------------------------------------------------------------------------- grids
+
+#: What a grid may not vary, each with what to use instead.
+_NOT_IN_GRIDS = {
+    "seed": "give the seeds with --seeds (or the preset's `seeds`)",
+    "strategy.name": "give the strategies with --strategies (or the preset's `strategies`)",
+    "benchmark": "run one compare per benchmark, or a suite",
+    "description": "it is not a setting",
+}
+
+
+def parse_grid(items: Sequence[str] | None) -> dict[str, list[Any]]:
+    """Turn ``["train.lr=0.01,0.1", ...]`` (``--grid``) into ``{"train.lr": [0.01, 0.1]}``.
+
+    Values are separated by commas outside brackets, so a list value is written in brackets:
+    ``model.hidden=[100,100],[400,400]``; each value is read as a ``--set`` value is."""
+    from .config import _parse_scalar
+
+    out: dict[str, list[Any]] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        values, depth, start = [], 0, 0
+        for i, ch in enumerate(text + ","):
+            depth += {"[": 1, "(": 1, "]": -1, ")": -1}.get(ch, 0)
+            if ch == "," and depth <= 0:
+                values.append(text[start:i].strip())
+                start = i + 1
+        if not sep or not key or not all(values):
+            raise ConfigError(f"--grid expects KEY=V1,V2,..., got {item!r} (for example "
+                              "--grid train.lr=0.01,0.1; a list value in brackets: "
+                              "model.hidden=[100,100],[400,400])")
+        if key in out:
+            raise ConfigError(f"--grid gives `{key}` twice; give all its values in one --grid "
+                              f"{key}=V1,V2,...")
+        out[key] = [_parse_scalar(v) for v in values]
+    return out
+
+
+def preset_grid(benchmark: str) -> dict[str, list[Any]]:
+    """A preset's ``[grid]`` table as dotted keys -> lists of values (``[grid] "train.lr" =
+    [0.01, 0.1]``, or by section: ``[grid.train] lr = [0.01, 0.1]``); empty without one."""
+    _, path, table = _load_table(benchmark)
+    raw = table.get("grid", {})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: `grid` must be a table of dotted keys and lists of values "
+                          '([grid] "train.lr" = [0.01, 0.1])')
+    flat = _flatten(raw, f"{path} [grid]")
+    for key, values in flat.items():
+        if not isinstance(values, list):
+            raise ConfigError(f"{path} [grid]: `{key}` = {values!r} must be a list of the values "
+                              f"to try, for example [{values!r}]")
+    return flat
+
+
+def check_grid(grid: Mapping[str, Sequence[Any]], overrides: Mapping[str, Any]) -> None:
+    """Refuse, before anything is built, a grid that cannot make variants of one comparison:
+    an unknown key, a key of the data or the stream (every run of one report shares them:
+    one compare per value), the seed or the strategy (they have their own lists), a key
+    ``--set`` also gives, an empty list or a value given twice."""
+    from .results import SHARED_SECTIONS
+
+    for key, values in grid.items():
+        if key in _NOT_IN_GRIDS:
+            raise ConfigError(f"a grid cannot vary `{key}`: {_NOT_IN_GRIDS[key]}")
+        if key.partition(".")[0] in SHARED_SECTIONS:
+            raise ConfigError(f"a grid cannot vary `{key}`: every run of one comparison shares "
+                              f"the data and the stream ({', '.join(SHARED_SECTIONS)}.*); run one "
+                              f"compare per value with --set {key}=... and --out")
+        if key not in valid_keys() and not key.startswith("strategy."):
+            raise unknown_key(key)
+        if key in overrides:
+            raise ConfigError(f"`{key}` is both set (--set {key}={overrides[key]}) and varied "
+                              "(--grid, or the preset's [grid]); give it one way")
+        if not values:
+            raise ConfigError(f"the grid's `{key}` lists no values; give at least one")
+        twice = [v for i, v in enumerate(values) if v in list(values)[:i]]
+        if twice:
+            raise ConfigError(f"the grid's `{key}` = {list(values)} holds {twice[0]!r} twice; "
+                              "name each value once")
+
+
+def reads(strategy: str, key: str) -> bool:
+    """Whether the runs of ``strategy`` depend on setting ``key``: a strategy option it
+    reads (its class's ``OPTIONS``, an external strategy's own arguments), the memory for a
+    strategy that keeps one, the teacher for one that trains its own; every other section
+    (model, train) for all. A grid varies a key only for the strategies that read it."""
+    preset = strategy_preset(strategy)
+    section, _, name = key.partition(".")
+    if section == "strategy":
+        return name in preset.cls.OPTIONS or name in preset.kwargs_names
+    if section == "memory":
+        return preset.cls.MEMORY != "none"
+    if section == "teacher":
+        return preset.cls.TEACHER
+    return True
+
+
+def grid_points(
+    strategy: str, grid: Mapping[str, Sequence[Any]]
+) -> list[dict[str, Any]]:
+    """The settings of each variant of ``strategy`` in ``grid``: the cartesian product of
+    the values of the keys it reads, in the order given (``[{}]`` when it reads none)."""
+    keys = [k for k in grid if reads(strategy, k)]
+    return [dict(zip(keys, combo, strict=True))
+            for combo in itertools.product(*(grid[k] for k in keys))]
 
 
 # ------------------------------------------------------------- one run's configuration

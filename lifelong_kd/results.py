@@ -45,6 +45,7 @@ import math
 import numbers
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -243,12 +244,22 @@ class RunIdentity:
     seed: int
     config_hash: str
     data_fingerprint: str | None = None
+    #: The settings a grid varied for this run, as (dotted key, value as shown) pairs.
+    grid: tuple[tuple[str, str], ...] = ()
 
     @property
     def stamp(self) -> str:
-        """``strategy/seed-N``: the run's name in reports and, made safe for a path, its
-        folder under ``compare`` (a grid's varied settings will join it)."""
-        return f"{self.strategy}/seed-{self.seed}"
+        """``strategy/seed-N``, or ``strategy/<grid stamp>/seed-N`` for a variant of a grid
+        (:func:`grid_stamp`): the run's name in logs and, made safe for a path, its folder
+        under ``compare``."""
+        middle = f"{grid_stamp(self.grid)}/" if self.grid else ""
+        return f"{self.strategy}/{middle}seed-{self.seed}"
+
+    @property
+    def title(self) -> str:
+        """The stamp with the start of the configuration hash: ``lwf/train.lr=0.1/seed-0
+        (3f2a9c1b0d)``, which tells apart two runs of one stamp with other settings."""
+        return f"{self.stamp} ({self.config_hash[:10]})"
 
     @property
     def key(self) -> str:
@@ -262,19 +273,45 @@ class RunIdentity:
         return replace(self, data_fingerprint=fingerprint)
 
     def to_dict(self) -> dict[str, Any]:
-        """As result.json stores it."""
-        return {"stamp": self.stamp, "config_hash": self.config_hash,
-                "data_fingerprint": self.data_fingerprint,
-                "key": self.key if self.data_fingerprint else None}
+        """As result.json stores it (``grid`` only for a variant of a grid)."""
+        out = {"stamp": self.stamp, "config_hash": self.config_hash,
+               "data_fingerprint": self.data_fingerprint,
+               "key": self.key if self.data_fingerprint else None}
+        if self.grid:
+            out["grid"] = dict(self.grid)
+        return out
 
 
-def run_identity(config: Mapping[str, Any], fingerprint: str | None = None) -> RunIdentity:
+def grid_value(value: Any) -> str:
+    """A setting's value as a grid stamp shows it: a string as is, a list joined by ``_``
+    (``[400, 400]`` -> ``400_400``), anything else as JSON, an integral float as an integer
+    (``0.1``, ``2``, ``true``: one spelling per value, as the identity hashes it)."""
+    value = _canonical(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)):
+        return "_".join(grid_value(v) for v in value)
+    return json.dumps(value)
+
+
+def grid_stamp(grid: Sequence[tuple[str, str]]) -> str:
+    """``train.lr=0.1,strategy.alpha=2``: the settings a grid varied, as one folder name
+    (characters other than letters, digits and ``._+-=`` become ``_``)."""
+    text = ",".join(f"{key}={value}" for key, value in grid)
+    return re.sub(r"[^A-Za-z0-9._+\-=,]", "_", text)
+
+
+def run_identity(
+    config: Mapping[str, Any], fingerprint: str | None = None,
+    grid: Sequence[tuple[str, str]] = (),
+) -> RunIdentity:
     """The identity of the run of ``config`` (a configuration as plain data) on the data of
-    ``fingerprint`` (None while the data is not loaded)."""
+    ``fingerprint`` (None while the data is not loaded); ``grid``: the settings a grid varied
+    for it (they are in ``config`` too: they name the run, the hash is the same)."""
     strategy = config.get("strategy", {})
     return RunIdentity(strategy=str(strategy.get("name")), seed=config.get("seed"),
                        config_hash=_digest(identity_settings(config)),
-                       data_fingerprint=fingerprint)
+                       data_fingerprint=fingerprint, grid=tuple(grid))
 
 
 def identity_of(result: Mapping[str, Any]) -> RunIdentity:
@@ -283,8 +320,12 @@ def identity_of(result: Mapping[str, Any]) -> RunIdentity:
     config = result.get("config")
     data = result.get("data")
     fingerprint = data.get("fingerprint") if isinstance(data, Mapping) else None
+    recorded = result.get("identity")
+    grid = recorded.get("grid") if isinstance(recorded, Mapping) else None
     return run_identity(config if isinstance(config, Mapping) else {},
-                        fingerprint if isinstance(fingerprint, str) else None)
+                        fingerprint if isinstance(fingerprint, str) else None,
+                        [(str(k), str(v)) for k, v in grid.items()]
+                        if isinstance(grid, Mapping) else ())
 
 
 def identity_differences(recorded: Any, current: Mapping[str, Any]) -> list[str]:
@@ -706,11 +747,13 @@ def build_result(
     message: str | None = None,
     costs: dict[str, Any] | None = None,
     teacher: dict[str, list[Any]] | None = None,
+    grid: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
     """Assemble the result.json of one run (see the module docstring). ``costs``: what the
     run's models and memory cost. ``teacher``: the rows of the strategy's own teacher
     (``rows``, ``rows_task_aware``, ``initial``, ``initial_task_aware``), recorded with their
-    metrics as the run's are."""
+    metrics as the run's are. ``grid``: the settings a grid varied for the run (its
+    identity's stamp names them)."""
     k = len(rows)
     result: dict[str, Any] = {
         "schema": SCHEMA,
@@ -719,7 +762,7 @@ def build_result(
         "scenario": scenario,
         "strategy": config["strategy"]["name"],
         "seed": config["seed"],
-        "identity": run_identity(config, data.get("fingerprint")).to_dict(),
+        "identity": run_identity(config, data.get("fingerprint"), grid).to_dict(),
         "n_tasks": len(task_names),
         "tasks_finished": k,
         "task_names": task_names,

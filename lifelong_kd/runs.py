@@ -52,14 +52,22 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from .config import RunConfig
 from .errors import ConfigError, UserError
-from .presets import SuiteMember, benchmark_name, build_config
+from .presets import (
+    SuiteMember,
+    benchmark_name,
+    build_config,
+    check_grid,
+    grid_points,
+    preset_grid,
+    reads,
+)
 from .results import (
     RESULT,
     RunIdentity,
@@ -67,6 +75,8 @@ from .results import (
     atomic_path,
     build_result,
     check_output_folder,
+    grid_stamp,
+    grid_value,
     identity_differences,
     identity_of,
     matrix_csv,
@@ -382,28 +392,41 @@ def _folder_name(strategy: str) -> str:
     return strategy.replace(":", "_").replace("/", "_")
 
 
-def run_folder(out_dir: Path, strategy: str, seed: int) -> Path:
-    """Where ``compare`` puts the run of ``strategy`` with ``seed``: ``<out>/<strategy>/seed-<n>``
-    (the folder of its identity's stamp)."""
-    return Path(out_dir) / _folder_name(strategy) / f"seed-{seed}"
+def run_folder(out_dir: Path, strategy: str, seed: int,
+               grid: Sequence[tuple[str, str]] = ()) -> Path:
+    """Where ``compare`` puts the run of ``strategy`` with ``seed``: ``<out>/<strategy>/seed-<n>``,
+    or ``<out>/<strategy>/<grid stamp>/seed-<n>`` for a variant of a grid (the folder of its
+    identity's stamp)."""
+    middle = [grid_stamp(grid)] if grid else []
+    return Path(out_dir, _folder_name(strategy), *middle, f"seed-{seed}")
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run: its validated configuration and the folder it runs into."""
+    """One run: its validated configuration, the folder it runs into and, for a variant of a
+    grid, the settings the grid varied for it ((dotted key, value as shown) pairs)."""
 
     config: RunConfig
     folder: Path
+    grid: tuple[tuple[str, str], ...] = ()
 
     @property
     def identity(self) -> RunIdentity:
         """The run's identity as planned: stamp and configuration hash, no data fingerprint
         yet (:meth:`RunIdentity.with_data` completes it once the data is loaded)."""
-        return run_identity(self.config.to_dict())
+        return run_identity(self.config.to_dict(), grid=self.grid)
 
     @property
     def stamp(self) -> str:
         return self.identity.stamp
+
+    @property
+    def variant(self) -> str:
+        """The name of the run's variant as a report gives it: ``lwf``, or ``lwf
+        [train.lr = 0.1]`` for a variant of a grid (its settings in the order of their keys)."""
+        name = self.config.strategy.name
+        own = ", ".join(f"{k} = {v}" for k, v in sorted(self.grid))
+        return f"{name} [{own}]" if self.grid else name
 
 
 def _named_once(option: str, values: Sequence[Any] | None) -> None:
@@ -419,18 +442,54 @@ def plan(
     seeds: Sequence[int] | None,
     overrides: dict[str, Any],
     out_dir: Path,
+    grid: Mapping[str, Sequence[Any]] | None = None,
 ) -> list[RunSpec]:
-    """The run of every strategy x seed (the benchmark's lists where None), each configuration
-    built and validated, each in its folder under ``out_dir`` (no data, no files)."""
+    """The run of every strategy x variant x seed (the benchmark's lists where None), each
+    configuration built and validated, each in its folder under ``out_dir`` (no data, no
+    files).
+
+    The variants of a strategy are the points of the grid (the preset's ``[grid]``, whose
+    keys ``grid`` replaces or adds to) over the keys the strategy reads
+    (:func:`lifelong_kd.presets.grid_points`); without a grid, or for a strategy that reads
+    none of its keys, one. A key of ``grid`` that no strategy of the plan reads is refused
+    (a preset's key is not: its strategies may be others), and so are two variants that come
+    to the same folder (``true`` and ``yes``)."""
     _named_once("--strategies", strategies)
     _named_once("--seeds", seeds)
+    given, grid = grid or {}, {**preset_grid(benchmark), **(grid or {})}
+    check_grid(grid, overrides)
     base = build_config(benchmark, None, overrides)
     strategies = list(strategies or base.strategies)
     seeds = list(seeds if seeds is not None else base.seeds)
     if not strategies or not seeds:
         raise UserError("compare needs at least one strategy and one seed")
-    return [RunSpec(build_config(benchmark, s, overrides, seed), run_folder(out_dir, s, seed))
-            for s in strategies for seed in seeds]
+    unread = [k for k in given if not any(reads(s, k) for s in strategies)]
+    if unread:
+        raise ConfigError(f"no strategy of this comparison ({', '.join(strategies)}) reads "
+                          f"`{unread[0]}`, so varying it changes nothing; vary a setting they "
+                          "read, or add a strategy that reads it")
+    specs: list[RunSpec] = []
+    for s in strategies:
+        for point in grid_points(s, grid):
+            for seed in seeds:
+                config = build_config(benchmark, s, {**overrides, **point}, seed)
+                shown = tuple((k, grid_value(_setting(config, k))) for k in point)
+                specs.append(RunSpec(config, run_folder(out_dir, s, seed, shown), shown))
+    folders: dict[Path, RunSpec] = {}
+    for spec in specs:
+        if spec.folder in folders:
+            raise ConfigError(f"the grid gives {folders[spec.folder].variant} twice (values "
+                              "that are the same setting once read); name each value once")
+        folders[spec.folder] = spec
+    return specs
+
+
+def _setting(config: RunConfig, key: str) -> Any:
+    """The value of dotted ``key`` in ``config`` (an external strategy's own argument from
+    ``strategy.kwargs``)."""
+    section, _, name = key.partition(".")
+    table = config.to_dict()[section]
+    return table[name] if name in table else table.get("kwargs", {}).get(name)
 
 
 # ------------------------------------------------------------------------------ one run
@@ -590,6 +649,7 @@ def execute_held(
         data=data_info, status=final_status, message=message,
         costs=_costs(config, stream, state, final_status),
         teacher=state.teacher_matrices() if state is not None else None,
+        grid=spec.grid,
     )
     try:
         write_json(out_dir / RESULT, result)
@@ -634,12 +694,12 @@ class Outcome:
 
     def failure(self) -> dict[str, Any] | None:
         """``{"strategy", "seed", "error"}`` for the report when the run did not finish."""
-        config = self.spec.config
+        spec = self.spec
         if self.error is not None:
-            return {"strategy": config.strategy.name, "seed": config.seed, "error": self.error}
+            return {"strategy": spec.variant, "seed": spec.config.seed, "error": self.error}
         assert self.result is not None
         if self.result["status"] != "finished":
-            return {"strategy": config.strategy.name, "seed": config.seed,
+            return {"strategy": spec.variant, "seed": spec.config.seed,
                     "error": f"{self.result['status']}: {self.result.get('message', '')}"}
         return None
 
@@ -667,7 +727,7 @@ class SerialExecutor:
                 outcomes.append(Outcome(spec, error="not run (interrupted)"))
                 continue
             if log:
-                log(f"[{n}/{len(specs)}] {spec.stamp} -> {spec.folder}")
+                log(f"[{n}/{len(specs)}] {spec.identity.title} -> {spec.folder}")
             try:
                 outcomes.append(Outcome(spec, execute(spec, provider, options, stop)))
             except WriteError:
@@ -761,8 +821,10 @@ def compare(
     executor: Executor | None = None,
     stop: StopFlag | None = None,
     log: Log = None,
+    grid: Mapping[str, Sequence[Any]] | None = None,
 ) -> CompareOutcome:
-    """Run every strategy with every seed, then write the comparison report into ``out_dir``.
+    """Run every strategy (every variant of a ``grid``) with every seed, then write the
+    comparison report into ``out_dir``.
 
     :func:`plan`, then every folder checked and the data loaded before any training (a folder
     whose run has other settings or other data is refused then, unless ``options.force``);
@@ -771,7 +833,7 @@ def compare(
     a run that fails is recorded and the others go on.
     """
     out_dir, options = Path(out_dir), options or RunOptions()
-    specs = plan(benchmark, strategies, seeds, overrides, out_dir)
+    specs = plan(benchmark, strategies, seeds, overrides, out_dir, grid)
     check_plan(specs, out_dir, options.force)
     with output_folder(out_dir):
         check_plan_data(specs, provider, options.force)
@@ -824,13 +886,14 @@ def compare_suite(
     stop: StopFlag | None = None,
     log: Log = None,
     reports: dict[str, list[str]] | None = None,
+    grid: Mapping[str, Sequence[Any]] | None = None,
 ) -> list[CompareOutcome]:
     """``compare`` for each benchmark of a suite into ``out_dir/<name>`` (its name as
     presets give it: a file member's stem, so that a member given as a path stays inside
     ``out_dir``; a member table's ``name``), each with its own settings under ``overrides``;
     then one comparison per entry of ``reports`` over the runs of the members it lists
     (``out_dir/<report name>``), and an index report.md linking the reports and showing their
-    average-accuracy plots.
+    average-accuracy plots. ``grid`` (``--grid``) goes to every member, over its own preset's.
 
     Every member's configurations (all strategies x seeds) are built and validated, every
     folder checked and every dataset loaded before any run trains."""
@@ -844,7 +907,7 @@ def compare_suite(
                               "names")
         taken[member.name] = member.benchmark
     plans = {m.name: plan(m.benchmark, strategies, seeds, {**m.settings, **overrides},
-                          out_dir / m.name) for m in parts}
+                          out_dir / m.name, grid) for m in parts}
     check_output_folder(out_dir)
     for name, specs in plans.items():
         check_plan(specs, out_dir / name, options.force)
