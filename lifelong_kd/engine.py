@@ -10,12 +10,21 @@ Python work in the loop, and no host synchronisation per step: the losses stay o
 and are checked for NaN or inf every 50 steps and at the end of each phase
 (:class:`~lifelong_kd.strategies.base.LossWatch`). After each task the model is evaluated on the
 test set of every task through ``strategy.predict``: one row of the accuracy matrix R,
-R[i][j] = accuracy on task j after training task i. Before the first task the untrained
-model is evaluated too (the b_j of forward transfer). A strategy with a teacher network of its
-own (``compress``, ``kd``) trains it in phases that name their own context (its network,
-configuration and generator), and the engine evaluates it beside the model
-(``strategy.teacher_evaluation``): its rows go to result.json's ``teacher``. After training,
-:func:`measure_costs` records what the models and the memory cost.
+R[i][j] = accuracy on task j after training task i, counted on the device and read once per
+row. Before the first task the untrained model is evaluated too (the b_j of forward transfer).
+
+On an accelerator (``train.device`` other than ``cpu``; :func:`~lifelong_kd.data.streams.resident`)
+the stream's images and labels are placed on the device once per run (:meth:`Stream.to`; a
+strategy's memory is made there from the batches), each epoch's permutation is drawn on the
+host from the run's generator and copied there once, and the batches are gathered there; what
+is still drawn on the host per step (augmentation's offsets and coins, a memory's draw and
+slots) is copied without waiting. On the CPU the data stay where they are, and nothing of this
+changes a number.
+
+A strategy with a teacher network of its own (``compress``, ``kd``) trains it in phases that
+name their own context (its network, configuration and generator), and the engine evaluates it
+beside the model (``strategy.teacher_evaluation``): its rows go to result.json's ``teacher``.
+After training, :func:`measure_costs` records what the models and the memory cost.
 
 Everything random draws from explicit seeded generators (``torch.manual_seed(seed)`` for the
 weights, one ``torch.Generator`` for batch order and augmentation, handed to the strategy as
@@ -35,7 +44,7 @@ import torch
 
 from .config import RunConfig
 from .data.augment import random_crop_flip
-from .data.streams import Stream
+from .data.streams import Stream, resident, to_device
 from .models import Model, build_model
 from .strategies.base import (
     Batch,
@@ -51,9 +60,10 @@ from .strategies.base import (
     make_optimizer,
 )
 from .strategies.presets import build_strategy
+from .strategies.registry import FAMILIES
 
 __all__ = ["Batch", "Diverged", "Interrupted", "RunState", "TaskContext", "TrainData", "evaluate",
-           "make_optimizer", "new_state", "restore_state", "train_stream"]
+           "make_optimizer", "new_state", "place_stream", "restore_state", "train_stream"]
 
 
 @dataclass
@@ -135,15 +145,27 @@ def restore_state(config: RunConfig, stream: Stream, saved: dict[str, Any]) -> R
 
 def _context(config: RunConfig, stream: Stream, state: RunState, index: int) -> TaskContext:
     device = torch.device(config.train.device)
-    masks = stream.train_masks(index, config.strategy.ce_scope).to(device)
+    masks = stream.train_masks(index, config.strategy.ce_scope)
     shape = (1, -1, 1, 1)
     return TaskContext(
         config=config, stream=stream, index=index, model=state.model, device=device,
-        generator=state.generator, train_masks=masks, all_active=bool(masks.all()),
+        generator=state.generator, train_masks=to_device(masks, device),
+        all_active=bool(masks.all()),
         augment=config.train.augment, eval_batch_size=config.train.eval_batch_size,
-        mean=torch.tensor(stream.mean, device=device).view(shape),
-        std=torch.tensor(stream.std, device=device).view(shape),
+        mean=to_device(torch.tensor(stream.mean).view(shape), device),
+        std=to_device(torch.tensor(stream.std).view(shape), device),
     )
+
+
+def place_stream(config: RunConfig, stream: Stream) -> Stream:
+    """The stream as the run trains on it: on an accelerator (:func:`resident`), its images
+    and labels placed on ``train.device`` once (:meth:`Stream.to`); else ``stream`` itself.
+    An external strategy (``avalanche:...``, whose own loaders read the examples on the host)
+    keeps the stream on the host."""
+    device = torch.device(config.train.device)
+    if not resident(device) or any(config.strategy.name.startswith(p) for p in FAMILIES):
+        return stream
+    return stream.to(device)
 
 
 def evaluate(
@@ -153,33 +175,41 @@ def evaluate(
     with ``strategy.predict`` (by default the model's logits).
 
     Returns the row and, for class-il, the task-aware row (prediction restricted to the
-    task's own classes); for the other scenarios the two are the same. Raises
-    :class:`Diverged` when the scores on a task's test examples are not finite (an argmax over
-    inf or NaN would be scored as if measured).
+    task's own classes); for the other scenarios the two are the same. The counts of correct
+    predictions (and whether every score was finite) stay on the device, one tensor for the
+    whole row, read once at its end. Raises :class:`Diverged` when the scores on a task's test
+    examples are not finite (an argmax over inf or NaN would be scored as if measured), naming
+    the first such task.
     """
     stream, model = ctx.stream, ctx.model
     model.eval()
-    row, row_aware = [], []
+    class_il = stream.scenario == "class-il"
+    # per task: correct, correct among the task's own classes (class-il), all scores finite
+    counts = torch.zeros((len(stream), 3), dtype=torch.long, device=ctx.device)
     with torch.inference_mode():
         for j, task in enumerate(stream.tasks):
-            mask = stream.eval_mask(trained, j).to(ctx.device)
-            mask_aware = stream.eval_mask(trained, j, task_aware=True).to(ctx.device)
-            correct = correct_aware = 0
+            mask = to_device(stream.eval_mask(trained, j), ctx.device)
+            mask_aware = to_device(stream.eval_mask(trained, j, task_aware=True), ctx.device)
             finite = torch.ones((), dtype=torch.bool, device=ctx.device)
             for i in range(0, len(task.test_y), ctx.eval_batch_size):
                 logits = strategy.predict(ctx, ctx.prepare(task.test_x[i:i + ctx.eval_batch_size]))
                 finite &= torch.isfinite(logits).all()
-                y = task.test_y[i:i + ctx.eval_batch_size].to(ctx.device)
+                y = to_device(task.test_y[i:i + ctx.eval_batch_size], ctx.device)
                 pred = logits.masked_fill(~mask, float("-inf")).argmax(dim=1)
-                correct += int((pred == y).sum())
-                if stream.scenario == "class-il":
+                counts[j, 0] += (pred == y).sum()
+                if class_il:
                     pred = logits.masked_fill(~mask_aware, float("-inf")).argmax(dim=1)
-                    correct_aware += int((pred == y).sum())
-            if not bool(finite):
-                _diverged_outputs(model, stream, trained, j)
-            n = max(len(task.test_y), 1)
-            row.append(correct / n)
-            row_aware.append(correct_aware / n if stream.scenario == "class-il" else correct / n)
+                    counts[j, 1] += (pred == y).sum()
+            counts[j, 2] = finite
+        read = counts.tolist()
+    row, row_aware = [], []
+    for j, (task, (correct, correct_aware, finite_j)) in enumerate(zip(stream.tasks, read,
+                                                                       strict=True)):
+        if not finite_j:
+            _diverged_outputs(model, stream, trained, j)
+        n = max(len(task.test_y), 1)
+        row.append(correct / n)
+        row_aware.append(correct_aware / n if class_il else correct / n)
     return row, row_aware
 
 
@@ -248,6 +278,7 @@ def train_stream(
     the loss stayed finite.
     """
     state = state or new_state(config, stream)
+    stream = place_stream(config, stream)
     model, strategy = state.model, state.strategy
     strategy.setup(_context(config, stream, state, min(state.next_task, len(stream) - 1)))
     if not state.initial:
@@ -302,14 +333,13 @@ def _run_phase(
 ) -> None:
     """``phase.steps`` optimiser steps over ``phase.epochs`` seeded passes through the
     phase's data (``ctx.current_train_data`` unless it names its own), in the phase's own
-    context when it has one; then ``phase.on_end``."""
+    context when it has one (:func:`_train_steps`); then ``phase.on_end``."""
     from tqdm.auto import tqdm
 
     ctx = phase.ctx if phase.ctx is not None else ctx
-    config, model, g = ctx.config, ctx.model, ctx.generator
+    config, model = ctx.config, ctx.model
     data = phase.data if phase.data is not None else ctx.current_train_data
     assert data is not None
-    n, bs = len(data), config.train.batch_size
     carry = phase.carry_optimizer and not config.train.reset_optimizer
     optimizer = make_optimizer(config, phase.parameters, phase.weight_decay)
     if carry and state.optimizer_state is not None:
@@ -317,12 +347,6 @@ def _run_phase(
     desc = f"task {ctx.index + 1}/{len(ctx.stream)}" + ("" if phase.name == "train" else f" {phase.name}")
     bar = tqdm(total=phase.steps, desc=desc, disable=not progress, leave=False, unit="step",
                dynamic_ncols=True)
-    per_epoch = max(math.ceil(n / bs), 1)
-    watch = LossWatch(lambda step: f"in task {ctx.index} (0-based), epoch {step // per_epoch}, "
-                                   f"step {step}")
-    # the rows of each parameter the phase keeps fixed: their gradient is zeroed before a step
-    frozen_rows = [(p, ~rows) for p, rows in phase.update_rows]
-    step = 0
     ctx.steps = phase.steps
     model.train()
     if phase.train_modules is not None:
@@ -330,40 +354,68 @@ def _run_phase(
         for module in phase.train_modules:
             module.train()
     try:
-        for epoch in range(phase.epochs):
-            ctx.epoch = epoch
-            order = torch.randperm(n, generator=g)
-            for start in range(0, n, bs):
-                if step >= phase.steps:
-                    break
-                if should_stop is not None and should_stop():
-                    watch.check()
-                    raise Interrupted(f"interrupted during task {ctx.index} (0-based)")
-                idx = order[start:start + bs]
-                raw = data.x[idx]
-                x_in = random_crop_flip(raw, g) if ctx.augment else raw
-                batch = Batch(ctx.prepare(x_in), data.y[idx].to(ctx.device),
-                              data.t[idx].to(ctx.device), idx, raw, ctx)
-                ctx.step = step
-                loss = phase.loss(ctx, batch)
-                watch.add(loss)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                for p, rows in frozen_rows:
-                    if p.grad is not None:
-                        p.grad[rows] = 0.0
-                optimizer.step()
-                step += 1
-                bar.update(1)
-                if watch.due():
-                    bar.set_postfix(loss=f"{watch.check():.3f}", refresh=False)
-        watch.check()
+        _train_steps(ctx, phase, data, optimizer, bar, should_stop)
     finally:
         bar.close()
     if carry:
         state.optimizer_state = optimizer.state_dict()
     if phase.on_end is not None:
         phase.on_end()
+
+
+def _train_steps(
+    ctx: TaskContext,
+    phase: Phase,
+    data: TrainData,
+    optimizer: torch.optim.Optimizer,
+    bar: Any,
+    should_stop: StopCheck | None,
+) -> None:
+    """The step loop of a phase: ``phase.epochs`` passes through ``data`` in the order of a
+    permutation drawn from the run's generator (copied once per epoch to where the data are),
+    each batch gathered there, then loss, ``backward()`` and the optimiser's step.
+
+    Nothing here waits for the device except the loss checks of :class:`LossWatch` (every 50
+    steps and at the end): the rows a phase keeps fixed are zeroed with a mask
+    (``masked_fill_``), and the host's own draws go to the device without waiting."""
+    config, g = ctx.config, ctx.generator
+    n, bs = len(data), config.train.batch_size
+    per_epoch = max(math.ceil(n / bs), 1)
+    watch = LossWatch(lambda step: f"in task {ctx.index} (0-based), epoch {step // per_epoch}, "
+                                   f"step {step}")
+    # the rows of each parameter the phase keeps fixed (their gradient is zeroed before a
+    # step), as a mask that broadcasts over the parameter's other dimensions
+    frozen_rows = [(p, (~rows).view(-1, *(1 for _ in p.shape[1:])))
+                   for p, rows in phase.update_rows]
+    step = 0
+    for epoch in range(phase.epochs):
+        ctx.epoch = epoch
+        order = to_device(torch.randperm(n, generator=g), data.y.device)
+        for start in range(0, n, bs):
+            if step >= phase.steps:
+                break
+            if should_stop is not None and should_stop():
+                watch.check()
+                raise Interrupted(f"interrupted during task {ctx.index} (0-based)")
+            idx = order[start:start + bs]
+            raw = data.x[idx]
+            x_in = random_crop_flip(raw, g) if ctx.augment else raw
+            batch = Batch(ctx.prepare(x_in), to_device(data.y[idx], ctx.device),
+                          to_device(data.t[idx], ctx.device), idx, raw, ctx)
+            ctx.step = step
+            loss = phase.loss(ctx, batch)
+            watch.add(loss)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            for p, rows in frozen_rows:
+                if p.grad is not None:
+                    p.grad.masked_fill_(rows, 0.0)
+            optimizer.step()
+            step += 1
+            bar.update(1)
+            if watch.due():
+                bar.set_postfix(loss=f"{watch.check():.3f}", refresh=False)
+    watch.check()
 
 
 def measure_costs(config: RunConfig, stream: Stream, state: RunState, *,

@@ -28,6 +28,7 @@ k is the number of classes per task.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -42,6 +43,36 @@ from .sources import Dataset
 
 #: An index into a set of images: one position, a slice, or a tensor of positions.
 Index = int | slice | torch.Tensor
+
+
+# ------------------------------------------------------------------ where the data live
+
+#: Treat every device as an accelerator (tests set it to run the accelerator's code path,
+#: data placed once and copies that do not wait, on the CPU; see :func:`resident`).
+FORCE_RESIDENT = False
+
+
+def resident(device: torch.device | str) -> bool:
+    """Whether a run on ``device`` keeps its data there apart from the host: any device that is
+    not the CPU (an accelerator), or every device when :data:`FORCE_RESIDENT` is set.
+
+    On such a device the engine places the stream's images and labels once per run
+    (:meth:`Stream.to`), makes batches by indexing them there, and copies what it still draws
+    on the host (the permutation of an epoch, augmentation's draws, a memory's slots) with
+    :func:`to_device`, so that no step waits for the device."""
+    return FORCE_RESIDENT or torch.device(device).type != "cpu"
+
+
+def to_device(x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """``x`` on ``device``; a copy from the host to a :func:`resident` device does not wait.
+
+    A blocking copy from the host to an accelerator synchronises the host with the device's
+    queue (CUDA: ``cudaMemcpyAsync`` then ``cudaStreamSynchronize``); ``non_blocking`` stages
+    the host memory and returns. A copy to the host always waits (its values are read next).
+    On the CPU this is ``x.to(device)``: the same tensor when it is there already."""
+    device = torch.device(device)
+    to_host = device.type == "cpu" and x.device.type != "cpu"
+    return x.to(device, non_blocking=not to_host and (device.type != "cpu" or FORCE_RESIDENT))
 
 
 # ------------------------------------------------------------------ images seen through a task
@@ -60,6 +91,10 @@ class Permute:
         # values as x[..., perm], several times faster on uint8 than advanced indexing
         flat = x.reshape(n, c, h * w)
         return torch.gather(flat, 2, self.perm.expand(n, c, h * w)).reshape(n, c, h, w)
+
+    def to(self, device: torch.device | str) -> Permute:
+        """The same permutation, its table on ``device`` (:func:`to_device`)."""
+        return Permute(to_device(self.perm, device))
 
     def __repr__(self) -> str:
         return f"Permute({len(self.perm)} pixels)"
@@ -111,7 +146,7 @@ class Rotate:
         if key not in self._grids:
             # as torchvision's rotate_image: centre (0, 0), -angle (its rotate/affine convention)
             matrix = inverse_matrix([0.0, 0.0], -angle, [0.0, 0.0], 1.0, [0.0, 0.0])
-            theta = torch.tensor(matrix, dtype=torch.float32, device=x.device).reshape(1, 2, 3)
+            theta = to_device(torch.tensor(matrix, dtype=torch.float32).reshape(1, 2, 3), x.device)
             self._grids[key] = affine_grid(theta, w=w, h=h, ow=w, oh=h)
         return apply_grid(x, self._grids[key], "bilinear", fill=None)
 
@@ -177,6 +212,13 @@ class ImageUnion:
     vectorised gather and transform) and puts the images back in the batch's order. Parts
     that are permutations of one shared source (Permuted-MNIST's tasks) take one gather for
     the whole batch instead, each image with its own task's permutation (a table of them).
+
+    When the parts' images are on a :func:`resident` device (the engine's data on an
+    accelerator), a batch is gathered there without a host synchronisation: the positions go
+    to the device, the bounds are checked by a device-side assert (not read back) and, rather
+    than the distinct parts of the batch (which the host would have to read), every part
+    gathers the whole batch at clamped positions and each image is taken from its own part
+    (``torch.where``): the same images, bit for bit.
     """
 
     def __init__(self, parts: Sequence[Images], image_shape: tuple[int, ...]):
@@ -187,12 +229,15 @@ class ImageUnion:
         self.offsets = torch.cat([torch.zeros(1, dtype=torch.long), sizes.cumsum(0)])
         #: (parts, H*W) pixel permutation of each part, when they share one source.
         self._perms: torch.Tensor | None = None
+        #: The offsets on each device positions came from (:meth:`_offsets_on`).
+        self._device_offsets: dict[torch.device, torch.Tensor] = {}
         shared = bool(self.parts) and all(p.source is self.parts[0].source for p in self.parts)
         if shared and all(isinstance(p.transform, (Permute, type(None))) for p in self.parts):
             n_pix = math.prod(self.image_shape[1:])
+            device = self.parts[0].source.device
             self._perms = torch.stack([
-                p.transform.perm if isinstance(p.transform, Permute) else torch.arange(n_pix)
-                for p in self.parts])
+                p.transform.perm.to(device) if isinstance(p.transform, Permute)
+                else torch.arange(n_pix, device=device) for p in self.parts])
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -205,11 +250,18 @@ class ImageUnion:
     def dtype(self) -> torch.dtype:
         return torch.uint8 if not self.parts else self.parts[0].dtype
 
+    @property
+    def device(self) -> torch.device:
+        """Where the parts' images are (the host when there are none)."""
+        return self.parts[0].source.device if self.parts else torch.device("cpu")
+
     def __getitem__(self, index: Index) -> torch.Tensor:
         if isinstance(index, int):
             return self[torch.tensor([index])][0]
         positions = torch.arange(*index.indices(len(self))) if isinstance(index, slice) \
             else index
+        if resident(self.device):
+            return self._gather(to_device(positions, self.device))
         positions = positions.reshape(-1).long()
         if len(positions) and (int(positions.min()) < -len(self) or int(positions.max()) >= len(self)):
             raise IndexError(f"index out of range for {len(self)} images")
@@ -225,6 +277,40 @@ class ImageUnion:
         for p in torch.unique(part).tolist():
             rows = (part == p).nonzero().flatten()
             out[rows] = self.parts[p][local[rows]]
+        return out
+
+    def _offsets_on(self, device: torch.device) -> torch.Tensor:
+        """:attr:`offsets` on ``device`` (copied once per device)."""
+        if device not in self._device_offsets:
+            self._device_offsets[device] = to_device(self.offsets, device)
+        return self._device_offsets[device]
+
+    def _gather(self, index: torch.Tensor) -> torch.Tensor:
+        """The images at the positions ``index`` (a tensor on the parts' :func:`resident`
+        device), without reading anything back to the host (see the class docstring)."""
+        n = len(self)
+        positions = index.reshape(-1).long()
+        if not len(positions):
+            return torch.empty((0, *self.image_shape), dtype=self.dtype, device=positions.device)
+        torch._assert_async(((positions >= -n) & (positions < n)).all(),
+                            f"index out of range for {n} images")
+        positions = positions % max(n, 1)
+        offsets = self._offsets_on(positions.device)
+        part = torch.searchsorted(offsets, positions, right=True) - 1
+        local = positions - offsets[part]
+        if self._perms is not None:
+            c, n_pix = self.image_shape[0], self._perms.shape[1]
+            rows = self.parts[0].source[local].reshape(len(local), c, n_pix)
+            index = self._perms[part][:, None, :].expand(len(local), c, n_pix)
+            return torch.gather(rows, 2, index).reshape(len(local), *self.image_shape)
+        out: torch.Tensor | None = None
+        in_part = part.view(-1, *(1 for _ in self.image_shape))
+        for p, images in enumerate(self.parts):
+            if not len(images):
+                continue
+            rows = images[local.clamp(0, len(images) - 1)]
+            out = rows if out is None else torch.where(in_part == p, rows, out)
+        assert out is not None, "positions in range imply a part with images"
         return out
 
     def materialise(self) -> torch.Tensor:
@@ -279,6 +365,33 @@ class Stream:
 
     def __iter__(self):  # noqa: ANN204 - iterator of Task
         return iter(self.tasks)
+
+    def to(self, device: torch.device | str) -> Stream:
+        """The stream with its tasks' images (their sources, and a permuted task's pixel
+        permutation) and labels on ``device`` (:func:`to_device`), each tensor copied once
+        however many tasks share it (Permuted-MNIST's tasks read one dataset, and without an
+        offset share its labels too): the device holds the data once, as the host does. A
+        :class:`Rotate` is kept (it makes its grid once per device)."""
+        moved: dict[int, torch.Tensor] = {}
+        permutes: dict[int, Permute] = {}
+
+        def move(t: torch.Tensor) -> torch.Tensor:
+            if id(t) not in moved:
+                moved[id(t)] = to_device(t, device)
+            return moved[id(t)]
+
+        def images(x: Images) -> Images:
+            transform = x.transform
+            if isinstance(transform, Permute):
+                if id(transform) not in permutes:
+                    permutes[id(transform)] = transform.to(device)
+                transform = permutes[id(transform)]
+            return Images(move(x.source), transform)
+
+        tasks = tuple(dataclasses.replace(
+            task, train_x=images(task.train_x), train_y=move(task.train_y),
+            test_x=images(task.test_x), test_y=move(task.test_y)) for task in self.tasks)
+        return dataclasses.replace(self, tasks=tasks)
 
     # ------------------------------------------------------------------ masks over outputs
     def _units(self, task_ids: range | list[int]) -> torch.Tensor:

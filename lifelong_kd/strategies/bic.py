@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import MemoryConfig, RunConfig, StrategyConfig
-from ..data.streams import Images
+from ..data.streams import Images, to_device
 from ..errors import ConfigError
 from .base import Batch, OwnLoop, Phase, Strategy, TaskContext, TrainData
 from .lwf import LwF
@@ -40,7 +40,8 @@ def split_sizes(memory: MemoryConfig, validation: float, n_seen: int) -> tuple[i
 
 
 def first_of_each_class(y: torch.Tensor, n: int) -> torch.Tensor:
-    """Positions (in order) of the first ``n`` entries of each label of ``y``."""
+    """Positions (in order, on the host) of the first ``n`` entries of each label of ``y``."""
+    y = y.cpu()
     keep = torch.zeros(len(y), dtype=torch.bool)
     for c in torch.unique(y).tolist():
         keep[(y == c).nonzero().flatten()[:n]] = True
@@ -159,20 +160,26 @@ class BiC(LwF):
             raise ConfigError(f"`memory.size` = {self.memory_config.size} is less than the "
                               f"{self.n_seen(ctx)} classes seen at task {t} (0-based): BiC keeps "
                               "at least one exemplar per class; raise memory.size")
-        y = task.train_y
+        # the split is drawn on the host (one read of the labels per task); its parts are
+        # gathered where the task's examples are (the run's device on an accelerator)
+        y = task.train_y.cpu()
         held = [pos[torch.randperm(len(pos), generator=ctx.generator)[:n_val]]
                 for pos in ((y == c).nonzero().flatten() for c in sorted(set(y.tolist())))]
         held_out = torch.cat(held) if held else y[:0]
         kept = torch.ones(len(y), dtype=torch.bool)
         kept[held_out] = False
-        rest = kept.nonzero().flatten()
-        train = TrainData(Images(task.train_x[rest]), y[rest], torch.full_like(y[rest], t))
+        device = task.train_y.device
+        rest, held_out = to_device(kept.nonzero().flatten(), device), to_device(held_out, device)
+        y_rest = task.train_y[rest]
+        train = TrainData(Images(task.train_x[rest]), y_rest, torch.full_like(y_rest, t))
         old = first_of_each_class(self.validation_y, n_val)
-        x_old = self.validation_x[old] if self.validation_x is not None else task.train_x[:0]
+        x_old = (self.validation_x[to_device(old, self.validation_x.device)]
+                 if self.validation_x is not None else task.train_x[:0])
+        x_new = task.train_x[held_out]
         validation = TrainData(
-            Images(torch.cat([x_old.cpu(), task.train_x[held_out]])),
-            torch.cat([self.validation_y[old], y[held_out]]),
-            torch.cat([self.validation_t[old], torch.full_like(held_out, t)]))
+            Images(torch.cat([to_device(x_old, x_new.device), x_new])),
+            torch.cat([to_device(self.validation_y[old], device), task.train_y[held_out]]),
+            torch.cat([to_device(self.validation_t[old], device), torch.full_like(held_out, t)]))
         return Split(t, train, validation)
 
     def task_data(self, ctx: TaskContext) -> TrainData:

@@ -32,6 +32,7 @@ from ..config import (
     closest_name,
 )
 from ..config import teacher_model as teacher_model_config
+from ..data.streams import to_device
 from ..errors import ConfigError
 from ..losses import LOSSES, REDUCTIONS, grouped_distillation
 from ..models import Model, build_model
@@ -248,9 +249,10 @@ class Compress(Strategy):
         generator and cross-entropy masks (those of its strategy's ``ce_scope``)."""
         assert self.net is not None and self.teacher_config is not None
         assert self.generator is not None
-        masks = ctx.stream.train_masks(ctx.index, self.teacher_config.strategy.ce_scope).to(ctx.device)
+        masks = ctx.stream.train_masks(ctx.index, self.teacher_config.strategy.ce_scope)
         return replace(ctx, config=self.teacher_config, model=self.net, generator=self.generator,
-                       train_masks=masks, all_active=bool(masks.all()), current_train_data=None)
+                       train_masks=to_device(masks, ctx.device), all_active=bool(masks.all()),
+                       current_train_data=None)
 
     # ------------------------------------------------------------------------- data
     def before_task(self, ctx: TaskContext) -> None:

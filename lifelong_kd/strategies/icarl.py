@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import MemoryConfig, RunConfig, StrategyConfig, check_choice
+from ..data.streams import to_device
 from .base import Batch, Strategy, TaskContext, TrainData
 from .er import model_features
 from .memory import Memory, with_memory
@@ -94,6 +95,8 @@ class ICaRL(Strategy):
         self.has_mean: torch.Tensor | None = None
         #: (n_outputs,) bool: outputs of earlier tasks that are not the current task's.
         self._old_units: torch.Tensor | None = None
+        #: Whether there is any (read on the host before the task, not at every step).
+        self._any_old = False
 
     @classmethod
     def check(cls, config: RunConfig) -> None:
@@ -113,7 +116,8 @@ class ICaRL(Strategy):
         for task in stream.tasks[: ctx.index]:
             old[list(task.outputs)] = True
         old[list(stream[ctx.index].outputs)] = False
-        self._old_units = old.to(ctx.device)
+        self._any_old = bool(old.any())
+        self._old_units = to_device(old, ctx.device)
 
     # --------------------------------------------------------------------------- loss
     def targets(self, ctx: TaskContext, batch: Batch) -> torch.Tensor:
@@ -122,7 +126,7 @@ class ICaRL(Strategy):
         n = ctx.stream.n_outputs
         onehot = F.one_hot(batch.y, n).to(torch.float32)
         old = self._old_units
-        if self.teacher is None or old is None or not bool(old.any()):
+        if self.teacher is None or old is None or not self._any_old:
             return onehot
         with torch.no_grad():
             q = torch.sigmoid(self.teacher(batch.x)).to(torch.float32)

@@ -50,7 +50,7 @@ import torch
 
 from ..config import MemoryConfig
 from ..data.augment import random_crop_flip
-from ..data.streams import Images, ImageUnion
+from ..data.streams import Images, ImageUnion, to_device
 from .base import TaskContext, TrainData
 
 #: The policies updated at the end of a task (every other is updated at every step).
@@ -306,8 +306,9 @@ class Memory:
 
 def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """``x`` on ``device``; a copy to an accelerator does not wait for it (``non_blocking``:
-    the CPU tensor is staged at once), a copy to the CPU does."""
-    return x.to(device, non_blocking=device.type != "cpu")
+    the CPU tensor is staged at once), a copy to the CPU does
+    (:func:`~lifelong_kd.data.streams.to_device`)."""
+    return to_device(x, device)
 
 
 def with_memory(data: TrainData, memory: Memory) -> TrainData:
