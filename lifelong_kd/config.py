@@ -306,6 +306,10 @@ SECTIONS: dict[str, type] = {
     "teacher": TeacherConfig,
 }
 TOP_LEVEL = ("benchmark", "description", "seed", "strategies", "seeds")
+#: Sections every run of one report shares, with the benchmark and the data fingerprint: the
+#: same examples cut into the same tasks. The other sections (model, train, strategy, ...) are
+#: a variant's own: a preset's per-strategy overrides, or a grid's settings.
+SHARED_SECTIONS = ("data", "stream")
 
 
 def _plain(value: Any) -> Any:

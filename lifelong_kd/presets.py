@@ -39,6 +39,7 @@ import tomllib
 
 from .config import (
     SECTIONS,
+    SHARED_SECTIONS,
     ConfigError,
     ModelConfig,
     RunConfig,
@@ -322,8 +323,6 @@ def check_grid(grid: Mapping[str, Sequence[Any]], overrides: Mapping[str, Any]) 
     an unknown key, a key of the data or the stream (every run of one report shares them:
     one compare per value), the seed or the strategy (they have their own lists), a key
     ``--set`` also gives, an empty list or a value given twice."""
-    from .results import SHARED_SECTIONS
-
     for key, values in grid.items():
         if key in _NOT_IN_GRIDS:
             raise ConfigError(f"a grid cannot vary `{key}`: {_NOT_IN_GRIDS[key]}")

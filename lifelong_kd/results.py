@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import ADDED_KEYS
+from .config import ADDED_KEYS, SHARED_SECTIONS
 from .errors import UserError
 from .metrics import (
     METRICS,
@@ -173,10 +173,6 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 #: Configuration keys that determine nothing of a run's result, left out of its identity:
 #: the lists ``compare`` runs by default and the preset's description.
 NOT_IDENTITY = ("description", "strategies", "seeds")
-#: Sections every run of one report shares, with the benchmark and the data fingerprint: the
-#: same examples cut into the same tasks. The other sections (model, train, strategy) are a
-#: variant's own: a preset's per-strategy overrides, or a grid's settings.
-SHARED_SECTIONS = ("data", "stream")
 #: The key of the data fingerprint among a result's shared settings.
 FINGERPRINT = "data.fingerprint"
 
