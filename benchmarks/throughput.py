@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch threads of every run (default: each executor's rule)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="measurements per executor, the median shown (3+ to publish)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting of every run, as compare --set takes it (e.g. "
+                             "train.iterations=300 for shorter runs)")
     parser.add_argument("--smoke", action="store_true",
                         help=f"{len(STRATEGIES) * len(SMOKE_SEEDS)} tiny runs: a quick check")
     parser.add_argument("--data-dir", type=Path,
@@ -133,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"MNIST is expected under {args.data_dir}/MNIST/raw (set LIFELONG_KD_DATA "
                      "or --data-dir)")
     seeds = list(SMOKE_SEEDS if args.smoke else SEEDS)
-    settings = list(SMOKE_SETTINGS if args.smoke else ())
+    settings = [*(SMOKE_SETTINGS if args.smoke else ()), *args.sets]
     seconds: dict[str, list[float]] = {name: [] for name in args.executors}
     found: dict[str, dict[str, list]] = {}
     for k in range(args.repeats):  # executors interleaved: a slow spell hits them all
@@ -146,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     median = {name: statistics.median(s) for name, s in seconds.items()}
     base = median.get("serial")
     print(f"\n{BENCHMARK}, {' and '.join(STRATEGIES)} x {len(seeds)} seeds"
-          f"{' (smoke: ' + ' '.join(settings) + ')' if settings else ''}; "
+          f"{' (' + ' '.join(settings) + ')' if settings else ''}; "
           f"{os.cpu_count()} CPUs; median of {args.repeats}\n")
     print("| executor | runs | seconds | runs/min | x serial |")
     print("|---|---:|---:|---:|---:|")

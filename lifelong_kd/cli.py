@@ -76,6 +76,21 @@ def build_parser() -> argparse.ArgumentParser:
                       help="strategies (default: the benchmark's list)")
     cmp_.add_argument("--seeds", nargs="+", type=int, default=None, metavar="N",
                       help="seeds (default: the benchmark's list)")
+    cmp_.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                      help="vary a setting: every strategy that reads KEY runs with each value "
+                           "(repeatable: the cartesian product; a list value in brackets, "
+                           "model.hidden=[100,100],[400,400]); over the preset's [grid]")
+    cmp_.add_argument("--jobs", type=int, default=1, metavar="N",
+                      help="runs at once, each in its own process with its share of the cores "
+                           "(default: 1, one after another in this process)")
+    cmp_.add_argument("--executor", default="serial", metavar="NAME",
+                      help="`serial` (this process; with --jobs N, N processes), `processes` "
+                           "or `ray` (each run a Ray task: pip install 'lifelong-kd[ray]'); "
+                           "default: serial")
+    cmp_.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                      help="the Ray cluster to submit to (default: start a local Ray)")
+    cmp_.add_argument("--threads", type=int, default=None, metavar="N",
+                      help="torch threads per run (default: the cores / --jobs)")
     _common(cmp_)
 
     lst = sub.add_parser("list", help="benchmarks, strategies, models, datasets and losses")
@@ -149,22 +164,36 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from .config import parse_set
-    from .presets import benchmark_name, preset_description, suite_members, suite_reports
+    from .executors import make_executor
+    from .presets import (
+        benchmark_name,
+        parse_grid,
+        preset_description,
+        preset_grid,
+        suite_members,
+        suite_reports,
+    )
     from .runs import DataProvider, compare, compare_suite, stop_on_signals
 
+    executor = make_executor(args.executor, args.jobs, args.ray_address, args.threads)
+    grid = parse_grid(args.grid)
     members = suite_members(args.benchmark)
     name = Path(args.benchmark).stem if members else benchmark_name(args.benchmark)
     _preload_imports()
     out = args.out or Path("runs") / name
     provider = DataProvider(_data_dir(args), args.offline, progress=not args.quiet)
     options = dict(strategies=args.strategies, seeds=args.seeds, overrides=parse_set(args.sets),
-                   provider=provider, options=_options(args), log=_log(args.quiet))
-    with stop_on_signals() as stop:
+                   provider=provider, options=_options(args), log=_log(args.quiet),
+                   executor=executor)
+    # a parallel executor keeps its workers (or its Ray) for every member of a suite
+    held = executor if hasattr(executor, "__enter__") else contextlib.nullcontext()
+    with stop_on_signals() as stop, held:
         if members:
+            grid = {**preset_grid(args.benchmark), **grid}
             outcomes = compare_suite(members, out, preset_description(args.benchmark), stop=stop,
-                                     reports=suite_reports(args.benchmark), **options)
+                                     reports=suite_reports(args.benchmark), grid=grid, **options)
         else:
-            outcomes = [compare(args.benchmark, out_dir=out, stop=stop, **options)]
+            outcomes = [compare(args.benchmark, out_dir=out, stop=stop, grid=grid, **options)]
     if not args.quiet:
         print(f"report: {out / 'report.md'}", file=sys.stderr)
     failures = sum(len(o.failures) for o in outcomes)

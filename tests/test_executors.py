@@ -30,6 +30,8 @@ TINY = ["train.epochs=1", "train.iterations=3", "strategy.warmup_epochs=0",
 #: Runs of 5 tasks (a second or two): a stop at the end of the first lands inside the run.
 LONG = ["train.epochs=1", "train.iterations=150", "strategy.warmup_epochs=0",
         "stream.n_tasks=5", "stream.scenario=class-il"]
+#: The small grid run through every executor.
+GRID = {"strategy.alpha": [0.5, 2]}
 QUIET = runs.RunOptions(progress=False, plots=False)
 RESUME = runs.RunOptions(progress=False, plots=False, resume=True)
 
@@ -106,12 +108,14 @@ def test_serial_processes_and_ray_give_the_same_matrices_bit_for_bit(
     for name, executor in [("serial", runs.SerialExecutor()), ("processes", pool),
                            ("ray", RayExecutor(threads=1))]:
         out = tmp_path / name
+        # a small grid: naive (which reads no alpha) once, lwf with each alpha; 2 seeds each
         outcome = runs.compare("split-digits", ["naive", "lwf"], [0, 1], parse_set(TINY),
                                provider, out, options=runs.RunOptions(progress=False),
-                               executor=executor, log=lines.append)
+                               executor=executor, log=lines.append, grid=GRID)
         assert outcome.failures == []
         assert (out / "report.md").is_file()
-        folders = [out / s / f"seed-{k}" for s in ("naive", "lwf") for k in (0, 1)]
+        folders = [out / s / f"seed-{k}" for s in ("naive", "lwf/strategy.alpha=0.5",
+                                                   "lwf/strategy.alpha=2") for k in (0, 1)]
         found[name] = {str(f.relative_to(out)): _matrices(_on_disk(f)) for f in folders}
         # what the driver returned is what it wrote; a finished run keeps no checkpoint
         assert sorted(_matrices(r) for r in outcome.results) == sorted(found[name].values())
@@ -128,10 +132,11 @@ def test_serial_processes_and_ray_give_the_same_matrices_bit_for_bit(
     # every executor logs each run once, as the serial one does: `[n/N] title -> folder`
     for name in ("serial", "processes", "ray"):
         ours = [line for line in lines if f"/{name}/" in line]
-        assert sorted(line.split(" ")[0] for line in ours) == ["[1/4]", "[2/4]", "[3/4]",
-                                                               "[4/4]"]
-        assert any(line.startswith("[3/4] lwf/seed-0 (") and line.endswith(
-            str(tmp_path / name / "lwf" / "seed-0")) for line in ours)
+        assert sorted(line.split(" ")[0] for line in ours) == [f"[{n}/6]" for n in range(1, 7)]
+        assert any(line.startswith("[5/6] lwf/strategy.alpha=2/seed-0 (") and line.endswith(
+            str(tmp_path / name / "lwf" / "strategy.alpha=2" / "seed-0")) for line in ours)
+    assert found["serial"]["lwf/strategy.alpha=2/seed-0"] != found["serial"][
+        "lwf/strategy.alpha=0.5/seed-0"]  # the variants differ
 
 
 # --------------------------------------------------------------------- 2. a failing run
