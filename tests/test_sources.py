@@ -1,17 +1,21 @@
 """Dataset readers on tiny files written here in the exact formats, and on the real data.
 
 Covers the IDX reader (MNIST / Fashion-MNIST layout), the CIFAR-10/100 python pickles, image
-folders and their cache, the digits source, the offline and download-failure paths, a few
-hundred images of the real CIFAR-10 JPEG copy, and every preset in ``benchmarks/``.
+folders, the digits source, the decoded-data caches of each (a warm load equals the uncached
+one exactly; a stale, corrupt or unwritable cache), the offline and download-failure paths,
+the real MNIST files and a few hundred images of the real CIFAR-10 JPEG copy, and every preset
+in ``benchmarks/``.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import pickle
 import stat
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -552,6 +556,259 @@ def test_channel_stats_match_the_float_formula():
     np.testing.assert_allclose(std, flat.std(1).numpy(), rtol=1e-12)
 
 
+# ----------------------------------------------------------------------------- decoded-data caches
+
+
+def assert_same_dataset(a: sources.Dataset, b: sources.Dataset) -> None:
+    """Every field equal, exactly: arrays (values, dtypes, shapes), names, statistics, path."""
+    for k in ("train_x", "train_y", "test_x", "test_y"):
+        x, y = getattr(a, k), getattr(b, k)
+        assert x.dtype == y.dtype and x.shape == y.shape and torch.equal(x, y), k
+        assert x.is_contiguous() and y.is_contiguous(), k
+    assert (a.name, a.classes, a.path, a.fingerprint) == (b.name, b.classes, b.path, b.fingerprint)
+    assert a.mean == b.mean and a.std == b.std  # floats, bit for bit
+
+
+def hand_fingerprint(*arrays: np.ndarray) -> str:
+    """sources.fingerprint written out: sha256 over f"{dtype}{shape}" and the bytes of each."""
+    digest = hashlib.sha256()
+    for a in arrays:
+        digest.update(f"{a.dtype}{a.shape}".encode())
+        digest.update(np.ascontiguousarray(a).tobytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture
+def uncached(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Call it to make every load decode its files, as before the caches existed."""
+
+    def build_only(kind, name, path, files, build, extra=""):  # noqa: ANN001, ANN202
+        return build()
+
+    return lambda: monkeypatch.setattr(sources, "cached_load", build_only)
+
+
+@pytest.fixture
+def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every IDX file and CIFAR pickle decoded."""
+    calls: list[str] = []
+    idx, pickle_reader = sources.read_idx, sources.read_cifar_pickle
+
+    def counting_idx(path: Path) -> np.ndarray:
+        calls.append(Path(path).name)
+        return idx(path)
+
+    def counting_pickle(path: Path) -> dict[str, object]:
+        calls.append(Path(path).name)
+        return pickle_reader(path)
+
+    monkeypatch.setattr(sources, "read_idx", counting_idx)
+    monkeypatch.setattr(sources, "read_cifar_pickle", counting_pickle)
+    return calls
+
+
+def refuse_writes(*args: object, **kwargs: object) -> None:
+    """``tempfile.mkstemp`` in a folder that cannot be written."""
+    raise PermissionError(13, "Permission denied")
+
+
+def only_cache(kind: str) -> Path:
+    (cache,) = sources.cache_dir(kind).glob("*.npz")
+    assert not [p for p in sources.cache_dir(kind).iterdir() if p.suffix != ".npz"]  # no temp
+    return cache
+
+
+def test_mnist_layout_warm_load_equals_the_uncached_load(tmp_path, count_reads, uncached):
+    arrays = write_mnist_layout(tmp_path / "FashionMNIST" / "raw")
+    cold = load_dataset("fashion-mnist", tmp_path, offline=True)
+    assert len(count_reads) == 4
+    cache = only_cache("fashion-mnist")
+    assert cache.parent == tmp_path / "cache" / "lifelong-kd" / "fashion-mnist"
+    assert cache.name.startswith("raw-")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warm = load_dataset("fashion-mnist", tmp_path, offline=True)
+    assert len(count_reads) == 4  # nothing decoded again
+    uncached()
+    plain = load_dataset("fashion-mnist", tmp_path, offline=True)
+    assert len(count_reads) == 8
+    assert_same_dataset(warm, plain)
+    assert_same_dataset(cold, plain)
+    # the values themselves, by hand: labels 0..9 repeating, the fingerprint of the four arrays
+    x, ex = arrays["train-images-idx3-ubyte"], arrays["t10k-images-idx3-ubyte"]
+    assert warm.train_y.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    assert warm.fingerprint == hand_fingerprint(
+        x[:, None], np.arange(12, dtype=np.int64) % 10, ex[:, None], np.arange(6, dtype=np.int64))
+    np.testing.assert_allclose(warm.mean, [x.astype(np.float64).mean() / 255], rtol=1e-12)
+    np.testing.assert_allclose(warm.std, [x.astype(np.float64).std(ddof=1) / 255], rtol=1e-12)
+    assert warm.classes == FASHION_MNIST_CLASSES
+    assert warm.path == str(tmp_path / "FashionMNIST" / "raw")
+
+
+def test_mnist_layout_changed_file_is_decoded_again(tmp_path, count_reads):
+    raw = tmp_path / "MNIST" / "raw"
+    write_mnist_layout(raw)
+    load_dataset("mnist", tmp_path, offline=True)
+    old_cache = only_cache("mnist")
+    # other labels in the same file name, with a later modification time
+    labels = raw / "train-labels-idx1-ubyte.gz"
+    write_idx(labels, np.full(12, 7, dtype=np.uint8), compress=True)
+    os.utime(labels, ns=(labels.stat().st_atime_ns, labels.stat().st_mtime_ns + 10**9))
+    ds = load_dataset("mnist", tmp_path, offline=True)
+    assert len(count_reads) == 8 and ds.train_y.tolist() == [7] * 12
+    assert only_cache("mnist") != old_cache  # replaced, not added beside it
+    # a plain (not gzipped) file now beside the .gz one is the file read (the reader's rule)
+    write_idx(raw / "train-labels-idx1-ubyte", np.full(12, 3, dtype=np.uint8))
+    assert load_dataset("mnist", tmp_path, offline=True).train_y.tolist() == [3] * 12
+    assert len(count_reads) == 12
+
+
+def _truncate(cache: Path) -> None:
+    cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])
+
+
+def _rewrite(cache: Path, **changes: object) -> None:
+    with np.load(cache, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    for k, v in changes.items():
+        if v is None:
+            del arrays[k]
+        else:
+            arrays[k] = v
+    np.savez(cache, **arrays)
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (_truncate, r"BadZipFile|EOFError|ValueError"),
+        (lambda c: c.write_bytes(b"not a zip file"), r"BadZipFile|ValueError"),
+        (lambda c: _rewrite(c, fingerprint=None), r"KeyError"),
+        (lambda c: _rewrite(c, fingerprint=np.array("abc")), r"fingerprint is malformed"),
+        (lambda c: _rewrite(c, key=np.array("0" * 64)), r"belongs to other source files"),
+        (lambda c: _rewrite(c, train_y=np.full(12, 10, dtype=np.int64)), r"train labels .*range"),
+        (lambda c: _rewrite(c, test_x=np.zeros((6, 1, 4, 4), np.uint8)), r"differ in shape"),
+        (lambda c: _rewrite(c, mean=np.array([0.1, 0.2])), r"channel mean is malformed"),
+        (lambda c: _rewrite(c, train_x=np.zeros((12, 1, 28, 28), np.float32)),
+         r"train arrays are malformed"),
+    ],
+    ids=["truncated", "garbage", "no-fingerprint", "bad-fingerprint", "other-key", "labels",
+         "shapes", "mean", "float-images"],
+)
+def test_corrupt_mnist_cache_is_ignored_with_a_warning_and_rebuilt(tmp_path, count_reads,
+                                                                   damage, problem):
+    write_mnist_layout(tmp_path / "MNIST" / "raw")
+    first = load_dataset("mnist", tmp_path, offline=True)
+    damage(only_cache("mnist"))
+    with pytest.warns(UserWarning, match=rf"ignoring the mnist cache .*\(.*({problem}).*\); "
+                                         "rebuilding it"):
+        again = load_dataset("mnist", tmp_path, offline=True)
+    assert len(count_reads) == 8
+    assert_same_dataset(again, first)
+    with warnings.catch_warnings():  # rebuilt: valid again
+        warnings.simplefilter("error")
+        assert_same_dataset(load_dataset("mnist", tmp_path, offline=True), first)
+    assert len(count_reads) == 8
+
+
+def test_unwritable_cache_folder_is_a_warning_not_an_error(tmp_path, monkeypatch, count_reads):
+    write_mnist_layout(tmp_path / "MNIST" / "raw")
+    (tmp_path / "not-a-folder").write_text("x")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-folder"))
+    with pytest.warns(UserWarning, match=r"could not write the mnist cache .*not-a-folder"):
+        ds = load_dataset("mnist", tmp_path, offline=True)
+    assert ds.train_x.shape == (12, 1, 28, 28)
+    # a read-only cache folder that holds a valid cache: read, and nothing written or warned
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    load_dataset("mnist", tmp_path, offline=True)
+    assert len(count_reads) == 8
+    # root ignores chmod: the folder refuses new files here
+    monkeypatch.setattr(sources.tempfile, "mkstemp", refuse_writes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_same_dataset(load_dataset("mnist", tmp_path, offline=True), ds)
+    assert len(count_reads) == 8
+    # ... and one that cannot take a new cache: a warning, the data decoded
+    only_cache("mnist").unlink()
+    with pytest.warns(UserWarning, match=r"could not write the mnist cache .*Permission denied"):
+        assert_same_dataset(load_dataset("mnist", tmp_path, offline=True), ds)
+    assert len(count_reads) == 12 and not list(sources.cache_dir("mnist").iterdir())
+
+
+def test_cifar_warm_load_equals_the_uncached_load_and_follows_the_meta_file(
+        tmp_path, count_reads, uncached):
+    files = write_cifar10(tmp_path)
+    cold = load_dataset("cifar10", tmp_path, offline=True)
+    assert len(count_reads) == 7  # meta, 5 training batches, test batch
+    assert only_cache("cifar10").name.startswith("cifar-10-batches-py-")
+    warm = load_dataset("cifar10", tmp_path, offline=True)
+    assert len(count_reads) == 7
+    assert_same_dataset(warm, cold)
+    assert warm.train_y.tolist() == sum((files[f"data_batch_{i}"][b"labels"]
+                                         for i in range(1, 6)), [])
+    # other class names in batches.meta (a later modification time): read again
+    meta = tmp_path / "cifar-10-batches-py" / "batches.meta"
+    dump(meta, {b"label_names": [f"c{i}".encode() for i in range(10)]})
+    os.utime(meta, ns=(meta.stat().st_atime_ns, meta.stat().st_mtime_ns + 10**9))
+    renamed = load_dataset("cifar10", tmp_path, offline=True)
+    assert len(count_reads) == 14 and renamed.classes[3] == "c3"
+    assert renamed.fingerprint == cold.fingerprint  # the arrays are the same
+    uncached()
+    assert_same_dataset(load_dataset("cifar10", tmp_path, offline=True), renamed)
+
+
+def test_cifar100_cache_round_trip(tmp_path, count_reads):
+    files = write_cifar100(tmp_path)
+    cold = load_dataset("cifar100", tmp_path, offline=True)
+    warm = load_dataset("cifar100", tmp_path, offline=True)
+    assert len(count_reads) == 3 and only_cache("cifar100").is_file()
+    assert_same_dataset(warm, cold)
+    assert warm.classes[99] == "fine99" and warm.test_y.tolist() == files["test"][b"fine_labels"]
+
+
+def test_digits_warm_load_needs_no_scikit_learn(monkeypatch, uncached):
+    source = sources._sklearn_digits_file()
+    assert source is not None and source.name == "digits.csv.gz"
+    cold = load_dataset("digits", Path("unused"))
+    assert only_cache("digits").is_file()
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "sklearn.datasets", None)  # importing it now fails
+        warm = load_dataset("digits", Path("unused"))
+    assert_same_dataset(warm, cold)
+    assert warm.train_x.shape == (1438, 1, 8, 8) and warm.test_x.shape == (359, 1, 8, 8)
+    uncached()
+    assert_same_dataset(load_dataset("digits", Path("unused")), warm)
+
+
+def test_image_folder_cache_holds_the_fingerprint_and_upgrades_older_caches(
+        tmp_path, data_dir, count_decodes, monkeypatch):
+    root = tmp_path / "imgs"
+    make_image_folder(root)
+    cold = load_dataset("imagefolder", data_dir, path=str(root))
+    cache = only_cache("imagefolder")
+    with np.load(cache) as z:
+        assert str(z["fingerprint"]) == cold.fingerprint
+        assert tuple(z["mean"]) == cold.mean and tuple(z["std"]) == cold.std
+    # a cache written before the fingerprint was stored: read, not decoded, and completed
+    # (quietly left as it is where the cache folder cannot be written)
+    _rewrite(cache, fingerprint=None, mean=None, std=None)
+    with monkeypatch.context() as m, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.setattr(sources.tempfile, "mkstemp", refuse_writes)
+        assert_same_dataset(load_dataset("imagefolder", data_dir, path=str(root)), cold)
+    with np.load(only_cache("imagefolder")) as z:
+        assert "fingerprint" not in z.files
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        old = load_dataset("imagefolder", data_dir, path=str(root))
+    assert len(count_decodes) == 15
+    assert_same_dataset(old, cold)
+    with np.load(only_cache("imagefolder")) as z:
+        assert "fingerprint" in z.files
+    assert_same_dataset(load_dataset("imagefolder", data_dir, path=str(root)), cold)
+    assert len(count_decodes) == 15
+
+
 # ----------------------------------------------------------------------------- real data
 
 
@@ -580,6 +837,24 @@ def test_real_cifar10_jpeg_subset(cifar_jpeg_subset, data_dir):
         direct = np.asarray(im.convert("RGB")).transpose(2, 0, 1)
     np.testing.assert_array_equal(ds.train_x[40].numpy(), direct)  # bird = class 2
     assert all(0.35 < m < 0.6 for m in ds.mean) and all(0.18 < s < 0.32 for s in ds.std)
+
+
+#: The fingerprint of the MNIST files of ../shared/datasets (train-images restored from a PNG
+#: copy, see its README), as the reader computed it before the caches existed.
+SHARED_MNIST_FINGERPRINT = "947d2aa742f268b092ee3abec5c3a85716fcc9f981ab07a8f6d327c05bee6554"
+
+
+def test_real_mnist_cold_and_warm_loads_are_the_same(data_dir, count_reads):
+    cold = load_dataset("mnist", data_dir, offline=True)
+    warm = load_dataset("mnist", data_dir, offline=True)
+    assert len(count_reads) == 4
+    assert_same_dataset(warm, cold)
+    assert warm.fingerprint == SHARED_MNIST_FINGERPRINT
+    assert warm.train_x.shape == (60000, 1, 28, 28) and warm.test_x.shape == (10000, 1, 28, 28)
+    assert torch.bincount(warm.test_y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028,
+                                                    974, 1009]
+    assert round(warm.mean[0], 4) == 0.1307 and round(warm.std[0], 4) == 0.3082
+    assert warm.path == str(data_dir / "MNIST" / "raw")
 
 
 def test_cli_run_on_a_small_cifar10_jpeg_folder(cifar_jpeg_subset, tmp_path):

@@ -101,6 +101,188 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
     return tuple(means), tuple(stds)
 
 
+# --------------------------------------------------------------------------- decoded-data caches
+#
+# Decoding is the slow part of reading a dataset (gunzip of the MNIST files, unpickling CIFAR,
+# importing scikit-learn for its digits, PIL for an image folder). Each source's decoded arrays
+# are therefore kept in one uncompressed ``.npz`` per source under ``cache_dir(kind)``, with
+# what would otherwise be computed from them (the fingerprint, the channel statistics), so
+# that a warm start is one ``np.load``. The cache is keyed by what was read: the resolved path,
+# size and modification time of every source file, so a changed file is decoded again. A
+# cache that cannot be read is ignored with a warning and rebuilt; one that cannot be written
+# is a warning; the data directory itself is only read, never written.
+
+#: Bump when the layout of the decoded-data caches changes: older cache files are then ignored.
+_DECODED_CACHE_VERSION = 1
+#: The entries of a cached dataset, besides ``key`` (what it was made from).
+_CACHED_ARRAYS = ("classes", "train_x", "train_y", "test_x", "test_y")
+_CACHED_SUMMARY = ("fingerprint", "mean", "std")
+
+
+def cache_dir(kind: str) -> Path:
+    """``$XDG_CACHE_HOME/lifelong-kd/<kind>`` (else ``~/.cache/lifelong-kd/<kind>``): where the
+    decoded arrays of one kind of source are cached (``imagefolder``, ``mnist``, ...)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "lifelong-kd" / kind
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text) or "root"
+
+
+def _files_key(kind: str, files: Sequence[Path], extra: str = "") -> str:
+    """sha256 of the cache layout's version, ``kind``, ``extra`` (what else decides the arrays)
+    and the resolved path, size and modification time (ns) of each of ``files``, in order.
+    Raises OSError when a file cannot be looked at."""
+    digest = hashlib.sha256(f"lifelong-kd {kind} v{_DECODED_CACHE_VERSION}\n{extra}\n".encode())
+    for f in files:
+        path = Path(f).resolve()
+        st = path.stat()
+        digest.update(f"{path}\t{st.st_size}\t{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+def _decoded_cache_file(kind: str, folder: Path, key: str) -> Path:
+    """``cache_dir(kind)/<folder name>-<hash of its path>-<key>.npz``: one file per source
+    folder, whose older versions :func:`_write_cache` removes."""
+    folder = Path(folder).resolve()
+    path_hash = hashlib.sha256(str(folder).encode("utf-8", "surrogateescape")).hexdigest()
+    return cache_dir(kind) / f"{_slug(folder.name)}-{path_hash[:12]}-{key[:20]}.npz"
+
+
+def _dataset_entries(ds: Dataset, key: str) -> dict[str, np.ndarray]:
+    """What the cache of ``ds`` holds: its arrays, class names, fingerprint, channel
+    statistics (float64, exact) and the ``key`` of what it was made from."""
+    return {
+        "key": np.array(key), "classes": np.array(ds.classes, dtype=str),
+        "train_x": ds.train_x.numpy(), "train_y": ds.train_y.numpy(),
+        "test_x": ds.test_x.numpy(), "test_y": ds.test_y.numpy(),
+        "fingerprint": np.array(ds.fingerprint),
+        "mean": np.array(ds.mean, dtype=np.float64), "std": np.array(ds.std, dtype=np.float64),
+    }
+
+
+def _entries_problem(arrays: dict[str, np.ndarray], key: str) -> str | None:
+    """Why ``arrays`` (read from a cache) are not a valid cache for ``key``; None if they are.
+    The arrays' own checks: dtypes, ranks, lengths, image shapes, label range, and the
+    fingerprint and statistics when present."""
+    if str(arrays["key"]) != key:
+        return "it belongs to other source files"
+    classes = arrays["classes"]
+    if classes.ndim != 1 or classes.dtype.kind != "U" or len(classes) == 0:
+        return "its class names are malformed"
+    for split in ("train", "test"):
+        x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
+        if x.dtype != np.uint8 or x.ndim != 4 or y.dtype != np.int64 or y.ndim != 1 \
+                or len(x) != len(y):
+            return f"its {split} arrays are malformed"
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= len(classes)):
+            return f"its {split} labels are out of range"
+    if arrays["train_x"].shape[1:] != arrays["test_x"].shape[1:]:
+        return "its train and test images differ in shape"
+    if "fingerprint" in arrays:
+        digest, channels = str(arrays["fingerprint"]), arrays["train_x"].shape[1]
+        if len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest):
+            return "its fingerprint is malformed"
+        for name in ("mean", "std"):
+            v = arrays[name]
+            if v.dtype != np.float64 or v.shape != (channels,) or not np.isfinite(v).all():
+                return f"its channel {name} is malformed"
+    return None
+
+
+def _read_npz(
+    path: Path, names: Sequence[str], what: str, problem: Callable[[dict[str, np.ndarray]], str | None],
+    optional: Sequence[str] = (),
+) -> dict[str, np.ndarray] | None:
+    """The entries ``names`` (and those of ``optional`` it holds) of the cache file ``path``
+    when ``problem`` finds none in them; None when the file is absent, or (with a warning
+    naming the ``what`` and the problem) unreadable or invalid."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in names}
+            arrays.update({k: z[k] for k in optional if k in z.files})
+        found = problem(arrays)
+    except Exception as exc:  # noqa: BLE001 - any failure to read means: rebuild
+        found = _one_line(exc)
+    if found is not None:
+        warnings.warn(f"ignoring the {what} {path} ({found}); rebuilding it", stacklevel=4)
+        return None
+    return arrays
+
+
+def _dataset_of_entries(name: str, arrays: dict[str, np.ndarray], path: str) -> Dataset:
+    """The :class:`Dataset` a complete cache holds, without recomputing its fingerprint or
+    statistics (they were computed from the same arrays when the cache was written)."""
+    return Dataset(
+        name=name,
+        **{k: torch.from_numpy(np.ascontiguousarray(arrays[k]))
+           for k in ("train_x", "train_y", "test_x", "test_y")},
+        classes=tuple(str(c) for c in arrays["classes"]),
+        mean=tuple(float(v) for v in arrays["mean"]), std=tuple(float(v) for v in arrays["std"]),
+        path=path, fingerprint=str(arrays["fingerprint"]),
+    )
+
+
+def _write_cache(
+    path: Path, arrays: dict[str, np.ndarray], what: str = "image-folder cache", warn: bool = True,
+) -> None:
+    """Write the cache atomically (temporary file + rename) and remove older caches of the same
+    source (same name up to the key). A cache folder that cannot be written is a warning (with
+    ``warn``), not an error."""
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        tmp = None
+        prefix = path.name.rsplit("-", 1)[0] + "-"
+        for old in path.parent.glob(f"{prefix}*.npz"):
+            if old != path:
+                old.unlink(missing_ok=True)
+    except OSError as exc:
+        if warn:
+            warnings.warn(f"could not write the {what} {path}: {exc}", stacklevel=4)
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def cached_load(
+    kind: str, name: str, path: str, files: Sequence[Path], build: Callable[[], Dataset],
+    extra: str = "",
+) -> Dataset:
+    """``build()``, the dataset ``name`` decoded from ``files``, through the cache
+    ``cache_dir(kind)``.
+
+    The cache file of the source (named after the folder of ``files[0]``) is used when its key,
+    :func:`_files_key` of ``files`` and ``extra`` (whatever else decides the arrays), is that
+    of the files now; otherwise (absent, stale, unreadable: the last with a warning)
+    ``build()`` runs and what it returns is written to the cache. A warm load gives exactly
+    what ``build()`` would, with ``name`` and ``path`` (``Dataset.path``): the same arrays,
+    class names, channel statistics and fingerprint.
+    """
+    try:
+        key = _files_key(kind, files, extra)
+    except OSError:  # a file that cannot be looked at: build() names the problem
+        return build()
+    cache = _decoded_cache_file(kind, Path(files[0]).parent, key)
+    what = f"{kind} cache"
+    arrays = _read_npz(cache, ("key", *_CACHED_ARRAYS, *_CACHED_SUMMARY), what,
+                       lambda a: _entries_problem(a, key))
+    if arrays is not None:
+        return _dataset_of_entries(name, arrays, path)
+    ds = build()
+    _write_cache(cache, _dataset_entries(ds, key), what)
+    return ds
+
+
 # --------------------------------------------------------------------------- IDX files
 
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
@@ -179,7 +361,8 @@ def _download_torchvision(name: str, root: Path, what: str, expected: str) -> No
 def load_idx_dataset(
     name: str, folder: str, classes: tuple[str, ...], data_dir: Path, offline: bool
 ) -> Dataset:
-    """MNIST-layout IDX files under ``<data_dir>/<folder>/raw/`` (gzip or plain)."""
+    """MNIST-layout IDX files under ``<data_dir>/<folder>/raw/`` (gzip or plain), decoded once
+    and then read from ``cache_dir(name)`` (:func:`cached_load`)."""
     raw_dir = data_dir / folder / "raw"
     expected = ", ".join(f"{raw_dir}/{stem}[.gz]" for stem in MNIST_FILES.values())
     paths = {k: _find_idx(raw_dir, stem) for k, stem in MNIST_FILES.items()}
@@ -196,26 +379,32 @@ def load_idx_dataset(
             raise DataError(
                 f"{name} download finished but the files are missing; expected {expected}"
             )
-    arrays = {k: read_idx(p) for k, p in paths.items() if p is not None}
-    for split in ("train", "test"):
-        x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
-        px, py = paths[f"{split}_x"], paths[f"{split}_y"]
-        if x.ndim != 3 or x.dtype != np.uint8:
-            raise DataError(
-                f"{px}: expected uint8 images of shape (N, H, W), got {x.dtype} {x.shape}"
-            )
-        if y.ndim != 1 or y.dtype != np.uint8:
-            raise DataError(f"{py}: expected uint8 labels of shape (N,), got {y.dtype} {y.shape}")
-        if len(x) != len(y):
-            raise DataError(f"{px} holds {len(x)} images but {py} holds {len(y)} labels")
-        if len(y) and int(y.max()) >= len(classes):
-            raise DataError(f"{py}: label {int(y.max())} out of range 0..{len(classes) - 1}")
-    return make_dataset(
-        name,
-        arrays["train_x"][:, None], arrays["train_y"],
-        arrays["test_x"][:, None], arrays["test_y"],
-        classes, str(raw_dir),
-    )
+    files = [p for p in paths.values() if p is not None]
+
+    def build() -> Dataset:
+        arrays = {k: read_idx(p) for k, p in paths.items() if p is not None}
+        for split in ("train", "test"):
+            x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
+            px, py = paths[f"{split}_x"], paths[f"{split}_y"]
+            if x.ndim != 3 or x.dtype != np.uint8:
+                raise DataError(
+                    f"{px}: expected uint8 images of shape (N, H, W), got {x.dtype} {x.shape}"
+                )
+            if y.ndim != 1 or y.dtype != np.uint8:
+                raise DataError(
+                    f"{py}: expected uint8 labels of shape (N,), got {y.dtype} {y.shape}")
+            if len(x) != len(y):
+                raise DataError(f"{px} holds {len(x)} images but {py} holds {len(y)} labels")
+            if len(y) and int(y.max()) >= len(classes):
+                raise DataError(f"{py}: label {int(y.max())} out of range 0..{len(classes) - 1}")
+        return make_dataset(
+            name,
+            arrays["train_x"][:, None], arrays["train_y"],
+            arrays["test_x"][:, None], arrays["test_y"],
+            classes, str(raw_dir),
+        )
+
+    return cached_load(name, name, str(raw_dir), files, build, extra="\t".join(classes))
 
 
 def make_dataset(
@@ -257,26 +446,50 @@ def load_fashion_mnist(
 
 # --------------------------------------------------------------------------- digits
 
+def _sklearn_digits_file() -> Path | None:
+    """The file scikit-learn reads its digits from (``sklearn/datasets/data/digits.csv.gz``),
+    found without importing scikit-learn; None when it is not there."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("sklearn")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
+    return path if path.is_file() else None
+
+
 def load_digits(
     data_dir: Path, offline: bool = False, path: str = "", progress: bool = True
 ) -> Dataset:
     """The 8 x 8 digits scikit-learn ships (1,797 images, grey levels 0..16).
 
     Scaled to 0..255 and split by a fixed seeded shuffle into 1,438 training and 359 test
-    images (80/20), the same on every machine.
+    images (80/20), the same on every machine. Cached in ``cache_dir("digits")``, keyed by
+    scikit-learn's data file and numpy's version (which draws the shuffle), so that a warm
+    start does not import scikit-learn.
     """
-    from sklearn.datasets import load_digits as sk_digits
+    classes = tuple(str(i) for i in range(10))
 
-    bunch = sk_digits()
-    images = np.clip(np.rint(bunch.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)[:, None]
-    labels = bunch.target.astype(np.int64)
-    order = np.random.default_rng(0).permutation(len(labels))
-    n_train = int(round(0.8 * len(labels)))
-    tr, te = order[:n_train], order[n_train:]
-    return make_dataset(
-        "digits", images[tr], labels[tr], images[te], labels[te],
-        tuple(str(i) for i in range(10)), "sklearn.datasets.load_digits",
-    )
+    def build() -> Dataset:
+        from sklearn.datasets import load_digits as sk_digits
+
+        bunch = sk_digits()
+        images = np.clip(np.rint(bunch.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)[:, None]
+        labels = bunch.target.astype(np.int64)
+        order = np.random.default_rng(0).permutation(len(labels))
+        n_train = int(round(0.8 * len(labels)))
+        tr, te = order[:n_train], order[n_train:]
+        return make_dataset("digits", images[tr], labels[tr], images[te], labels[te], classes,
+                            "sklearn.datasets.load_digits")
+
+    source = _sklearn_digits_file()
+    if source is None:
+        return build()
+    return cached_load("digits", "digits", "sklearn.datasets.load_digits", [source], build,
+                       extra=f"numpy {np.__version__}\t" + "\t".join(classes))
 
 
 # --------------------------------------------------------------------------- CIFAR pickles
@@ -388,7 +601,8 @@ def load_cifar(
     names_key: str, n_classes: int,
 ) -> Dataset:
     """A dataset in the CIFAR python layout under ``<data_dir>/<folder>/`` (downloaded through
-    ``torchvision.datasets.<tv_class>`` when missing, unless ``offline``)."""
+    ``torchvision.datasets.<tv_class>`` when missing, unless ``offline``), unpickled once and
+    then read from ``cache_dir(name)`` (:func:`cached_load`)."""
     root = data_dir / folder
     wanted = [*train_files, test_file, meta_file]
     expected = f"{root}/{{{','.join(wanted)}}}"
@@ -405,13 +619,18 @@ def load_cifar(
             raise DataError(
                 f"{name} download finished but {', '.join(missing)} is missing from {root}"
             )
-    classes = _cifar_class_names(root / meta_file, names_key, n_classes)
-    train = [_cifar_batch(root / f, label_key, n_classes) for f in train_files]
-    test_x, test_y = _cifar_batch(root / test_file, label_key, n_classes)
-    return make_dataset(
-        name, np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]),
-        test_x, test_y, classes, str(root),
-    )
+
+    def build() -> Dataset:
+        classes = _cifar_class_names(root / meta_file, names_key, n_classes)
+        train = [_cifar_batch(root / f, label_key, n_classes) for f in train_files]
+        test_x, test_y = _cifar_batch(root / test_file, label_key, n_classes)
+        return make_dataset(
+            name, np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]),
+            test_x, test_y, classes, str(root),
+        )
+
+    return cached_load(name, name, str(root), [root / f for f in wanted], build,
+                       extra=f"{label_key}\t{names_key}\t{n_classes}")
 
 
 def load_cifar10(
@@ -451,8 +670,7 @@ _POOL_MIN_FILES = 2000
 
 def imagefolder_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/lifelong-kd/imagefolder`` (else ``~/.cache/lifelong-kd/imagefolder``)."""
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "lifelong-kd" / "imagefolder"
+    return cache_dir("imagefolder")
 
 
 @dataclass(frozen=True)
@@ -625,62 +843,25 @@ def _decode_all(paths: list[str], progress: bool, desc: str) -> np.ndarray:
 
 
 def _cache_file(listing: _FolderListing) -> Path:
-    slug = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in listing.root.name) or "root"
-    path_hash = hashlib.sha256(str(listing.root).encode("utf-8", "surrogateescape")).hexdigest()
-    return imagefolder_cache_dir() / f"{slug}-{path_hash[:12]}-{listing.key[:20]}.npz"
+    return _decoded_cache_file("imagefolder", listing.root, listing.key)
 
 
 def _read_cache(path: Path, listing: _FolderListing) -> dict[str, np.ndarray] | None:
-    """The cached arrays if ``path`` holds a valid cache of ``listing``; None otherwise (a
-    corrupt or stale file is reported as a warning and ignored)."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in ("key", "classes", "train_x", "train_y", "test_x", "test_y")}
-        problem = None
-        if str(arrays["key"]) != listing.key:
-            problem = "it belongs to other folder contents"
-        elif tuple(str(c) for c in arrays["classes"]) != listing.classes:
-            problem = "its class names differ"
+    """The cached arrays if ``path`` holds a valid cache of ``listing`` (with its fingerprint
+    and statistics when it has them: caches written before they were stored have not); None
+    otherwise (a corrupt or stale file is reported as a warning and ignored)."""
+
+    def problem(arrays: dict[str, np.ndarray]) -> str | None:
+        found = _entries_problem(arrays, listing.key)
+        if found is None and tuple(str(c) for c in arrays["classes"]) != listing.classes:
+            found = "its class names differ"
         for split in ("train", "test"):
-            x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
-            if problem is None and (x.dtype != np.uint8 or x.ndim != 4 or len(x) != len(y)
-                                    or not np.array_equal(y, listing.labels[split])):
-                problem = f"its {split} arrays do not match the folder"
-        if problem is None and arrays["train_x"].shape[1:] != arrays["test_x"].shape[1:]:
-            problem = "its train and test images differ in shape"
-    except Exception as exc:  # noqa: BLE001 - any failure to read means: rebuild
-        problem = _one_line(exc)
-    if problem is not None:
-        warnings.warn(f"ignoring the image-folder cache {path} ({problem}); rebuilding it",
-                      stacklevel=3)
-        return None
-    return arrays
+            if found is None and not np.array_equal(arrays[f"{split}_y"], listing.labels[split]):
+                found = f"its {split} arrays do not match the folder"
+        return found
 
-
-def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write the cache atomically (temporary file + rename) and remove older caches of the same
-    folder. A cache folder that cannot be written is a warning, not an error."""
-    tmp: str | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        tmp = None
-        prefix = path.name.rsplit("-", 1)[0] + "-"
-        for old in path.parent.glob(f"{prefix}*.npz"):
-            if old != path:
-                old.unlink(missing_ok=True)
-    except OSError as exc:
-        warnings.warn(f"could not write the image-folder cache {path}: {exc}", stacklevel=3)
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+    return _read_npz(path, ("key", *_CACHED_ARRAYS), "image-folder cache", problem,
+                     optional=_CACHED_SUMMARY)
 
 
 def load_image_folder(
@@ -690,10 +871,10 @@ def load_image_folder(
     """Images in the one-folder-per-class layout ``root/{train,test}/<class>/<image>``.
 
     Classes are the sorted names of the class folders (or ``classes``, in that order). The
-    images are decoded once with PIL and cached as uint8 arrays in
-    :func:`imagefolder_cache_dir`, keyed by the resolved path and the (relative path, size,
-    modification time) of every image, so a changed folder is decoded again; ``root`` is only
-    read, never written.
+    images are decoded once with PIL and cached as uint8 arrays, with their fingerprint and
+    channel statistics, in :func:`imagefolder_cache_dir`, keyed by the resolved path and the
+    (relative path, size, modification time) of every image, so a changed folder is decoded
+    again; ``root`` is only read, never written.
     """
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
@@ -701,20 +882,22 @@ def load_image_folder(
     listing = _scan_image_folder(root, classes)
     cache = _cache_file(listing)
     arrays = _read_cache(cache, listing)
+    if arrays is not None and "fingerprint" in arrays:
+        return _dataset_of_entries(name, arrays, str(root))
+    upgrade = arrays is not None  # a cache written before the fingerprint was stored
     if arrays is None:
         paths = listing.files["train"] + listing.files["test"]
         images = _decode_all(paths, progress, f"decoding {root.name}")
         n_train = len(listing.files["train"])
-        arrays = {
-            "key": np.array(listing.key), "classes": np.array(listing.classes),
-            "train_x": images[:n_train], "train_y": listing.labels["train"],
-            "test_x": images[n_train:], "test_y": listing.labels["test"],
-        }
-        _write_cache(cache, arrays)
-    return make_dataset(
+        arrays = {"train_x": images[:n_train], "train_y": listing.labels["train"],
+                  "test_x": images[n_train:], "test_y": listing.labels["test"]}
+    ds = make_dataset(
         name, arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"],
         listing.classes, str(root),
     )
+    # completing an older cache is not worth a warning where the cache cannot be written
+    _write_cache(cache, _dataset_entries(ds, listing.key), warn=not upgrade)
+    return ds
 
 
 def _resolve_folder(data_dir: Path, path: str) -> Path:

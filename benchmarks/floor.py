@@ -1,0 +1,626 @@
+"""FLOP-floor benchmark (issue 17): how far a run is from the arithmetic it must do.
+
+A ratio against another library moves with the machine; the distance between a run and the
+floating-point work it cannot avoid does not. For each case (a preset, a strategy and
+``--set`` overrides) this script, in one call:
+
+1. **Peak.** Measures the machine's fp32 matrix-product rate: ``torch.mm`` of two 2048 x 2048
+   matrices (``2 * 2048**3`` FLOPs a call), three calls per timing, the best of five timings,
+   in GFLOP/s, on the configuration's ``train.device``.
+2. **FLOPs.** Counts the run's FLOPs with ``torch.utils.flop_counter.FlopCounterMode`` on a
+   *probe*: the run itself (the same configuration, data and ``lifelong_kd.engine.train_stream``)
+   with each training phase cut to its first ``--probe-steps`` steps. A step is counted from the
+   strategy's loss (the model's forward, the teacher's forward where the strategy has one:
+   LwF's previous model; the memory's examples: DER++'s two draws) through ``backward()`` to
+   the optimiser's step; every evaluation is counted in full (the test sets of every task, before
+   the first task and after each), and so is what the strategy computes outside the steps
+   (``other``: its hooks before and after a task's phases, e.g. LwF's teacher outputs for the
+   task's examples, computed once per task when the inputs are not augmented), which does not
+   depend on the number of steps. Then, with S_p the steps phase p of the real run takes,
+   f_p,1..f_p,k its k probed steps and F_p the largest of f_p,2..f_p,k (a full batch, with a
+   memory's full draws; f_p,1 when k = 1), the later steps taken to be like F_p (the smaller
+   last batch of an epoch is counted as a full one: one step in ceil(n / batch_size) slightly
+   over)::
+
+       training   = sum_p ( f_p,1 + ... + f_p,k + (S_p - k) * F_p ) + other
+       evaluation = sum over the run's evaluations of their FLOPs
+       floor      = (training + evaluation) / peak        (seconds)
+
+   the seconds the run would take if every FLOP ran at the matrix-product peak and nothing else
+   cost any time. One teacher forward on a training batch is counted too (the teacher after the
+   probe), to show its share of a step.
+3. **The run.** Runs ``python -m lifelong_kd run ... --quiet --offline --force`` as a whole
+   process (start-up, imports, data, training, evaluation, results, plots), ``--repeats``
+   times, and prints the median wall seconds and the medians of its result.json ``timing``
+   (``train_seconds``, ``eval_seconds``), with their ratios to the floor (whole / floor,
+   training / training floor, evaluation / evaluation floor). The probe runs first, so the
+   data cache is warm for every timed run.
+4. **Layers.** Times a forward + backward of the model on one training batch, and of each of its
+   convolutions and linear layers alone on the input it gets there (best of several), against
+   their FLOPs: the fraction of the peak the model, its convolutions and its linear layers
+   reach (a ConvNet's small convolutions do not reach a large product's rate).
+
+What FlopCounterMode counts (``lifelong_kd/costs.py``): 2 FLOPs per multiply-add of matrix
+products and convolutions, nothing for anything else (activations, pooling, losses, the
+optimiser's update). The backward of a network's first layer computes no input gradient, so an
+MLP's step counts less than 3 x its forward: 784-400-400-10 is 0.955 MFLOP forward and 2.238
+MFLOP forward + backward per example (2 x 0.955 + the input gradients of the two upper layers,
+2 x (400 x 400 + 400 x 10) = 0.328).
+
+Cases (``--case``, or ``all``):
+
+- ``permuted``: the Permuted-MNIST reference of issue 17: 3 tasks, 1 epoch, MLP 2 x 400, SGD lr
+  0.01 momentum 0.9, batch 128, ``lwf-avalanche`` alpha 1, T 2; the settings of
+  ``speed_avalanche.py --case permuted``, so that both compare the same run.
+- ``derpp``: Split-MNIST class-il with DER++ (``split-mnist-memory`` preset: MLP 2 x 400, Adam lr
+  0.001, batch 128, 2000 iterations per task, a reservoir memory of 500 examples, 128 drawn per
+  step for each of its two draws).
+- ``cifar``: Split-CIFAR-10 (JPEG copy, ``split-cifar10-jpeg``), class-il, 5 tasks, 1 epoch, the
+  ConvNet 32-64, crop+flip, SGD lr 0.01 momentum 0.9, batch 64, ``lwf-avalanche`` alpha 1, T 2;
+  the settings of ``speed_avalanche.py --case cifar``.
+
+``--benchmark B --strategy S [--set KEY=VALUE ...]`` measures any other configuration instead
+(``--set`` also adds to a named case's settings). ``--smoke`` runs a tiny version of each case
+(600 training and 300 test examples, at most 20 steps per task, an image folder cut to 60 + 30
+images per class through symbolic links, one repeat): a check that the script works, not a
+measurement. ``--json PATH`` writes every figure. Run from the repository root, on a quiet
+machine:
+
+    LIFELONG_KD_DATA=../shared/datasets python benchmarks/floor.py [--case all] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The matrix-product peak: n x n fp32 products, calls per timing, timings (best kept).
+PEAK_N, PEAK_CALLS, PEAK_TIMINGS = 2048, 3, 5
+#: --smoke: training and test examples kept, steps per task at most, images per class kept of
+#: an image folder (train, test).
+SMOKE_SUBSET, SMOKE_STEPS, SMOKE_FOLDER = (600, 300), 20, (60, 30)
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One configuration: ``lifelong-kd run BENCHMARK --strategy STRATEGY --set SETTINGS...``."""
+
+    benchmark: str
+    strategy: str
+    settings: tuple[str, ...]
+    about: str
+
+
+def named_cases() -> dict[str, Case]:
+    """The cases of issue 17; ``permuted`` and ``cifar`` take their settings from
+    ``speed_avalanche.py`` (the comparison with Avalanche), so both measure the same run."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from speed_avalanche import OURS
+
+    def of(case: str, about: str) -> Case:
+        benchmark, strategy, settings = OURS[case]
+        return Case(benchmark, strategy, tuple(settings), about)
+
+    return {
+        "permuted": of("permuted", "Permuted-MNIST reference: 3 tasks, 1 epoch, MLP 2x400, SGD "
+                                   "0.01 m0.9, batch 128, lwf-avalanche alpha 1, T 2"),
+        "derpp": Case("split-mnist-memory", "derpp", (),
+                      "Split-MNIST class-il, DER++: MLP 2x400, Adam 0.001, batch 128, 2000 "
+                      "iterations per task, reservoir memory of 500, 128 per draw"),
+        "cifar": of("cifar", "Split-CIFAR-10 (JPEG copy) class-il: 5 tasks, 1 epoch, ConvNet "
+                             "32-64, crop+flip, SGD 0.01 m0.9, batch 64, lwf-avalanche alpha 1, T 2"),
+    }
+
+
+# ------------------------------------------------------------------------------ the machine
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores this process may use, torch's threads and version."""
+    import torch
+
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return {"cpu": model, "cores": cores, "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version()}
+
+
+def synchronize(device: Any) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def best_seconds(fn: Callable[[], Any], device: Any, timings: int, calls: int = 1) -> float:
+    """The best of ``timings`` timings of ``calls`` calls of ``fn`` (one untimed call first),
+    in seconds per call, the device synchronised around each timing."""
+    fn()
+    synchronize(device)
+    best = math.inf
+    for _ in range(timings):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        synchronize(device)
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
+
+
+def matmul_peak(device: Any, n: int = PEAK_N, timings: int = PEAK_TIMINGS) -> float:
+    """GFLOP/s of ``torch.mm`` of two n x n fp32 matrices (``2 n^3`` FLOPs a call)."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(device)
+    b = torch.randn(n, n, generator=g).to(device)
+    out = torch.empty(n, n, device=device)
+    seconds = best_seconds(lambda: torch.mm(a, b, out=out), device, timings, PEAK_CALLS)
+    return 2 * n**3 / seconds / 1e9
+
+
+# ------------------------------------------------------------------------------ FLOP counts
+
+
+@dataclasses.dataclass
+class PhaseCount:
+    """The counted steps of one phase of one task, and the steps the real run takes."""
+
+    task: int
+    name: str
+    steps: int
+    flops: list[int] = dataclasses.field(default_factory=list)
+
+    @property
+    def steady(self) -> int:
+        """The FLOPs of a later step: the largest probed one after the first (the first alone
+        when it is the only one)."""
+        return max(self.flops[1:] or self.flops or [0])
+
+    @property
+    def total(self) -> int:
+        """The phase's FLOPs in the real run: the probed steps, then the steady one repeated."""
+        return sum(self.flops) + (self.steps - len(self.flops)) * self.steady
+
+
+@dataclasses.dataclass
+class Counts:
+    """A run's FLOPs, from a probe (:func:`count_run`)."""
+
+    phases: list[PhaseCount]
+    evaluations: list[int]
+    #: FLOPs outside the steps and the evaluations: a strategy's work before and after a
+    #: task's phases (LwF's teacher outputs for the task's examples, computed once in
+    #: ``before_task`` when the inputs are not augmented; a memory's end-of-task update).
+    #: They do not depend on the number of steps, so the probe counts them in full.
+    other: int
+    teacher_forward: int | None  # one forward of the teacher on a training batch
+    batch_size: int
+    not_counted: list[str]  # phases that train with their own loop
+
+    @property
+    def steps(self) -> int:
+        return sum(p.total for p in self.phases)
+
+    @property
+    def training(self) -> int:
+        """What the engine times as training: the phases' steps and the strategy's hooks."""
+        return self.steps + self.other
+
+    @property
+    def evaluation(self) -> int:
+        return sum(self.evaluations)
+
+
+@contextlib.contextmanager
+def _patched(obj: Any, name: str, value: Any) -> Iterator[None]:
+    old = getattr(obj, name)
+    setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        setattr(obj, name, old)
+
+
+def count_run(config: Any, stream: Any, probe_steps: int) -> tuple[Counts, Any]:
+    """The FLOPs of the run of ``config`` on ``stream``, counted on a probe of it (see the
+    module's docstring), and the probe's final :class:`~lifelong_kd.engine.RunState`."""
+    import torch
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from lifelong_kd import engine
+    from lifelong_kd.strategies.base import Phase
+
+    state = engine.new_state(config, stream)
+    strategy = state.strategy
+    counter = FlopCounterMode(display=False)
+    phases: list[PhaseCount] = []
+    evaluations: list[int] = []
+    not_counted: list[str] = []
+    open_step: list[tuple[PhaseCount, int]] = []  # the step under way: its phase, FLOPs before
+
+    def counted_loss(loss: Callable[..., Any], record: PhaseCount) -> Callable[..., Any]:
+        def run(ctx: Any, batch: Any) -> Any:
+            open_step[:] = [(record, counter.get_total_flops())]
+            return loss(ctx, batch)
+        return run
+
+    def after_step(optimizer: Any, args: Any, kwargs: Any) -> None:
+        if open_step:
+            record, before = open_step.pop()
+            record.flops.append(counter.get_total_flops() - before)
+
+    own_phases = strategy.phases
+
+    def probe_phases(ctx: Any) -> list[Any]:
+        out = []
+        for phase in own_phases(ctx):
+            if not isinstance(phase, Phase):
+                not_counted.append(f"task {ctx.index} {type(phase).__name__}")
+                out.append(phase)
+                continue
+            record = PhaseCount(ctx.index, phase.name, phase.steps)
+            phases.append(record)
+            out.append(dataclasses.replace(phase, steps=min(phase.steps, probe_steps),
+                                           loss=counted_loss(phase.loss, record)))
+        return out
+
+    own_evaluate = engine.evaluate
+
+    def counted_evaluate(*args: Any, **kwargs: Any) -> Any:
+        before = counter.get_total_flops()
+        out = own_evaluate(*args, **kwargs)
+        evaluations.append(counter.get_total_flops() - before)
+        return out
+
+    hook = register_optimizer_step_post_hook(after_step)
+    try:
+        with _patched(strategy, "phases", probe_phases), \
+                _patched(engine, "evaluate", counted_evaluate), counter:
+            engine.train_stream(config, stream, state, progress=False)
+    finally:
+        hook.remove()
+    teacher_flops = None
+    teacher = strategy.teacher_model()
+    if teacher is not None:
+        x = _batch(config, stream)
+        with torch.inference_mode(), FlopCounterMode(display=False) as tc:
+            teacher(x)
+        teacher_flops = tc.get_total_flops()
+    probed = sum(sum(p.flops) for p in phases)
+    other = counter.get_total_flops() - probed - sum(evaluations)
+    counts = Counts(phases, evaluations, other, teacher_flops, config.train.batch_size,
+                    not_counted)
+    return counts, state
+
+
+def _batch(config: Any, stream: Any) -> Any:
+    """A training batch of normal values: (batch_size, C, H, W) on the run's device."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(config.train.batch_size, *stream.input_shape, generator=g)
+    return x.to(torch.device(config.train.device))
+
+
+# ------------------------------------------------------------------------------ layer rates
+
+
+def layer_rates(model: Any, config: Any, stream: Any, timings: int) -> dict[str, Any]:
+    """FLOPs and best seconds of a forward + backward of ``model`` on one training batch (cross-
+    entropy on every output), and of each ``nn.Conv2d`` and ``nn.Linear`` alone on the input it
+    gets in that forward (the first layer without an input gradient, as in the model)."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = torch.device(config.train.device)
+    x = _batch(config, stream)
+    y = torch.arange(len(x), device=device) % stream.n_outputs
+    model.train()
+
+    def model_step() -> None:
+        model.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+
+    inputs: list[tuple[nn.Module, torch.Tensor]] = []
+    hooks = [m.register_forward_pre_hook(lambda m, a: inputs.append((m, a[0].detach())))
+             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with FlopCounterMode(display=False) as fc:
+            model_step()
+    finally:
+        for h in hooks:
+            h.remove()
+    out: dict[str, Any] = {"model": {"flops": fc.get_total_flops(),
+                                     "seconds": best_seconds(model_step, device, timings)}}
+    layers = []
+    for i, (module, inp) in enumerate(inputs):
+        fmt = (torch.channels_last if inp.dim() == 4 and not inp.is_contiguous()
+               and inp.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
+        xin = torch.randn(inp.shape, device=device).contiguous(memory_format=fmt)
+        xin.requires_grad_(i > 0)
+        grad = torch.ones_like(module(xin))
+
+        def layer_step(module: nn.Module = module, xin: torch.Tensor = xin,
+                       grad: torch.Tensor = grad) -> None:
+            module.zero_grad(set_to_none=True)
+            xin.grad = None
+            module(xin).backward(grad)
+
+        with FlopCounterMode(display=False) as lc:
+            layer_step()
+        kind = "conv" if isinstance(module, nn.Conv2d) else "linear"
+        layers.append({"kind": kind, "layer": repr(module), "input": list(inp.shape),
+                       "flops": lc.get_total_flops(),
+                       "seconds": best_seconds(layer_step, device, timings)})
+    out["layers"] = layers
+    for kind in ("conv", "linear"):
+        chosen = [la for la in layers if la["kind"] == kind]
+        if chosen:
+            out[kind] = {"flops": sum(la["flops"] for la in chosen),
+                         "seconds": sum(la["seconds"] for la in chosen)}
+    model.zero_grad(set_to_none=True)
+    return out
+
+
+# ------------------------------------------------------------------------------ the run
+
+
+def run_settings(case: Case, extra: list[str], smoke: bool, data_dir: Path, work: Path) -> list[str]:
+    """The ``--set`` items of the case's run (with --smoke's reductions appended)."""
+    from lifelong_kd.config import parse_set
+    from lifelong_kd.presets import build_config
+
+    items = [*case.settings, *extra]
+    if not smoke:
+        return items
+    items += [f"data.train_subset={SMOKE_SUBSET[0]}", f"data.test_subset={SMOKE_SUBSET[1]}"]
+    config = build_config(case.benchmark, case.strategy, parse_set(items))
+    items.append(f"train.iterations={min(config.train.iterations or SMOKE_STEPS, SMOKE_STEPS)}")
+    if config.data.dataset in ("cifar10-jpeg", "imagefolder"):
+        src = Path(config.data.path or "cifar10-jpeg").expanduser()
+        src = src if src.is_absolute() else data_dir / src
+        items.append(f"data.path={small_image_folder(src, work / 'smoke-folder')}")
+    return items
+
+
+def small_image_folder(src: Path, dst: Path) -> Path:
+    """``dst``: the first images (sorted names) of each class folder of the image folder
+    ``src``, as symbolic links (:data:`SMOKE_FOLDER` per class for train and test)."""
+    for split, n in zip(("train", "test"), SMOKE_FOLDER, strict=True):
+        for cls in sorted(p.name for p in (src / split).iterdir() if p.is_dir()):
+            (dst / split / cls).mkdir(parents=True, exist_ok=True)
+            for name in sorted(os.listdir(src / split / cls))[:n]:
+                (dst / split / cls / name).symlink_to(src / split / cls / name)
+    return dst
+
+
+def build(case: Case, items: list[str], data_dir: Path) -> tuple[Any, Any]:
+    """The run's configuration and stream, as ``lifelong-kd run`` makes them."""
+    from lifelong_kd.config import parse_set
+    from lifelong_kd.data.sources import load_dataset, subset
+    from lifelong_kd.data.streams import build_stream
+    from lifelong_kd.presets import build_config
+
+    config = build_config(case.benchmark, case.strategy, parse_set(items))
+    full = load_dataset(config.data.dataset, data_dir, offline=True, path=config.data.path,
+                        progress=False)
+    ds = subset(full, config.data.train_subset, config.data.test_subset)
+    return config, build_stream(config, ds)
+
+
+def run_command(case: Case, items: list[str], data_dir: Path, out: Path,
+                options: list[str]) -> list[str]:
+    cmd = [sys.executable, "-m", "lifelong_kd", "run", case.benchmark, "--strategy",
+           case.strategy, "--data-dir", str(data_dir), "--offline", "--quiet", "--force",
+           "--out", str(out), *options]
+    for item in items:
+        cmd += ["--set", item]
+    return cmd
+
+
+def time_run(cmd: list[str], out: Path) -> dict[str, float]:
+    """Wall seconds of the whole process and result.json's timing."""
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout + done.stderr)
+        raise SystemExit(f"failed ({done.returncode}): {' '.join(cmd)}")
+    timing = json.loads((out / "result.json").read_text())["timing"]
+    return {"whole_seconds": wall, "total_seconds": timing["total_seconds"],
+            "train_seconds": timing["train_seconds"], "eval_seconds": timing["eval_seconds"]}
+
+
+# ------------------------------------------------------------------------------ one case
+
+
+@contextlib.contextmanager
+def _smoke_cache(smoke: bool, tmp: str) -> Iterator[None]:
+    """With --smoke, the decoded-data caches (``$XDG_CACHE_HOME``, also the run's) in ``tmp``:
+    a smoke run leaves no cache of its temporary image folder behind."""
+    if not smoke:
+        yield
+        return
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(Path(tmp) / "cache")
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("XDG_CACHE_HOME", None)
+        else:
+            os.environ["XDG_CACHE_HOME"] = old
+
+
+def measure(name: str, case: Case, args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    repeats = 1 if args.smoke else args.repeats
+    timings = 3 if args.smoke else 7
+    with tempfile.TemporaryDirectory(prefix="floor-") as tmp, _smoke_cache(args.smoke, tmp):
+        work = Path(tmp)
+        items = run_settings(case, args.set or [], args.smoke, args.data_dir, work)
+        config, stream = build(case, items, args.data_dir)
+        device = torch.device(config.train.device)
+        counts, state = count_run(config, stream, args.probe_steps)
+        layers = layer_rates(state.model, config, stream, timings)
+        peak = matmul_peak(device, timings=2 if args.smoke else PEAK_TIMINGS)
+        cmd = run_command(case, items, args.data_dir, work / "run", args.run_option or [])
+        runs = [time_run(cmd, work / "run") for _ in range(repeats)]
+    measured = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    flops = counts.training + counts.evaluation
+    floor = {"seconds": flops / peak / 1e9, "train_seconds": counts.training / peak / 1e9,
+             "eval_seconds": counts.evaluation / peak / 1e9}
+    return {
+        "case": name, "about": case.about, "smoke": args.smoke,
+        "command": "lifelong-kd run " + " ".join(
+            [case.benchmark, "--strategy", case.strategy, *(f"--set {i}" for i in items)]),
+        "machine": {**machine(), "device": str(device)},
+        "peak_gflops": peak,
+        "flops": {
+            "training": counts.training, "steps": counts.steps, "other": counts.other,
+            "evaluation": counts.evaluation, "run": flops,
+            "phases": [dataclasses.asdict(p) | {"steady": p.steady, "total": p.total}
+                       for p in counts.phases],
+            "evaluations": counts.evaluations, "teacher_forward": counts.teacher_forward,
+            "batch_size": counts.batch_size, "not_counted": counts.not_counted,
+            "probe_steps": args.probe_steps,
+        },
+        "floor": floor,
+        "measured": measured, "runs": runs,
+        "ratios": {
+            "whole_over_floor": measured["whole_seconds"] / floor["seconds"],
+            "train_over_train_floor": measured["train_seconds"] / floor["train_seconds"],
+            "eval_over_eval_floor": measured["eval_seconds"] / floor["eval_seconds"]
+            if floor["eval_seconds"] else None,
+        },
+        "layers": layers,
+    }
+
+
+def _g(flops: float) -> str:
+    return f"{flops / 1e9:.1f} GFLOP" if flops >= 1e9 else f"{flops / 1e6:.3f} MFLOP"
+
+
+def _rate(part: dict[str, Any], peak: float) -> str:
+    rate = part["flops"] / part["seconds"] / 1e9
+    return (f"{_g(part['flops'])} in {1e3 * part['seconds']:.2f} ms = {rate:.0f} GFLOP/s "
+            f"= {100 * rate / peak:.0f}% of the peak")
+
+
+def report(r: dict[str, Any]) -> None:
+    m, f, fl, ms, ra = r["machine"], r["flops"], r["floor"], r["measured"], r["ratios"]
+    print(f"== {r['case']}: {r['about']}" + ("  [SMOKE: a check, not a measurement]"
+                                             if r["smoke"] else ""))
+    print(f"  run: {r['command']}")
+    print(f"  machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} with "
+          f"{m['torch_threads']} threads, device {m['device']}")
+    print(f"  peak: {r['peak_gflops']:.1f} GFLOP/s (torch.mm {PEAK_N} x {PEAK_N} fp32, best of "
+          f"{PEAK_TIMINGS} timings of {PEAK_CALLS} calls)")
+    print(f"  FLOPs (FlopCounterMode, a probe of {f['probe_steps']} steps per phase):")
+    for p in f["phases"]:
+        print(f"    task {p['task']} {p['name']}: {p['steps']} steps x {_g(p['steady'])} "
+              f"(first step {_g(p['flops'][0]) if p['flops'] else '-'}) = {_g(p['total'])}")
+    print(f"    outside the steps (the strategy's work before and after each task's phases): "
+          f"{_g(f['other'])}")
+    if f["teacher_forward"] is not None:
+        print(f"    teacher forward: {_g(f['teacher_forward'])} per batch of {f['batch_size']} "
+              f"({_g(f['teacher_forward'] / f['batch_size'])} per example)")
+    evals = f["evaluations"]
+    if evals:
+        print(f"    evaluation: {len(evals)} passes x {_g(evals[-1])} = {_g(f['evaluation'])}")
+    for what in f["not_counted"]:
+        print(f"    NOT COUNTED (its own training loop): {what}")
+    print(f"    run: training {_g(f['training'])} + evaluation {_g(f['evaluation'])} = "
+          f"{_g(f['run'])}")
+    print(f"  floor: {fl['seconds']:.2f} s (training {fl['train_seconds']:.2f} s, evaluation "
+          f"{fl['eval_seconds']:.2f} s)")
+    n = len(r["runs"])
+    walls = ", ".join(f"{x['whole_seconds']:.2f}" for x in r["runs"])
+    print(f"  measured ({'median of ' + str(n) if n > 1 else 'one run'}): whole process "
+          f"{ms['whole_seconds']:.2f} s, training {ms['train_seconds']:.2f} s, evaluation "
+          f"{ms['eval_seconds']:.2f} s (runs: {walls} s)")
+    eval_ratio = f", evaluation / its floor {ra['eval_over_eval_floor']:.2f} x" \
+        if ra["eval_over_eval_floor"] is not None else ""
+    print(f"  ratios: whole / floor {ra['whole_over_floor']:.2f} x, training / training floor "
+          f"{ra['train_over_train_floor']:.2f} x{eval_ratio}")
+    la, peak = r["layers"], r["peak_gflops"]
+    print(f"  fwd+bwd of one training batch: model {_rate(la['model'], peak)}")
+    for kind, label in (("conv", "convolutions"), ("linear", "linear layers")):
+        if kind in la:
+            print(f"    {label}: {_rate(la[kind], peak)}")
+    for layer in la["layers"]:
+        print(f"      {layer['layer']} on {tuple(layer['input'])}: {_rate(layer, peak)}")
+    sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--case", default="all",
+                        help="permuted, derpp, cifar, or all (default); ignored with --benchmark")
+    parser.add_argument("--benchmark", help="a preset to measure instead of the named cases")
+    parser.add_argument("--strategy", default="naive", help="with --benchmark (default: naive)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="a setting added to every case (repeatable)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per case (median)")
+    parser.add_argument("--probe-steps", type=int, default=4,
+                        help="steps counted per phase of the probe (default 4)")
+    parser.add_argument("--run-option", action="append", metavar="OPTION",
+                        help="an option passed to `lifelong-kd run`, e.g. --run-option=--no-plots")
+    parser.add_argument("--smoke", action="store_true", help="tiny cases: a check of the script")
+    parser.add_argument("--json", type=Path, help="write every figure to this file")
+    parser.add_argument("--data-dir", type=Path,
+                        default=Path(os.environ.get("LIFELONG_KD_DATA", ROOT.parent / "shared" /
+                                                    "datasets")))
+    args = parser.parse_args(argv)
+    args.data_dir = args.data_dir.expanduser().resolve()
+    if args.repeats < 1 or args.probe_steps < 1:
+        parser.error("--repeats and --probe-steps must be at least 1")
+    if args.benchmark:
+        cases = {"custom": Case(args.benchmark, args.strategy, (), "a custom configuration")}
+    else:
+        known = named_cases()
+        chosen = list(known) if args.case == "all" else args.case.split(",")
+        unknown = [c for c in chosen if c not in known]
+        if unknown:
+            parser.error(f"unknown case {', '.join(unknown)}; cases: {', '.join(known)}, all")
+        cases = {c: known[c] for c in chosen}
+    results = []
+    for name, case in cases.items():
+        results.append(measure(name, case, args))
+        report(results[-1])
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
