@@ -30,6 +30,7 @@ runs one run per core. ``--threads T`` sets the threads of every executor instea
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -76,6 +77,14 @@ def one(name: str, out: Path, data_dir: Path, seeds: list[int], settings: list[s
         print(f"{name}: {failure['strategy']} seed {failure['seed']}: {failure['error']}",
               file=sys.stderr)
     return 1 if outcome.failures else 0
+
+
+def _threads(name: str, args: argparse.Namespace) -> int:
+    """The torch threads of each run of executor ``name`` (see the module docstring)."""
+    if args.threads:
+        return args.threads
+    cores = len(os.sched_getaffinity(0))
+    return {"serial": cores, "jobs": max(1, cores // args.jobs), "ray": 1}[name]
 
 
 def matrices(out: Path) -> dict[str, list]:
@@ -158,8 +167,20 @@ def main(argv: list[str] | None = None) -> int:
         ratio = f"{base / median[name]:.2f}" if base else "-"
         print(f"| {label} | {n_runs} | {median[name]:.1f} | {60 * n_runs / median[name]:.2f} "
               f"| {ratio} |")
-    same = all(m == found[args.executors[0]] for m in found.values())
-    print(f"\nthe same accuracy matrices from every executor: {'yes' if same else 'NO'}")
+    # the same run gives the same matrix with the same torch threads; serial runs use every
+    # core's thread and --jobs/Ray runs fewer, which sums in another order
+    threads = {name: _threads(name, args) for name in args.executors}
+    same = True
+    for a, b in itertools.combinations(args.executors, 2):
+        gap = max((abs(x - y) for run in found[a] for ra, rb in zip(found[a][run], found[b][run],
+                                                                    strict=True)
+                   for x, y in zip(ra, rb, strict=True)), default=0.0)
+        note = "" if gap == 0 or threads[a] == threads[b] else (
+            f" (torch threads per run {threads[a]} vs {threads[b]}: another summation order)")
+        verdict = ("the same accuracy matrices" if gap == 0
+                   else f"largest difference of an accuracy {gap:.2g}")
+        print(f"{a} vs {b}: {verdict}{note}")
+        same = same and (gap == 0 or threads[a] != threads[b])
     print("\ncommand: python benchmarks/throughput.py " + " ".join(argv or sys.argv[1:]))
     print("the same comparisons from the command line:")
     for name in args.executors:

@@ -49,6 +49,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="start again even if the output folder holds a run")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep checkpoint.pt after the run finishes")
+    p.add_argument("--no-plots", action="store_true",
+                   help="write no plots (`lifelong-kd plot DIR` makes them later)")
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
 
@@ -135,7 +137,7 @@ def _options(args: argparse.Namespace) -> RunOptions:
     from .runs import RunOptions
 
     return RunOptions(progress=not args.quiet, resume=args.resume, force=args.force,
-                      keep_checkpoints=args.keep_checkpoints)
+                      keep_checkpoints=args.keep_checkpoints, plots=not args.no_plots)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -98,6 +98,8 @@ RUN_PLOTS = ("accuracy_matrix", "task_accuracy", "average_accuracy", "forgetting
 COMPARISON_PLOTS = ("accuracy_matrices", "average_accuracy", "task_accuracy", "forgetting",
                     "accuracy_vs_parameters", "accuracy_vs_flops")
 MATRIX_KIND_SUFFIXES = ("", "_task_aware", "_task_agnostic")
+#: The formats of a comparison's plots (``RunOptions.plots = False``: none).
+COMPARISON_FORMATS = ("png", "svg")
 RUN_FILES = (RESULT, "accuracy_matrix.csv", CHECKPOINT)
 COMPARISON_FILES = ("report.md", "runs.csv", "summary.csv", "paired.csv", "matrices.csv")
 #: A log line's destination (``print`` to stderr, say), or None for no log.
@@ -507,7 +509,8 @@ class RunOptions:
     force: bool = False
     #: Keep checkpoint.pt after the run finishes.
     keep_checkpoints: bool = False
-    #: The run's own plots (``compare`` leaves them to ``lifelong-kd plot RUN_DIR``).
+    #: The run's own plots (``compare`` leaves them to ``lifelong-kd plot RUN_DIR``), and a
+    #: comparison's (``--no-plots``: none; ``lifelong-kd plot DIR`` makes them later).
     plots: bool = True
 
 
@@ -868,7 +871,8 @@ def _compare_planned(
         outcomes = executor.run(todo, provider, replace(options, plots=False), stop=stop, log=log)
         results += [o.result for o in outcomes if o.result is not None]
         failures = [f for o in outcomes if (f := o.failure()) is not None]
-        write_comparison(results, out_dir, failures=failures)
+        write_comparison(results, out_dir, failures=failures,
+                         formats=COMPARISON_FORMATS if options.plots else ())
     return CompareOutcome(results=results, failures=failures)
 
 
@@ -932,6 +936,7 @@ def compare_suite(
             results = [r for m in listed for r in by_name[m].results]
             with output_folder(out_dir / report):
                 write_comparison(results, out_dir / report,
+                                 formats=COMPARISON_FORMATS if options.plots else (),
                                  failures=[f for m in listed for f in by_name[m].failures])
             lines += [f"## {report} (members {', '.join(listed)} together)", "",
                       f"Full report: [{report}/report.md]({report}/report.md)", ""]

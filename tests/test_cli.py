@@ -175,3 +175,21 @@ def test_list_names_every_preset_with_its_description_and_every_key(capsys):
         assert f"  {name:<22} {table.get('description', '')}" in lines, name
     assert main(["list", "--keys"]) == 0
     assert capsys.readouterr().out.split() == valid_keys()
+
+
+def test_no_plots_writes_the_results_and_no_plot(tmp_path, data_dir):
+    """--no-plots: a run's result.json and matrix, a comparison's report and CSVs, no image;
+    `lifelong-kd plot` makes them afterwards."""
+    run_dir = tmp_path / "run"
+    assert main(["run", "permuted-mnist", "--out", str(run_dir), "--quiet", "--offline",
+                 "--no-plots", *_sets()]) == 0
+    assert sorted(p.name for p in run_dir.iterdir() if p.name != ".lifelong-kd.lock") == [
+        "accuracy_matrix.csv", "result.json"]
+    cmp_dir = tmp_path / "cmp"
+    assert main(["compare", "permuted-mnist", "--strategies", "naive", "--seeds", "0",
+                 "--out", str(cmp_dir), "--quiet", "--offline", "--no-plots", *_sets()]) == 0
+    assert (cmp_dir / "report.md").is_file() and (cmp_dir / "summary.csv").is_file()
+    assert not list(cmp_dir.rglob("*.png")) and not list(cmp_dir.rglob("*.svg"))
+    assert ".png" not in (cmp_dir / "report.md").read_text()
+    assert main(["plot", str(run_dir)]) == 0
+    assert (run_dir / "accuracy_matrix.png").is_file()
