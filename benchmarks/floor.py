@@ -79,7 +79,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -448,12 +447,10 @@ def run_command(case: Case, items: list[str], data_dir: Path, out: Path,
 
 def time_run(cmd: list[str], out: Path) -> dict[str, float]:
     """Wall seconds of the whole process and result.json's timing."""
-    start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.stderr.write(done.stdout + done.stderr)
-        raise SystemExit(f"failed ({done.returncode}): {' '.join(cmd)}")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from speed_avalanche import _timed  # the same way of timing a command as the comparison
+
+    wall = _timed(cmd)
     timing = json.loads((out / "result.json").read_text())["timing"]
     return {"whole_seconds": wall, "total_seconds": timing["total_seconds"],
             "train_seconds": timing["train_seconds"], "eval_seconds": timing["eval_seconds"]}
