@@ -13,9 +13,10 @@ A :class:`RunSpec` is one run: its validated configuration and its folder. Its i
 and, once the data is loaded, the data fingerprint) decides whether a finished run in its
 folder is this run: ``compare`` reuses it then, and refuses a folder that holds another run
 before anything trains. An executor is anything with :meth:`SerialExecutor.run`'s
-signature: the seam for executors that run specs in parallel (local processes, a cluster).
-Folders keep today's layout, ``<out>/<strategy>/seed-<n>``, so committed results are found
-and reused.
+signature: ``lifelong_kd/executors.py`` has those that run specs in parallel (local
+processes, Ray). Folders keep their layout, ``<out>/<strategy>/seed-<n>`` (a variant of a
+grid: ``<out>/<strategy>/<key=value,...>/seed-<n>``), so committed results are found and
+reused.
 
 A run folder holds ``result.json``, ``accuracy_matrix.csv``, the run's plots and, while the
 run is unfinished, ``checkpoint.pt`` (saved after every task). ``resume`` continues from
