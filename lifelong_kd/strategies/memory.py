@@ -186,12 +186,12 @@ class Memory:
             src_np = src_np[::-1][last]
         slot, src = torch.from_numpy(slot_np), torch.from_numpy(np.ascontiguousarray(src_np))
         device = self.x.device
-        slot_d = _to(slot, device)
-        self.x[slot_d] = _to(raw[_to(src, raw.device)], device)
-        self.y[slot_d] = _to(y[_to(src, y.device)], device)
-        self.t[slot_d] = _to(t[_to(src, t.device)], device)
+        slot_d = to_device(slot, device)
+        self.x[slot_d] = to_device(raw[to_device(src, raw.device)], device)
+        self.y[slot_d] = to_device(y[to_device(src, y.device)], device)
+        self.t[slot_d] = to_device(t[to_device(src, t.device)], device)
         if self.logits is not None and logits is not None:
-            self.logits[slot_d] = _to(logits[_to(src, logits.device)].detach().float(), device)
+            self.logits[slot_d] = to_device(logits[to_device(src, logits.device)].detach().float(), device)
 
     def _allocate(self, n: int, raw: torch.Tensor, device: torch.device,
                   logits: torch.Tensor | None) -> None:
@@ -279,12 +279,12 @@ class Memory:
         held = len(self)
         if held == 0 or n <= 0 or self.x is None:
             return None
-        idx = _to(torch.randperm(held, generator=ctx.generator)[:n], self.x.device)
+        idx = to_device(torch.randperm(held, generator=ctx.generator)[:n], self.x.device)
         raw = self.x[idx]
         x_in = random_crop_flip(raw, ctx.generator) if ctx.augment else raw
         logits = self.logits[idx] if self.logits is not None else None
-        return Draw(ctx.prepare(x_in), _to(self.y[idx], ctx.device), _to(self.t[idx], ctx.device),
-                    None if logits is None else _to(logits, ctx.device), raw, idx)
+        return Draw(ctx.prepare(x_in), to_device(self.y[idx], ctx.device), to_device(self.t[idx], ctx.device),
+                    None if logits is None else to_device(logits, ctx.device), raw, idx)
 
     def examples(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(uint8 images, labels, task ids) of every example held."""
@@ -302,13 +302,6 @@ class Memory:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.x, self.y, self.t = state["x"], state["y"], state["t"]
         self.logits, self.priority, self.seen = state["logits"], state["priority"], int(state["seen"])
-
-
-def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``x`` on ``device``; a copy to an accelerator does not wait for it (``non_blocking``:
-    the CPU tensor is staged at once), a copy to the CPU does
-    (:func:`~lifelong_kd.data.streams.to_device`)."""
-    return to_device(x, device)
 
 
 def with_memory(data: TrainData, memory: Memory) -> TrainData:
