@@ -39,6 +39,16 @@ floating-point work it cannot avoid does not. For each case (a preset, a strateg
    convolutions and linear layers alone on the input it gets there (best of several), against
    their FLOPs: the fraction of the peak the model, its convolutions and its linear layers
    reach (a ConvNet's small convolutions do not reach a large product's rate).
+5. **The peer** (``--peer``). Times Avalanche's own strategy on the same configuration, the
+   Avalanche side of ``speed_avalanche.py`` (its :func:`run_avalanche`, a whole process), in the
+   same call and interleaved with ours (ours, peer, ours, peer, ...: drift on a shared machine
+   hits both), ``--repeats`` times each, and prints the median and peer / ours (whole process
+   against whole process). ``permuted`` and ``cifar`` have Avalanche's LwF as their peer
+   (``speed_avalanche.py --case permuted`` and ``--case cifar``); ``derpp`` has none
+   (``speed_avalanche.py``'s ``der`` case is Permuted-MNIST with a class-balanced memory, not
+   this Split-MNIST class-il DER++ run), nor has a ``--benchmark`` configuration: their rows say
+   "no peer timed". ``--set`` items are not passed to the peer (it runs the case's own settings:
+   the report says so).
 
 What FlopCounterMode counts (``lifelong_kd/costs.py``): 2 FLOPs per multiply-add of matrix
 products and convolutions, nothing for anything else (activations, pooling, losses, the
@@ -59,6 +69,12 @@ Cases (``--case``, or ``all``):
   ConvNet 32-64, crop+flip, SGD lr 0.01 momentum 0.9, batch 64, ``lwf-avalanche`` alpha 1, T 2;
   the settings of ``speed_avalanche.py --case cifar``.
 
+``--markdown FILE`` writes the table for the README, one row per case (case, machine, peak
+GFLOP/s, floor, our whole-process and training seconds, whole / floor, training / training
+floor, the peer's seconds, peer / ours, the fraction of the peak the convolutions reach), the
+exact command line, the commit and date, and notes: final accuracies, the issue's targets met or
+missed.
+
 ``--benchmark B --strategy S [--set KEY=VALUE ...]`` measures any other configuration instead
 (``--set`` also adds to a named case's settings). ``--smoke`` runs a tiny version of each case
 (600 training and 300 test examples, at most 20 steps per task, an image folder cut to 60 + 30
@@ -67,6 +83,7 @@ measurement. ``--json PATH`` writes every figure. Run from the repository root, 
 machine:
 
     LIFELONG_KD_DATA=../shared/datasets python benchmarks/floor.py [--case all] [--repeats 3]
+        [--peer] [--markdown FILE] [--json FILE]
 """
 
 from __future__ import annotations
@@ -74,16 +91,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
 import platform
+import shlex
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,6 +113,19 @@ PEAK_N, PEAK_CALLS, PEAK_TIMINGS = 2048, 3, 5
 #: --smoke: training and test examples kept, steps per task at most, images per class kept of
 #: an image folder (train, test).
 SMOKE_SUBSET, SMOKE_STEPS, SMOKE_FOLDER = (600, 300), 20, (60, 30)
+#: The peer of each named case: the case of ``speed_avalanche.py`` whose Avalanche side runs the
+#: same configuration (``derpp`` has none).
+PEERS: dict[str, str] = {"permuted": "permuted", "cifar": "cifar"}
+#: The targets of issue 17: (ratio, "<=" or ">=", bound) per case.
+TARGETS: dict[str, list[tuple[str, str, float]]] = {
+    "permuted": [("whole_over_floor", "<=", 1.5), ("train_over_train_floor", "<=", 1.3),
+                 ("peer_over_ours", ">=", 5.0)],
+    "cifar": [("peer_over_ours", ">=", 3.0)],
+}
+RATIO_LABELS = {"whole_over_floor": "whole / floor", "train_over_train_floor":
+                "training / training floor", "peer_over_ours": "peer / ours"}
+#: The repeats issue 17 asks of a comparison with the peer (median).
+PEER_REPEATS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,14 +138,23 @@ class Case:
     about: str
 
 
+def speed_avalanche() -> ModuleType:
+    """``benchmarks/speed_avalanche.py``, the comparison with Avalanche, as a module."""
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import speed_avalanche as module
+
+    return module
+
+
 def named_cases() -> dict[str, Case]:
     """The cases of issue 17; ``permuted`` and ``cifar`` take their settings from
     ``speed_avalanche.py`` (the comparison with Avalanche), so both measure the same run."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from speed_avalanche import OURS
+    ours = speed_avalanche().OURS
 
     def of(case: str, about: str) -> Case:
-        benchmark, strategy, settings = OURS[case]
+        benchmark, strategy, settings = ours[case]
         return Case(benchmark, strategy, tuple(settings), about)
 
     return {
@@ -446,14 +489,46 @@ def run_command(case: Case, items: list[str], data_dir: Path, out: Path,
 
 
 def time_run(cmd: list[str], out: Path) -> dict[str, float]:
-    """Wall seconds of the whole process and result.json's timing."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from speed_avalanche import _timed  # the same way of timing a command as the comparison
-
-    wall = _timed(cmd)
+    """Wall seconds of the whole process, result.json's timing and the final average accuracy
+    (timed as the comparison with Avalanche times a command)."""
+    sa = speed_avalanche()
+    wall = sa._timed(cmd)
     timing = json.loads((out / "result.json").read_text())["timing"]
     return {"whole_seconds": wall, "total_seconds": timing["total_seconds"],
-            "train_seconds": timing["train_seconds"], "eval_seconds": timing["eval_seconds"]}
+            "train_seconds": timing["train_seconds"], "eval_seconds": timing["eval_seconds"],
+            "final_accuracy": sa.final_accuracy(out)}
+
+
+def time_peer(case: str, data_dir: Path, tiny: bool, out: Path) -> dict[str, float]:
+    """Wall seconds and final average accuracy of ``speed_avalanche.py``'s Avalanche side of
+    ``case`` (a whole process; ``tiny``: its few hundred examples)."""
+    seconds, accuracy = speed_avalanche().run_avalanche(case, data_dir, tiny, out)
+    return {"whole_seconds": seconds, "final_accuracy": accuracy}
+
+
+def peer_name(case: str) -> str:
+    """``Avalanche 0.6.0 LwF``: the library, its version and the strategy of ``case``'s peer."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    sa = speed_avalanche()
+    try:
+        lib = f"Avalanche {version('avalanche-lib')}"
+    except PackageNotFoundError:
+        lib = "Avalanche"
+    return f"{lib} {sa.AVALANCHE_CLASS[sa.KIND[case]]}"
+
+
+def interleave(ours: Callable[[], dict[str, float]], peer: Callable[[], dict[str, float]] | None,
+               repeats: int) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
+    """``repeats`` timings of ours and of the peer (none without one), in turn: ours, peer,
+    ours, peer, ..., so that a change of the machine's load over the call hits both."""
+    runs: list[dict[str, float]] = []
+    peer_runs: list[dict[str, float]] = []
+    for _ in range(repeats):
+        runs.append(ours())
+        if peer is not None:
+            peer_runs.append(peer())
+    return runs, peer_runs
 
 
 # ------------------------------------------------------------------------------ one case
@@ -478,10 +553,12 @@ def _smoke_cache(smoke: bool, tmp: str) -> Iterator[None]:
 
 
 def measure(name: str, case: Case, args: argparse.Namespace) -> dict[str, Any]:
+    """Every figure of one case (see the module's docstring), as :func:`summary` assembles them."""
     import torch
 
     repeats = 1 if args.smoke else args.repeats
     timings = 3 if args.smoke else 7
+    peer_case = PEERS.get(name) if args.peer and not args.benchmark else None
     with tempfile.TemporaryDirectory(prefix="floor-") as tmp, _smoke_cache(args.smoke, tmp):
         work = Path(tmp)
         items = run_settings(case, args.set or [], args.smoke, args.data_dir, work)
@@ -491,16 +568,54 @@ def measure(name: str, case: Case, args: argparse.Namespace) -> dict[str, Any]:
         layers = layer_rates(state.model, config, stream, timings)
         peak = matmul_peak(device, timings=2 if args.smoke else PEAK_TIMINGS)
         cmd = run_command(case, items, args.data_dir, work / "run", args.run_option or [])
-        runs = [time_run(cmd, work / "run") for _ in range(repeats)]
+        peer_fn = functools.partial(time_peer, peer_case, args.data_dir, args.smoke,
+                                    work / "peer") if peer_case else None
+        runs, peer_runs = interleave(functools.partial(time_run, cmd, work / "run"), peer_fn,
+                                     repeats)
+    peer: dict[str, Any] | None = None
+    if peer_case:
+        peer = {"case": peer_case, "name": peer_name(peer_case), "runs": peer_runs,
+                "command": f"python benchmarks/speed_avalanche.py --case {peer_case}"
+                           + (" --tiny" if args.smoke else "")}
+        if args.set:
+            peer["note"] = ("the --set items are not passed to the peer: it runs the case's "
+                            "own settings")
+    elif args.peer:
+        peer = {"name": None, "reason": "speed_avalanche.py has no Avalanche side of this "
+                                        "configuration"}
+    return summary(name, case, items, machine={**machine(), "device": str(device)}, peak=peak,
+                   counts=counts, layers=layers, runs=runs, peer=peer, smoke=args.smoke,
+                   probe_steps=args.probe_steps)
+
+
+def summary(name: str, case: Case, items: list[str], *, machine: dict[str, Any], peak: float,
+            counts: Counts, layers: dict[str, Any], runs: list[dict[str, float]],
+            peer: dict[str, Any] | None, smoke: bool, probe_steps: int) -> dict[str, Any]:
+    """A case's figures from its measurements: the floor (FLOPs / peak), the medians of the runs
+    and of the peer's, and the ratios
+
+        whole / floor,  training / training floor,  evaluation / evaluation floor,
+        peer / ours = median peer whole seconds / median our whole seconds,
+
+    and the fraction of the peak the convolutions reach (their FLOPs / their seconds / peak;
+    None for a model without one). ``peer``: None (not asked for), ``{"name": None, "reason":
+    ...}`` (none timed) or ``{"case", "name", "runs", ...}``, completed here with ``seconds``
+    and ``final_accuracy`` (medians)."""
     measured = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     flops = counts.training + counts.evaluation
     floor = {"seconds": flops / peak / 1e9, "train_seconds": counts.training / peak / 1e9,
              "eval_seconds": counts.evaluation / peak / 1e9}
+    peer_over_ours = None
+    if peer is not None and peer.get("runs"):
+        peer = {**peer, "seconds": statistics.median(r["whole_seconds"] for r in peer["runs"]),
+                "final_accuracy": statistics.median(r["final_accuracy"] for r in peer["runs"])}
+        peer_over_ours = peer["seconds"] / measured["whole_seconds"]
+    conv = layers.get("conv")
     return {
-        "case": name, "about": case.about, "smoke": args.smoke,
+        "case": name, "about": case.about, "smoke": smoke,
         "command": "lifelong-kd run " + " ".join(
             [case.benchmark, "--strategy", case.strategy, *(f"--set {i}" for i in items)]),
-        "machine": {**machine(), "device": str(device)},
+        "machine": machine,
         "peak_gflops": peak,
         "flops": {
             "training": counts.training, "steps": counts.steps, "other": counts.other,
@@ -509,18 +624,37 @@ def measure(name: str, case: Case, args: argparse.Namespace) -> dict[str, Any]:
                        for p in counts.phases],
             "evaluations": counts.evaluations, "teacher_forward": counts.teacher_forward,
             "batch_size": counts.batch_size, "not_counted": counts.not_counted,
-            "probe_steps": args.probe_steps,
+            "probe_steps": probe_steps,
         },
         "floor": floor,
         "measured": measured, "runs": runs,
+        "peer": peer,
         "ratios": {
             "whole_over_floor": measured["whole_seconds"] / floor["seconds"],
             "train_over_train_floor": measured["train_seconds"] / floor["train_seconds"],
             "eval_over_eval_floor": measured["eval_seconds"] / floor["eval_seconds"]
             if floor["eval_seconds"] else None,
+            "peer_over_ours": peer_over_ours,
         },
+        "conv_of_peak": conv["flops"] / conv["seconds"] / 1e9 / peak if conv else None,
         "layers": layers,
     }
+
+
+def targets(r: dict[str, Any]) -> list[str]:
+    """Issue 17's targets for the case of ``r``, each ``whole / floor 2.25 x <= 1.5: MISSED``
+    (``not measured`` where the ratio is missing: no peer timed)."""
+    out = []
+    for key, op, bound in TARGETS.get(r["case"], []):
+        value = r["ratios"].get(key)
+        if value is None:
+            verdict = "not measured"
+        else:
+            met = value <= bound if op == "<=" else value >= bound
+            verdict = f"{value:.2f} x {op} {bound:g}: {'met' if met else 'MISSED'}"
+        out.append(f"{RATIO_LABELS[key]} {verdict}")
+    return out
+
 
 
 def _g(flops: float) -> str:
@@ -569,6 +703,23 @@ def report(r: dict[str, Any]) -> None:
         if ra["eval_over_eval_floor"] is not None else ""
     print(f"  ratios: whole / floor {ra['whole_over_floor']:.2f} x, training / training floor "
           f"{ra['train_over_train_floor']:.2f} x{eval_ratio}")
+    peer = r.get("peer")
+    if peer is not None and peer.get("name") is None:
+        print(f"  peer: no peer timed ({peer['reason']})")
+    elif peer is not None:
+        n = len(peer["runs"])
+        walls = ", ".join(f"{x['whole_seconds']:.2f}" for x in peer["runs"])
+        print(f"  peer: {peer['name']} (`{peer['command']}`'s Avalanche side, interleaved with "
+              f"ours), {'median of ' + str(n) if n > 1 else 'one run'}: whole process "
+              f"{peer['seconds']:.2f} s (runs: {walls} s); peer / ours "
+              f"{ra['peer_over_ours']:.2f} x; final average accuracy: ours "
+              f"{100 * ms['final_accuracy']:.2f} %, peer {100 * peer['final_accuracy']:.2f} %")
+        if "note" in peer:
+            print(f"    NOTE: {peer['note']}")
+    checks = targets(r)
+    if checks:
+        print("  targets (issue 17): " + "; ".join(checks)
+              + (" [smoke: not a measurement]" if r["smoke"] else ""))
     la, peak = r["layers"], r["peak_gflops"]
     print(f"  fwd+bwd of one training batch: model {_rate(la['model'], peak)}")
     for kind, label in (("conv", "convolutions"), ("linear", "linear layers")):
@@ -579,7 +730,95 @@ def report(r: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def main(argv: list[str] | None = None) -> int:
+# ------------------------------------------------------------------------------ the table
+
+
+def _runs(runs: list[dict[str, float]]) -> str:
+    """``9.00 (9.0, 8.0, 12.0)``: the median of the runs' whole seconds, the runs in brackets."""
+    median = statistics.median(r["whole_seconds"] for r in runs)
+    if len(runs) == 1:
+        return f"{median:.2f}"
+    each = ", ".join(f"{r['whole_seconds']:.1f}" for r in runs)
+    return f"{median:.2f} ({each})"
+
+
+def _machine(m: dict[str, Any]) -> str:
+    return (f"{m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads, "
+            f"{m['device']})")
+
+
+def markdown(results: list[dict[str, Any]], invocation: str, commit: str, date: str) -> str:
+    """The README table of ``results`` (one row per case, every figure from the one
+    ``invocation``), then a note per case and what the columns mean."""
+    header = ["case", "machine", "peak GFLOP/s", "floor s (training)", "ours whole s",
+              "ours training s", "whole / floor", "training / training floor", "peer s",
+              "peer / ours", "convolutions, % of peak"]
+    lines = [f"`{invocation}` (commit `{commit}`, {date}), one invocation: every figure of a "
+             "row from the same call, our runs and the peer's interleaved.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    notes = []
+    for r in results:
+        fl, ms, ra, peer = r["floor"], r["measured"], r["ratios"], r.get("peer")
+        if peer is None:
+            peer_cell, over = "not timed (no --peer)", "–"
+        elif peer.get("name") is None:
+            peer_cell, over = "no peer timed", "–"
+        else:
+            peer_cell, over = f"{peer['name']}: {_runs(peer['runs'])}", \
+                f"**{ra['peer_over_ours']:.2f}×**"
+        conv = r.get("conv_of_peak")
+        lines.append("| " + " | ".join([
+            f"`{r['case']}`: {r['about']}", _machine(r["machine"]), f"{r['peak_gflops']:.0f}",
+            f"{fl['seconds']:.2f} ({fl['train_seconds']:.2f})", _runs(r["runs"]),
+            f"{ms['train_seconds']:.2f}", f"**{ra['whole_over_floor']:.2f}×**",
+            f"**{ra['train_over_train_floor']:.2f}×**", peer_cell, over,
+            f"{100 * conv:.0f} %" if conv is not None else "– (none)"]) + " |")
+        note = f"- `{r['case']}`: `{r['command']}`; final average accuracy: ours " \
+               f"{100 * ms['final_accuracy']:.2f} %"
+        if peer is not None and peer.get("name") is not None:
+            note += f", peer {100 * peer['final_accuracy']:.2f} %"
+            if len(peer["runs"]) < PEER_REPEATS:
+                note += (f"; {len(peer['runs'])} repeat(s): issue 17 asks for the median of at "
+                         f"least {PEER_REPEATS}")
+            if "note" in peer:
+                note += f"; {peer['note']}"
+        elif peer is not None:
+            note += f"; no peer timed: {peer['reason']}"
+        checks = targets(r)
+        if checks:
+            note += "; targets (issue 17): " + "; ".join(checks)
+        notes.append(note + ".")
+    lines += ["", *notes, "",
+              "Floor: the run's FLOPs (`torch.utils.flop_counter.FlopCounterMode`: training "
+              "steps, teacher forwards, evaluations) over the peak, the fp32 `torch.mm` rate "
+              f"of {PEAK_N} x {PEAK_N} matrices measured in the same call (the training floor: "
+              "the training FLOPs alone). Ours: `lifelong-kd run`, a whole process (start-up, "
+              "imports, data, training, evaluation, results, plots), and its result.json "
+              "training seconds; the peer: Avalanche's own strategy on the same configuration "
+              "(`benchmarks/speed_avalanche.py`'s Avalanche side, a whole process); medians, "
+              "the runs in brackets. Convolutions, % of peak: a forward + backward of each of "
+              "the model's convolutions alone on the input it gets from one training batch "
+              "(best of several timings), their FLOPs over their seconds, against the peak."]
+    if any(r["smoke"] for r in results):
+        lines += ["", "SMOKE: tiny cases, a check of the script, not a measurement."]
+    return "\n".join(lines) + "\n"
+
+
+def commit() -> str:
+    """The checkout's commit (short), ``+ uncommitted changes`` where tracked files differ."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True,
+                                  text=True).stdout.strip()
+        except OSError:
+            return ""
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return head + (" + uncommitted changes" if dirty else "")
+
+
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--case", default="all",
                         help="permuted, derpp, cifar, or all (default); ignored with --benchmark")
@@ -593,14 +832,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-option", action="append", metavar="OPTION",
                         help="an option passed to `lifelong-kd run`, e.g. --run-option=--no-plots")
     parser.add_argument("--smoke", action="store_true", help="tiny cases: a check of the script")
+    parser.add_argument("--peer", action="store_true",
+                        help="also time Avalanche's own strategy on the same configuration "
+                             "(speed_avalanche.py's Avalanche side), interleaved with ours")
     parser.add_argument("--json", type=Path, help="write every figure to this file")
+    parser.add_argument("--markdown", type=Path, metavar="FILE",
+                        help="write the README table (one row per case) and the command line")
     parser.add_argument("--data-dir", type=Path,
                         default=Path(os.environ.get("LIFELONG_KD_DATA", ROOT.parent / "shared" /
                                                     "datasets")))
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    invocation = shlex.join(["python", "benchmarks/floor.py", *argv])
+    parser_ = parser()
+    args = parser_.parse_args(argv)
     args.data_dir = args.data_dir.expanduser().resolve()
     if args.repeats < 1 or args.probe_steps < 1:
-        parser.error("--repeats and --probe-steps must be at least 1")
+        parser_.error("--repeats and --probe-steps must be at least 1")
     if args.benchmark:
         cases = {"custom": Case(args.benchmark, args.strategy, (), "a custom configuration")}
     else:
@@ -608,7 +859,7 @@ def main(argv: list[str] | None = None) -> int:
         chosen = list(known) if args.case == "all" else args.case.split(",")
         unknown = [c for c in chosen if c not in known]
         if unknown:
-            parser.error(f"unknown case {', '.join(unknown)}; cases: {', '.join(known)}, all")
+            parser_.error(f"unknown case {', '.join(unknown)}; cases: {', '.join(known)}, all")
         cases = {c: known[c] for c in chosen}
     results = []
     for name, case in cases.items():
@@ -616,6 +867,8 @@ def main(argv: list[str] | None = None) -> int:
         report(results[-1])
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
+    if args.markdown:
+        args.markdown.write_text(markdown(results, invocation, commit(), time.strftime("%Y-%m-%d")))
     return 0
 
 

@@ -86,6 +86,10 @@ OURS: dict[str, tuple[str, str, list[str]]] = {
             [*PERMUTED, *MEMORY, "strategy.alpha=0.1", "strategy.beta=0"]),
 }
 CASES = list(OURS)
+#: Avalanche's strategy on the other side of each case (:func:`_strategy`'s ``kind``), and the
+#: class that ``kind`` names in ``avalanche.training``.
+KIND: dict[str, str] = {"permuted": "lwf", "cifar": "lwf", "replay": "replay", "der": "der"}
+AVALANCHE_CLASS: dict[str, str] = {"lwf": "LwF", "replay": "Replay", "der": "DER"}
 #: (at least this many times faster, final average accuracy within this many points).
 TARGETS: dict[str, tuple[float, float]] = {"replay": (5.0, 2.0), "der": (5.0, 2.0)}
 #: Test examples per forward pass, both sides (our default; Avalanche's eval_mb_size).
@@ -248,14 +252,21 @@ def run_ours(case: str, data_dir: Path, tiny: bool, out: Path) -> tuple[float, f
            "--data-dir", str(data_dir), "--offline", "--quiet", "--force", "--out", str(out)]
     for item in items:
         cmd += ["--set", item]
-    seconds = _timed(cmd)
+    return _timed(cmd), final_accuracy(out)
+
+
+def final_accuracy(out: Path) -> float:
+    """The final average accuracy of the run in ``out``: the mean of its accuracy matrix's last
+    row (accuracy_matrix.csv, the first column the row's label)."""
     with (out / "accuracy_matrix.csv").open() as f:
         last = list(csv.reader(f))[-1][1:]
-    return seconds, sum(map(float, last)) / len(last)
+    return sum(map(float, last)) / len(last)
 
 
 def run_avalanche(case: str, data_dir: Path, tiny: bool, out: Path) -> tuple[float, float]:
-    """(wall seconds, final average accuracy) of the plain Avalanche script for ``case``."""
+    """(wall seconds, final average accuracy) of the plain Avalanche script for ``case``
+    (``out``: a folder for its report, made if missing)."""
+    out.mkdir(parents=True, exist_ok=True)
     report = out / "avalanche.json"
     if OURS[case][0] == "permuted-mnist":  # untimed: the files as torchvision's MNIST leaves them
         data_dir = mnist_root(data_dir, out / "avalanche-data")
@@ -316,9 +327,8 @@ def main(argv: list[str] | None = None) -> None:
     if case == "cifar":
         rows = avalanche_cifar(data_dir, args.tiny)
     else:
-        kind = {"permuted": "lwf", "replay": "replay", "der": "der"}[case]
         with tempfile.TemporaryDirectory() as tmp:
-            rows = avalanche_permuted(mnist_root(data_dir, Path(tmp)), args.tiny, kind)
+            rows = avalanche_permuted(mnist_root(data_dir, Path(tmp)), args.tiny, KIND[case])
     if args.json:
         args.json.write_text(json.dumps({"rows": rows}))
     print("final average accuracy", sum(rows[-1]) / len(rows[-1]))
