@@ -16,7 +16,7 @@ incremental`` and the same seed (its R[j][j] is a*_j), and is absent (not zero) 
 Metrics that mean nothing for a run (``joint`` with ``mode = final``) are nan.
 
 Besides the matrix kinds of the run's model (``task_aware``, ``task_agnostic``), the rows
-carry two more values of the ``matrix`` column:
+carry three more values of the ``matrix`` column:
 
 - ``teacher`` (and ``teacher_task_aware`` in class-il): the metrics of the strategy's own
   teacher, for runs that record a ``teacher`` block (``compress``, ``kd``), under the same
@@ -26,6 +26,12 @@ carry two more values of the ``matrix`` column:
   memory's bytes, the training time); a result that lacks one (an older file) has no row
   for it. Costs are not accuracies: their intervals are not clipped and they are not
   compared with ``naive`` seed by seed.
+- ``continual``: the metrics of continual evaluation (De Lange et al. 2023,
+  :data:`lifelong_kd.metrics.CONTINUAL_METRICS`), for runs trained with ``train.eval_every
+  > 0``: read from result.json's ``continual`` (computed from its ``curves`` when only those
+  are there, :func:`continual_values`); undefined ones (null) are nan. Their intervals are
+  clipped to :data:`lifelong_kd.metrics.CONTINUAL_BOUNDS` and they are compared with
+  ``naive`` seed by seed like the accuracy metrics.
 
 Rows (each a dict, the columns of the CSV file of the same name in report.py):
 
@@ -47,7 +53,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .metrics import BOUNDS, REPORT_METRICS, intransigence, meaningful_metrics
+from .metrics import (
+    BOUNDS,
+    CONTINUAL_BOUNDS,
+    CONTINUAL_METRICS,
+    REPORT_METRICS,
+    continual_metrics,
+    intransigence,
+    last_row_only,
+    meaningful_metrics,
+)
 from .results import (
     TASK_AGNOSTIC,
     TASK_AWARE,
@@ -58,7 +73,7 @@ from .results import (
     variant_key,
     variant_settings,
 )
-from .stats import describe, difference_bounds, paired
+from .stats import Bounds, describe, difference_bounds, paired
 
 #: The strategy every other is compared with, seed by seed.
 BASELINE = "naive"
@@ -76,6 +91,8 @@ MATRICES_COLUMNS = ["run", "strategy", "seed", "matrix", "row", "column", "accur
 COSTS = "costs"
 #: The ``matrix`` of the rows of the teacher's main matrix (see :func:`teacher_matrix`).
 TEACHER = "teacher"
+#: The ``matrix`` of the rows that hold a run's continual-evaluation metrics.
+CONTINUAL = "continual"
 #: The cost rows, in this order: metric -> (the table of result.json's ``costs`` it is read
 #: from: ``model``, ``teacher`` or the ``costs`` table itself (""), its key there).
 COST_METRICS: dict[str, tuple[str, str]] = {
@@ -221,6 +238,47 @@ def cost_values(result: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
+# ----------------------------------------------------------------------------- continual
+
+
+def continual_values(result: Mapping[str, Any]) -> dict[str, float]:
+    """The run's continual-evaluation metrics (:data:`~lifelong_kd.metrics.CONTINUAL_METRICS`):
+    metric -> value, nan where undefined (null). Read from result.json's ``continual``; a
+    result with ``curves`` but no ``continual`` gets them computed
+    (:func:`lifelong_kd.metrics.continual_metrics`); empty for a run without either (trained
+    with ``train.eval_every = 0``). All nan for a run whose curves mean nothing before its
+    last task (``joint`` with ``mode = final``, :func:`lifelong_kd.metrics.last_row_only`:
+    it trains nothing before then)."""
+    values = result.get("continual")
+    if not isinstance(values, Mapping):
+        curves = result.get("curves")
+        if not curves:
+            return {}
+        values = continual_metrics(curves)
+    out: dict[str, float] = {}
+    for metric in CONTINUAL_METRICS:
+        value = values.get(metric)
+        numeric = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        out[metric] = float(value) if numeric else math.nan
+    if int(result.get("n_tasks", 1)) > 1 and last_row_only(strategy_config(result)):
+        out = dict.fromkeys(out, math.nan)
+    return out
+
+
+def has_continual(results: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether some result records continual-evaluation metrics (or curves)."""
+    return any(continual_values(r) for r in results)
+
+
+def metric_bounds(matrix: str, metric: str) -> Bounds:
+    """The range of ``metric`` in rows of ``matrix``: none for costs, the continual metrics'
+    own (:data:`~lifelong_kd.metrics.CONTINUAL_BOUNDS`), else the matrix metrics'
+    (:data:`~lifelong_kd.metrics.BOUNDS`)."""
+    if matrix == COSTS:
+        return None
+    return (CONTINUAL_BOUNDS if matrix == CONTINUAL else BOUNDS).get(metric)
+
+
 # ----------------------------------------------------------------------------- rows
 
 
@@ -234,7 +292,8 @@ def metric_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     same number of tasks): mean_j (a*_j - R[j][j]), a*_j = R_joint[j][j]
     (:func:`lifelong_kd.metrics.intransigence`). Then, per run, its teacher's metrics
     (matrix ``teacher``, ``teacher_task_aware``; no intransigence) and its costs (matrix
-    ``costs``, :func:`cost_values`).
+    ``costs``, :func:`cost_values`) and its continual-evaluation metrics (matrix
+    ``continual``, :func:`continual_values`).
     """
     runs = finished_runs(results)
     joint = {run.seed: run for run in runs if _usable_joint(run)}
@@ -252,6 +311,7 @@ def metric_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             rows += _rows(run, teacher_matrix(kind, scenario),
                           {m: matrix.metrics[m] for m in REPORT_METRICS if m in matrix.metrics})
         rows += _rows(run, COSTS, cost_values(run.result))
+        rows += _rows(run, CONTINUAL, continual_values(run.result))
     return rows
 
 
@@ -270,10 +330,10 @@ def _values(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[int, 
 
 def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per variant, matrix kind and metric, over the seeds (see :func:`stats.describe`):
-    mean, std, sem, ci_low, ci_high (95%, Student's t, clipped to the metric's
-    :data:`~lifelong_kd.metrics.BOUNDS`; a cost's interval is not clipped), n."""
+    mean, std, sem, ci_low, ci_high (95%, Student's t, clipped to the metric's range,
+    :func:`metric_bounds`; a cost's interval is not clipped), n."""
     return [{"strategy": s, "matrix": k, "metric": m,
-             **describe(list(by_seed.values()), bounds=None if k == COSTS else BOUNDS.get(m))}
+             **describe(list(by_seed.values()), bounds=metric_bounds(k, m))}
             for (s, k, m), by_seed in _values(rows).items()]
 
 
@@ -293,7 +353,7 @@ def paired_rows(rows: list[dict[str, Any]], baseline: str = BASELINE) -> list[di
             continue
         seeds = [seed for seed in by_seed if seed in base]
         res = paired([by_seed[x] for x in seeds], [base[x] for x in seeds],
-                     bounds=difference_bounds(BOUNDS.get(m)))
+                     bounds=difference_bounds(metric_bounds(k, m)))
         out.append({"strategy": s, "baseline": baseline, "matrix": k, "metric": m,
                     **{c: res[c] for c in ("difference", "ci_low", "ci_high", "p", "n")}})
     return out

@@ -1,4 +1,6 @@
-"""Continual-learning metrics: pure functions of the accuracy matrix.
+"""Continual-learning metrics: pure functions of the accuracy matrix, and of the curves of
+continual evaluation (:func:`continual_metrics`, De Lange et al. 2023; see the section
+"curves" below).
 
 R is a T x T matrix (0-based): R[i][j] is the test accuracy on task j after training task i.
 b is the vector of the untrained model's accuracies (b_j on task j). A metric that is not
@@ -245,3 +247,255 @@ DEFINITIONS = {
 def all_metrics(r: Matrix, initial: Sequence[float]) -> dict[str, float]:
     """Every scalar metric of :data:`METRICS`."""
     return {name: fn(r, initial) for name, fn in METRICS.items()}
+
+
+# ----------------------------------------------------------------------------- curves
+#
+# Continual evaluation (De Lange, van de Ven & Tuytelaars 2023, "Continual evaluation for
+# lifelong learning: identifying the stability gap", ICLR; arXiv 2205.13452): the accuracy of
+# every task seen so far, evaluated every few optimiser steps while the tasks are trained.
+# The definitions follow the paper's code, Mattdl/ContinualEvaluation (commit bae2a58),
+# src/eval/continual_eval_metrics.py; its continual_eval.py evaluates only the tasks seen so
+# far (``skip_unseen_tasks``), and main.py (``get_continual_evaluation_plugins``) averages
+# each per-task metric over the tasks that have it (``TaskAveragingPluginMetric``).
+
+#: Curves as ``result["curves"]`` holds them: rows ``[step, trained, evaluated, accuracy]``
+#: (the run's optimiser steps so far, the task being trained, the task evaluated, its
+#: accuracy in [0, 1]), sorted by position in time, then by the task evaluated.
+Curves = Sequence[Sequence[float]]
+
+#: The keys of ``result["continual"]`` (:func:`continual_metrics`), ``gaps`` aside, in the
+#: order the report shows them.
+CONTINUAL_METRICS = ("min_acc", "wc_acc", "wf_10", "wf_100", "wp_10", "wp_100", "gap_depth",
+                     "gap_length")
+
+#: The range each continual metric can take: accuracies and drops or rises of accuracies in
+#: [0, 1] (windowed forgetting and plasticity are at least 0 by definition, and so is a gap's
+#: depth, its minimum being taken over points that include the switch itself); a gap's length
+#: is a number of optimiser steps, at least 0.
+CONTINUAL_BOUNDS: dict[str, tuple[float, float]] = {
+    **{m: (0.0, 1.0) for m in CONTINUAL_METRICS}, "gap_length": (0.0, math.inf)}
+
+#: Continual metrics where higher is better (the others: lower is better).
+CONTINUAL_HIGHER_IS_BETTER = frozenset({"min_acc", "wc_acc", "wp_10", "wp_100"})
+
+
+class _Point:
+    """One evaluation: the step, the task being trained, and task -> accuracy."""
+
+    __slots__ = ("step", "trained", "accuracy")
+
+    def __init__(self, step: int, trained: int) -> None:
+        self.step, self.trained = step, trained
+        self.accuracy: dict[int, float] = {}
+
+
+def _points(curves: Curves) -> list[_Point]:
+    """The evaluations of ``curves`` in time order. A row starts a new point when its step
+    or its task trained differs from the previous row's, or when its task evaluated is not
+    above the previous one (the start and the end point of a task that took no step share
+    both)."""
+    points: list[_Point] = []
+    last = -1
+    for row in curves:
+        if len(row) != 4:
+            raise ValueError(f"a curves row is [step, trained, evaluated, accuracy], got {row!r}")
+        step, trained, evaluated, acc = int(row[0]), int(row[1]), int(row[2]), float(row[3])
+        p = points[-1] if points else None
+        if p is None or (p.step, p.trained) != (step, trained) or evaluated <= last:
+            p = _Point(step, trained)
+            points.append(p)
+        p.accuracy[evaluated] = acc
+        last = evaluated
+    return points
+
+
+def _mean_or_none(values: Sequence[float]) -> float | None:
+    return float(np.mean(values)) if len(values) else None
+
+
+def _min_acc(points: Sequence[_Point]) -> float | None:
+    if not points:
+        return None
+    last = points[-1].trained
+    minima = []
+    for j in range(last):
+        after = [p.accuracy[j] for p in points if p.trained > j and j in p.accuracy]
+        if after:
+            minima.append(min(after))
+    return _mean_or_none(minima)
+
+
+def min_acc(curves: Curves) -> float | None:
+    """Average minimum accuracy, min-ACC = (1/(k-1)) sum_{j<k-1} min_{n: trained_n > j}
+    a_j(n): for each earlier task j (every task but the last one trained, k-1 = the last
+    task's 0-based index), the lowest accuracy it had at any evaluation n after its own
+    training ended (points with ``trained > j``, the start point of task j+1 included), then
+    the mean over those tasks.
+
+    De Lange et al. 2023 (min-ACC, their "average minimum accuracy"); their code:
+    src/eval/continual_eval_metrics.py, ``TaskTrackingMINAccuracyPluginMetric``, lines
+    281-320 (``update_acc_minimum``, lines 302-308: the minimum over evaluations while
+    another task is trained), averaged over tasks by ``TaskAveragingPluginMetric``.
+    None with one task trained (no earlier task) or empty curves.
+    """
+    return _min_acc(_points(curves))
+
+
+def wc_acc(curves: Curves) -> float | None:
+    """Worst-case accuracy, WC-ACC = (1/k) a_{k-1}(t) + (1 - 1/k) min-ACC, k = the number of
+    tasks trained (0..k-1), a_{k-1}(t) the accuracy of the last task trained at the last
+    evaluation t: a trade-off between learning the current task and the worst any earlier
+    task has been since it was learnt. With k = 1 it is a_0(t) (no earlier task).
+
+    De Lange et al. 2023 (WC-ACC); their code: src/eval/continual_eval_metrics.py,
+    ``WCACCPluginMetric.update_WCACC``, lines 356-375: the mean of the current task's accuracy
+    and the minima of the other tasks, which is the formula above. None for empty curves or
+    when the last evaluation does not include the last task trained.
+    """
+    points = _points(curves)
+    if not points:
+        return None
+    k = points[-1].trained + 1
+    current = points[-1].accuracy.get(k - 1)
+    if current is None:
+        return None
+    if k == 1:
+        return current
+    low = _min_acc(points)
+    return None if low is None else current / k + (1 - 1 / k) * low
+
+
+def _per_task(points: Sequence[_Point]) -> dict[int, np.ndarray]:
+    """task -> its accuracies at every evaluation that includes it, in time order."""
+    out: dict[int, list[float]] = {}
+    for p in points:
+        for j, a in p.accuracy.items():
+            out.setdefault(j, []).append(a)
+    return {j: np.asarray(a) for j, a in sorted(out.items())}
+
+
+def _windowed(curves: Curves, w: int, sign: float) -> float | None:
+    if w < 1:
+        raise ValueError(f"the window must hold at least 1 evaluation, got {w}")
+    per_task = []
+    for a in _per_task(_points(curves)).values():
+        if len(a) < 2 or w < 2:
+            continue  # no pair of evaluations within a window: undefined for this task
+        best = max(float((sign * (a[d:] - a[:-d])).max()) for d in range(1, min(w, len(a))))
+        per_task.append(max(0.0, best))
+    return _mean_or_none(per_task)
+
+
+def windowed_forgetting(curves: Curves, w: int) -> float | None:
+    """Windowed forgetting, WF^w = (1/|J|) sum_{j in J} max(0, max_{m<n, n-m<w} a_j(m) -
+    a_j(n)): for each task j, the largest drop of its accuracy from one evaluation m to a
+    later one n within a window of w consecutive evaluations of j (its evaluations from when
+    it is first trained on, across task switches), at least 0; then the mean over the tasks
+    J with two evaluations or more (every task seen, the one being trained included).
+
+    De Lange et al. 2023 (WF^w, reported for w = 10 and 100); their code:
+    src/eval/continual_eval_metrics.py, ``WindowedForgettingPluginMetric``, lines 191-265: a
+    sliding window of each task's last w accuracies (``update_task_window``, lines 213-227),
+    the largest A_m - A_n with m < n in it (``max_consec_delta_from_window``, lines 229-245),
+    the maximum over windows starting from 0 (``max_forgetting``, a defaultdict(float), line
+    200); averaged over the tasks by ``TaskAveragingPluginMetric``. One difference: their code
+    counts a task with a single evaluation as 0, here it is left out (undefined), and the
+    result is None when no task has two evaluations (or ``w`` = 1).
+    """
+    return _windowed(curves, w, -1.0)
+
+
+def windowed_plasticity(curves: Curves, w: int) -> float | None:
+    """Windowed plasticity, WP^w = (1/|J|) sum_{j in J} max(0, max_{m<n, n-m<w} a_j(n) -
+    a_j(m)): as :func:`windowed_forgetting`, with the largest rise instead of the largest
+    drop (mostly a task's rise while it is being learnt, or its recovery after a gap).
+
+    De Lange et al. 2023 (WP^w); their code: src/eval/continual_eval_metrics.py,
+    ``WindowedPlasticityPluginMetric``, lines 268-278 (the same windows, ``delta`` = next -
+    first). None as for :func:`windowed_forgetting`.
+    """
+    return _windowed(curves, w, 1.0)
+
+
+def stability_gaps(curves: Curves) -> list[dict[str, Any]]:
+    """The stability gap at each switch to a task k >= 1 (De Lange et al. 2023:
+    the sharp drop of earlier tasks' accuracy when a new task starts, then a partial
+    recovery).
+
+    s = the step of task k's start point (its first evaluation, before its first step and
+    after the strategy's after_task / before_task). For each earlier task j < k evaluated
+    there, over the evaluations n of task k's training (``trained = k``, the start point
+    and the end point included):
+
+        depth_j  = a_j(start) - min_n a_j(n)          (>= 0; 0 when j never drops)
+        length_j = step(n*) - s, n* the first evaluation where that minimum is reached
+
+    and the switch's ``depth`` and ``length`` are their means over j (length in optimiser
+    steps). The paper shows the gap in plots without a formula; this definition measures it
+    from the start point, so a change made between tasks (after_task / before_task, e.g. a
+    bias correction) is not part of it. One dict per switch, in order: ``{"task": k,
+    "step": s, "depth": float | None, "length": float | None}`` (None when the start point
+    evaluates no earlier task). Empty without a switch.
+    """
+    points = _points(curves)
+    gaps = []
+    for k in dict.fromkeys(p.trained for p in points):
+        if k < 1:
+            continue
+        during = [p for p in points if p.trained == k]
+        start = during[0]
+        depths, lengths = [], []
+        for j in sorted(start.accuracy):
+            if j >= k:
+                continue
+            seen = [(p.accuracy[j], p.step) for p in during if j in p.accuracy]
+            low = min(a for a, _ in seen)
+            at = next(step for a, step in seen if a == low)
+            depths.append(start.accuracy[j] - low)
+            lengths.append(float(at - start.step))
+        gaps.append({"task": k, "step": start.step, "depth": _mean_or_none(depths),
+                     "length": _mean_or_none(lengths)})
+    return gaps
+
+
+def continual_metrics(curves: Curves) -> dict[str, Any]:
+    """``result["continual"]``: :func:`min_acc`, :func:`wc_acc`, ``wf_10`` / ``wf_100``
+    (:func:`windowed_forgetting`, w = 10, 100), ``wp_10`` / ``wp_100``
+    (:func:`windowed_plasticity`), ``gap_depth`` and ``gap_length`` (the means over task
+    switches of :func:`stability_gaps`' depths and lengths, switches without one left out)
+    and ``gaps`` (:func:`stability_gaps`). None where undefined, never 0; empty curves give
+    None everywhere and no gaps.
+    """
+    gaps = stability_gaps(curves)
+    depths = [g["depth"] for g in gaps if g["depth"] is not None]
+    lengths = [g["length"] for g in gaps if g["length"] is not None]
+    return {
+        "min_acc": min_acc(curves),
+        "wc_acc": wc_acc(curves),
+        "wf_10": windowed_forgetting(curves, 10),
+        "wf_100": windowed_forgetting(curves, 100),
+        "wp_10": windowed_plasticity(curves, 10),
+        "wp_100": windowed_plasticity(curves, 100),
+        "gap_depth": _mean_or_none(depths),
+        "gap_length": _mean_or_none(lengths),
+        "gaps": gaps,
+    }
+
+
+#: The formula and the source of every continual metric, as the report prints them.
+CONTINUAL_DEFINITIONS = {
+    "min_acc": "mean over earlier tasks j of min a_j after task j's training ended",
+    "wc_acc": "(1/k) a_current + (1 - 1/k) min-ACC, k tasks trained, a_current the last "
+              "task's final accuracy",
+    "wf_10": "mean over tasks of the largest drop of a task's accuracy within 10 "
+             "consecutive evaluations of it",
+    "wf_100": "the same within 100 evaluations",
+    "wp_10": "mean over tasks of the largest rise of a task's accuracy within 10 "
+             "consecutive evaluations of it",
+    "wp_100": "the same within 100 evaluations",
+    "gap_depth": "per task switch, mean over earlier tasks of (accuracy at the new task's "
+                 "start - its minimum during the new task's training); mean over switches",
+    "gap_length": "per task switch, mean over earlier tasks of the optimiser steps from the "
+                  "switch to that minimum; mean over switches",
+}

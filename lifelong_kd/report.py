@@ -29,7 +29,11 @@ table "Accuracy kept per parameter" (each variant's final average accuracy and p
 against its reference's: its own teacher, or the largest variant of its strategy) and the
 plots of accuracy against parameters and against FLOPs; variants whose runs record a
 teacher of their own (``compress``, ``kd``) get a "Teacher" table, the teacher's accuracy
-and forgetting beside the model's. Results without those sections get none of them.
+and forgetting beside the model's; runs trained with continual evaluation
+(``train.eval_every > 0``: result.json's ``continual``) get a "Continual evaluation" table
+(min-ACC, WC-ACC, windowed forgetting and plasticity, the stability gap's depth and length;
+De Lange et al. 2023, :func:`lifelong_kd.metrics.continual_metrics`), whose rows are also in
+the CSV files under matrix ``continual``. Results without those sections get none of them.
 
 Runs whose status is not ``finished`` (interrupted, diverged) are listed as failures and
 left out of every table and plot. Intransigence is absent (not zero) without a finished
@@ -52,6 +56,7 @@ from typing import Any
 
 from .aggregate import (
     BASELINE,
+    CONTINUAL,
     COST_METRICS,
     COSTS,
     JOINT,
@@ -60,6 +65,7 @@ from .aggregate import (
     RUNS_COLUMNS,
     SUMMARY_COLUMNS,
     Run,
+    continual_values,
     failure_list,
     finished_runs,
     has_model_costs,
@@ -72,7 +78,16 @@ from .aggregate import (
     variants_of,
 )
 from .errors import UserError
-from .metrics import DEFINITIONS, HIGHER_IS_BETTER, LAST_ROW_METRICS, REPORT_METRICS, last_row_only
+from .metrics import (
+    CONTINUAL_DEFINITIONS,
+    CONTINUAL_HIGHER_IS_BETTER,
+    CONTINUAL_METRICS,
+    DEFINITIONS,
+    HIGHER_IS_BETTER,
+    LAST_ROW_METRICS,
+    REPORT_METRICS,
+    last_row_only,
+)
 from .plots import comparison_plots
 from .results import TASK_AGNOSTIC, TASK_AWARE, is_finished, matrix_kinds, strategy_config, write_text
 
@@ -171,6 +186,7 @@ def render_report(
                   for m in shown]
         lines += [f"- 95% confidence intervals: {INTERVAL_METHOD}", ""]
         lines += _teacher_section(summary, runs, kinds, n_runs)
+        lines += _continual_section(summary, runs)
         if has_model_costs(run.result for run in runs):
             lines += _costs_section(summary, variants, n_runs)
             lines += _kept_section(summary, runs, kinds[0])
@@ -208,7 +224,7 @@ def render_report(
         "ci_high, p, n",
         "- `runs.csv`: one row per run, matrix and metric (tidy long format); matrix "
         "`teacher` (`teacher_task_aware`): the teacher's metrics, matrix `costs`: the run's "
-        "costs, where recorded",
+        "costs, matrix `continual`: its continual-evaluation metrics, where recorded",
         "- `matrices.csv`: run, matrix, row, column, accuracy",
         "",
     ]
@@ -541,6 +557,70 @@ def _teacher_section(summary: list[dict[str, Any]], runs: Sequence[Run], kinds: 
                      for matrix in (kind, teacher)]
             lines.append(f"| {s} | {n_runs[s]} | " + " | ".join(shown) + " |")
         lines.append("")
+    return lines
+
+
+#: The continual metrics' column titles in report.md.
+CONTINUAL_TITLES = {"min_acc": "min-ACC", "wc_acc": "WC-ACC", "wf_10": "WF10", "wf_100": "WF100",
+                    "wp_10": "WP10", "wp_100": "WP100", "gap_depth": "gap depth",
+                    "gap_length": "gap length (steps)"}
+
+
+def _steps_cell(row: dict[str, Any] | None, n_runs: int) -> str:
+    """``mean ± h`` in optimiser steps (one decimal; ``[low, high]`` when the interval was
+    clipped at 0), ``n/a`` without a value."""
+    if row is None or math.isnan(row["mean"]):
+        return "n/a"
+    mean, low, high = row["mean"], row["ci_low"], row["ci_high"]
+    text = f"{mean:.1f}"
+    if not (math.isnan(low) or math.isnan(high)):
+        text += (f" ± {high - mean:.1f}" if math.isclose(high - mean, mean - low, abs_tol=1e-9)
+                 else f" [{low:.1f}, {high:.1f}]")
+    return text + (f" (n={row['n']})" if row["n"] != n_runs else "")
+
+
+def _continual_section(summary: list[dict[str, Any]], runs: Sequence[Run]) -> list[str]:
+    """The "Continual evaluation" section: per variant whose runs record continual-evaluation
+    metrics (matrix ``continual`` of the summary), each metric's mean over seeds with its
+    95% interval, and what they are. Empty when no run records them."""
+    cells = _cells(summary)
+    with_curves = {run.label: 0 for run in runs if continual_values(run.result)}
+    if not with_curves:
+        return []
+    for run in runs:
+        if run.label in with_curves:
+            with_curves[run.label] += 1
+    every = sorted({str(run.result.get("config", {}).get("train", {}).get("eval_every"))
+                    for run in runs if run.label in with_curves})
+    subset = sorted({str(run.result.get("config", {}).get("train", {}).get("eval_subset"))
+                     for run in runs if run.label in with_curves})
+    arrow = {m: "" if m == "gap_length" else " ↑" if m in CONTINUAL_HIGHER_IS_BETTER else " ↓"
+             for m in CONTINUAL_METRICS}
+    lines = [
+        "## Continual evaluation (%, mean ± 95% CI over seeds)",
+        "",
+        "The accuracy matrix looks only at task boundaries; these runs also evaluated every "
+        f"task seen so far every {' / '.join(every)} optimiser steps of training "
+        f"(`train.eval_every`), on a fixed seeded subset of {' / '.join(subset)} test examples "
+        "per task (`train.eval_subset`; the curves are in `curves.csv` beside each "
+        "result.json). From those curves, the metrics of De Lange, van de Ven & Tuytelaars "
+        "2023 (\"Continual evaluation for lifelong learning: identifying the stability gap\", "
+        "ICLR), as their code (Mattdl/ContinualEvaluation) computes them, and the depth and "
+        "length of the stability gap, the drop of earlier tasks' accuracy after a task "
+        "switch. a_j: the accuracy on task j. Intervals as in the table above, clipped to "
+        "[0, 100] % (gap length: at least 0 steps); n/a where a metric is undefined (e.g. "
+        "min-ACC with one task).",
+        "",
+        "| strategy | runs | " + " | ".join(f"{CONTINUAL_TITLES[m]}{arrow[m]}"
+                                           for m in CONTINUAL_METRICS) + " |",
+        "|---|---:|" + "---:|" * len(CONTINUAL_METRICS),
+    ]
+    for s, n in with_curves.items():
+        shown = [(_steps_cell if m == "gap_length" else _metric_cell)(
+            cells.get((s, CONTINUAL, m)), n) for m in CONTINUAL_METRICS]
+        lines.append(f"| {s} | {n} | " + " | ".join(shown) + " |")
+    lines += ["", *[f"- {CONTINUAL_TITLES[m]} (`{m}`): {CONTINUAL_DEFINITIONS[m]}"
+                    for m in CONTINUAL_METRICS], ""]
     return lines
 
 
