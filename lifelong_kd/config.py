@@ -128,6 +128,15 @@ class TrainConfig:
     eval_batch_size: int = 256
     #: ``cpu``, ``cuda``, ``cuda:1``, ...
     device: str = "cpu"
+    #: Compile the model with ``torch.compile`` (its compile time counts as training time);
+    #: compiled kernels round differently, so a compiled run's numbers differ in their last
+    #: digits from an eager one's.
+    compile: bool = False
+    #: Continual evaluation (De Lange et al. 2023): every ``eval_every`` optimiser steps (0: off)
+    #: the accuracy of every task seen so far on a fixed seeded subset of its test set, to
+    #: ``curves.csv``; ``eval_subset`` test examples per task (0: all).
+    eval_every: int = 0
+    eval_subset: int = 1000
 
 
 @dataclass(frozen=True)
@@ -269,6 +278,7 @@ ADDED_KEYS: dict[str, Any] = {
     "strategy.schedule_span": "task", "strategy.annealing_share": 0.5,
     "teacher.name": "", "teacher.hidden": [], "teacher.head": "", "teacher.nf": 0,
     "teacher.channels": [], "teacher.init": "", "teacher.strategy": "naive", "teacher.settings": {},
+    "train.compile": False, "train.eval_every": 0, "train.eval_subset": 1000,
 }
 
 
@@ -535,6 +545,7 @@ def check_ranges(config: RunConfig) -> None:
         ("stream.n_tasks", s.n_tasks, 1000), ("train.epochs", t.epochs, 100_000),
         ("train.iterations", t.iterations, 10_000_000), ("train.batch_size", t.batch_size, 1_000_000),
         ("train.eval_batch_size", t.eval_batch_size, 1_000_000), ("model.nf", m.nf, 512),
+        ("train.eval_every", t.eval_every, 10_000_000), ("train.eval_subset", t.eval_subset, 10_000_000),
         ("model.hidden", max(m.hidden, default=0), 16_384),
         ("model.channels", max(m.channels, default=0), 2_048),
         ("model.hidden (layers)", len(m.hidden), 64), ("model.channels (layers)", len(m.channels), 8),
@@ -568,6 +579,8 @@ def check_ranges(config: RunConfig) -> None:
     check_positive("train.iterations", t.iterations, strict=False)
     check_positive("train.batch_size", t.batch_size)
     check_positive("train.eval_batch_size", t.eval_batch_size)
+    check_positive("train.eval_every", t.eval_every, strict=False)
+    check_positive("train.eval_subset", t.eval_subset, strict=False)
     check_positive("train.lr", t.lr)
     check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
     if not 0 <= t.momentum < 1:

@@ -87,6 +87,12 @@ class RunState:
     teacher_rows_task_aware: list[list[float]] = field(default_factory=list)
     teacher_initial: list[float] = field(default_factory=list)
     teacher_initial_task_aware: list[float] = field(default_factory=list)
+    #: Continual evaluation (``train.eval_every``; :class:`CurveProbe`): rows [step, task
+    #: trained, task evaluated, accuracy] of the finished tasks, ``step`` counting the
+    #: optimiser steps of the model's phases (``steps_done``) over the run.
+    curves: list[list[float]] = field(default_factory=list)
+    steps_done: int = 0
+    curve_seconds: float = 0.0
 
     def teacher_matrices(self) -> dict[str, list[Any]] | None:
         """The teacher's rows for ``results.build_result`` (None without a teacher's rows)."""
@@ -110,13 +116,17 @@ class RunState:
             "train_seconds": self.train_seconds,
             "eval_seconds": self.eval_seconds,
             "optimizer_state": self.optimizer_state,
-            **{key: getattr(self, key) for key in TEACHER_KEYS},
+            **{key: getattr(self, key) for key in TEACHER_KEYS + CURVE_KEYS},
         }
 
 
 #: The checkpoint's entries of the teacher's rows (absent from checkpoints made before them).
 TEACHER_KEYS = ("teacher_rows", "teacher_rows_task_aware", "teacher_initial",
                 "teacher_initial_task_aware")
+#: The checkpoint's entries of the continual evaluation, with the values of a checkpoint made
+#: before them.
+CURVE_KEYS = ("curves", "steps_done", "curve_seconds")
+_CURVE_DEFAULTS: dict[str, Any] = {"curves": [], "steps_done": 0, "curve_seconds": 0.0}
 
 
 def new_state(config: RunConfig, stream: Stream) -> RunState:
@@ -124,6 +134,8 @@ def new_state(config: RunConfig, stream: Stream) -> RunState:
     torch.manual_seed(config.seed)
     model = build_model(config.model, stream.input_shape, stream.n_outputs)
     model.to(torch.device(config.train.device))
+    if config.train.compile:
+        compile_model(model)
     generator = torch.Generator().manual_seed(config.seed)
     return RunState(model=model, strategy=build_strategy(config.strategy, config.memory), generator=generator)
 
@@ -140,7 +152,93 @@ def restore_state(config: RunConfig, stream: Stream, saved: dict[str, Any]) -> R
         setattr(state, key, saved[key])
     for key in TEACHER_KEYS:
         setattr(state, key, saved.get(key, []))
+    for key in CURVE_KEYS:
+        setattr(state, key, saved.get(key, _CURVE_DEFAULTS[key]))
     return state
+
+
+#: The backend ``train.compile`` hands to ``torch.compile`` (the tests use ``eager``, which
+#: traces the model without generating code).
+COMPILE_BACKEND = "inductor"
+
+
+def compile_model(model: Model) -> None:
+    """``train.compile``: compile the model's backbone and head in place
+    (``nn.Module.compile``: their ``__call__`` runs through ``torch.compile``, while their
+    parameters, state-dict keys and copies stay those of the eager modules). Strategies call
+    ``model.features`` and ``model.head`` as well as the model, so the two parts are compiled,
+    not the model's own ``forward``. Compiling happens at the first call of each new shape and
+    mode, inside the run's timed work (the first evaluation and the first training steps)."""
+    model.backbone.compile(backend=COMPILE_BACKEND)
+    model.head.compile(backend=COMPILE_BACKEND)
+
+
+class CurveProbe:
+    """Continual evaluation (De Lange, van de Ven and Tuytelaars, ICLR 2023, "Continual
+    evaluation for lifelong learning: identifying the stability gap"): during training, the
+    accuracy of every task seen so far on a fixed subset of its test set.
+
+    The subsets (``train.eval_subset`` examples per task, 0: all; drawn once with a generator
+    of their own seeded with the run's seed, so the run's own draws are untouched) are
+    prepared once as normalised tensors on the device. A point is taken at the start of each
+    task, every ``train.eval_every`` optimiser steps of the model's phases, and after the
+    task's last step: the model in eval mode (its modules' modes restored after), predicting
+    through ``strategy.predict`` among the outputs the matrix's row would use
+    (``stream.eval_mask``). The counts stay on the device until the task ends
+    (:meth:`flush`): no host synchronisation in the training loop.
+    """
+
+    def __init__(self, ctx: TaskContext, strategy: Strategy, state: RunState):
+        train = ctx.config.train
+        self.every, self.strategy, self.state = train.eval_every, strategy, state
+        g = torch.Generator().manual_seed(ctx.config.seed)
+        self.subsets: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for task in ctx.stream.tasks:
+            n = len(task.test_y)
+            k = n if train.eval_subset == 0 else min(train.eval_subset, n)
+            idx = torch.randperm(n, generator=g)[:k].sort().values
+            self.subsets.append((ctx.prepare(task.test_x[idx]),
+                                 to_device(task.test_y[idx], ctx.device)))
+        #: (step, task trained, correct counts of tasks 0..trained) of the current task.
+        self.pending: list[tuple[int, int, torch.Tensor]] = []
+        self.seconds = 0.0
+
+    def point(self, ctx: TaskContext, trained: int) -> None:
+        """Evaluate tasks 0..``trained`` at the current step (once per step and task)."""
+        step = self.state.steps_done
+        if self.pending and self.pending[-1][:2] == (step, trained):
+            return
+        t0 = time.perf_counter()
+        model, stream = ctx.model, ctx.stream
+        modes = [m.training for m in model.modules()]
+        model.eval()
+        with torch.inference_mode():
+            counts = torch.zeros(trained + 1, dtype=torch.long, device=ctx.device)
+            for j in range(trained + 1):
+                x, y = self.subsets[j]
+                mask = to_device(stream.eval_mask(trained, j), ctx.device)
+                for i in range(0, len(y), ctx.eval_batch_size):
+                    logits = self.strategy.predict(ctx, x[i:i + ctx.eval_batch_size])
+                    pred = logits.masked_fill(~mask, float("-inf")).argmax(dim=1)
+                    counts[j] += (pred == y[i:i + ctx.eval_batch_size]).sum()
+        for m, mode in zip(model.modules(), modes, strict=True):
+            m.training = mode
+        self.pending.append((step, trained, counts))
+        self.seconds += time.perf_counter() - t0
+
+    def after_step(self, ctx: TaskContext) -> None:
+        """Count one optimiser step of the model's; evaluate when ``eval_every`` are due."""
+        self.state.steps_done += 1
+        if self.state.steps_done % self.every == 0:
+            self.point(ctx, ctx.index)
+
+    def flush(self) -> None:
+        """Move the current task's points to ``state.curves`` (read from the device once)."""
+        for step, trained, counts in self.pending:
+            for j, correct in enumerate(counts.tolist()):
+                n = max(len(self.subsets[j][1]), 1)
+                self.state.curves.append([step, trained, j, correct / n])
+        self.pending.clear()
 
 
 def _context(config: RunConfig, stream: Stream, state: RunState, index: int) -> TaskContext:
@@ -281,6 +379,8 @@ def train_stream(
     stream = place_stream(config, stream)
     model, strategy = state.model, state.strategy
     strategy.setup(_context(config, stream, state, min(state.next_task, len(stream) - 1)))
+    probe = (CurveProbe(_context(config, stream, state, 0), strategy, state)
+             if config.train.eval_every > 0 else None)
     if not state.initial:
         t0 = time.perf_counter()
         ctx0 = _context(config, stream, state, 0)
@@ -298,17 +398,22 @@ def train_stream(
         if sum(isinstance(p, Phase) and p.carry_optimizer for p in phases) > 1:
             raise ValueError(f"{type(strategy).__name__}: at most one phase may carry the "
                              "optimiser state across tasks")
+        if probe is not None:
+            probe.point(ctx, index)
         for phase in phases:
             if isinstance(phase, OwnLoop):
                 phase.run(ctx, should_stop)
             else:
-                _run_phase(ctx, state, phase, progress, should_stop)
+                _run_phase(ctx, state, phase, progress, should_stop, probe)
+        if probe is not None:
+            probe.point(ctx, index)
         check_finite_weights(_model_tensors(model), index, stream[index].name)
         strategy.after_task(ctx)
         check_finite_weights(_strategy_tensors(strategy, model), index, stream[index].name,
                              "strategy's own weights")
         t1 = time.perf_counter()
-        state.train_seconds += t1 - t0
+        curve_seconds = probe.seconds if probe is not None else 0.0
+        state.train_seconds += t1 - t0 - curve_seconds
         row, row_aware = evaluate(ctx, strategy, index)
         state.rows.append(row)
         state.rows_task_aware.append(row_aware)
@@ -318,6 +423,10 @@ def train_stream(
             state.teacher_rows.append(row)
             state.teacher_rows_task_aware.append(row_aware)
         state.eval_seconds += time.perf_counter() - t1
+        if probe is not None:
+            probe.flush()
+            state.curve_seconds += curve_seconds
+            probe.seconds = 0.0
         state.next_task = index + 1
         if on_task_end is not None:
             on_task_end(state)
@@ -330,12 +439,15 @@ def _run_phase(
     phase: Phase,
     progress: bool,
     should_stop: StopCheck | None,
+    probe: CurveProbe | None = None,
 ) -> None:
     """``phase.steps`` optimiser steps over ``phase.epochs`` seeded passes through the
     phase's data (``ctx.current_train_data`` unless it names its own), in the phase's own
-    context when it has one (:func:`_train_steps`); then ``phase.on_end``."""
+    context when it has one (:func:`_train_steps`); then ``phase.on_end``. The steps of a
+    phase that trains the model (no context of its own) are counted by ``probe``."""
     from tqdm.auto import tqdm
 
+    own = phase.ctx is None
     ctx = phase.ctx if phase.ctx is not None else ctx
     config, model = ctx.config, ctx.model
     data = phase.data if phase.data is not None else ctx.current_train_data
@@ -354,7 +466,8 @@ def _run_phase(
         for module in phase.train_modules:
             module.train()
     try:
-        _train_steps(ctx, phase, data, optimizer, bar, should_stop)
+        _train_steps(ctx, phase, data, optimizer, bar, should_stop,
+                     probe if own else None)
     finally:
         bar.close()
     if carry:
@@ -370,6 +483,7 @@ def _train_steps(
     optimizer: torch.optim.Optimizer,
     bar: Any,
     should_stop: StopCheck | None,
+    probe: CurveProbe | None = None,
 ) -> None:
     """The step loop of a phase: ``phase.epochs`` passes through ``data`` in the order of a
     permutation drawn from the run's generator (copied once per epoch to where the data are),
@@ -387,6 +501,9 @@ def _train_steps(
     # step), as a mask that broadcasts over the parameter's other dimensions
     frozen_rows = [(p, (~rows).view(-1, *(1 for _ in p.shape[1:])))
                    for p, rows in phase.update_rows]
+    # the optimiser's parameters, whose gradients are set to None before each backward():
+    # what optimizer.zero_grad(set_to_none=True) does, without its per-call wrappers
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     step = 0
     for epoch in range(phase.epochs):
         ctx.epoch = epoch
@@ -405,7 +522,8 @@ def _train_steps(
             ctx.step = step
             loss = phase.loss(ctx, batch)
             watch.add(loss)
-            optimizer.zero_grad(set_to_none=True)
+            for p in params:
+                p.grad = None
             loss.backward()
             for p, rows in frozen_rows:
                 if p.grad is not None:
@@ -413,6 +531,8 @@ def _train_steps(
             optimizer.step()
             step += 1
             bar.update(1)
+            if probe is not None:
+                probe.after_step(ctx)
             if watch.due():
                 bar.set_postfix(loss=f"{watch.check():.3f}", refresh=False)
     watch.check()

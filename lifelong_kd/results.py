@@ -60,6 +60,7 @@ from .errors import UserError
 from .metrics import (
     METRICS,
     all_metrics,
+    continual_metrics,
     meaningful_metrics,
     meaningful_per_task,
     per_task_forgetting,
@@ -554,10 +555,14 @@ def validate_result(result: Any, path: Path | str) -> dict[str, Any]:
 
 
 def load_result(path: Path) -> dict[str, Any]:
-    """Read and check the result.json at ``path`` (or in the run folder ``path``)."""
+    """Read and check the result.json at ``path`` (or in the run folder ``path``), with the
+    run's continual evaluation as ``curves`` when a curves.csv is beside it."""
     path = Path(path)
     file = path / RESULT if path.is_dir() else path
-    return validate_result(read_result(file), file)
+    result = validate_result(read_result(file), file)
+    if (file.parent / CURVES).is_file():
+        result["curves"] = read_curves(file.parent / CURVES)
+    return result
 
 
 def find_results(
@@ -744,12 +749,15 @@ def build_result(
     costs: dict[str, Any] | None = None,
     teacher: dict[str, list[Any]] | None = None,
     grid: Sequence[tuple[str, str]] = (),
+    curves: Sequence[Sequence[float]] = (),
 ) -> dict[str, Any]:
     """Assemble the result.json of one run (see the module docstring). ``costs``: what the
     run's models and memory cost. ``teacher``: the rows of the strategy's own teacher
     (``rows``, ``rows_task_aware``, ``initial``, ``initial_task_aware``), recorded with their
     metrics as the run's are. ``grid``: the settings a grid varied for the run (its
-    identity's stamp names them)."""
+    identity's stamp names them). ``curves``: the continual evaluation's rows (``train.eval_every``;
+    written to curves.csv by :func:`curves_csv`), whose metrics go to ``continual``
+    (:func:`lifelong_kd.metrics.continual_metrics`)."""
     k = len(rows)
     result: dict[str, Any] = {
         "schema": SCHEMA,
@@ -784,6 +792,8 @@ def build_result(
             config["strategy"], len(task_names))
     if teacher is not None and teacher.get("rows"):
         result["teacher"] = _matrix_block(config, scenario, len(task_names), teacher)
+    if curves:
+        result["continual"] = continual_metrics(curves)
     result["timing"] = timing
     if costs is not None:
         result["costs"] = costs
@@ -810,6 +820,46 @@ def _matrix_block(config: dict[str, Any], scenario: str, n_tasks: int,
             per_task_forgetting([r[:k] for r in matrix]) if k else [], config["strategy"],
             n_tasks)
     return block
+
+
+#: The continual evaluation's file beside result.json (``train.eval_every``).
+CURVES = "curves.csv"
+CURVES_HEADER = "step,task_trained,task_evaluated,accuracy"
+
+
+def curves_csv(curves: Sequence[Sequence[float]]) -> str:
+    """The continual evaluation as CSV (:data:`CURVES_HEADER`), one line per point and task
+    evaluated; accuracies with every digit of their float (``repr``), so that reading the
+    file back gives the same numbers."""
+    lines = [CURVES_HEADER]
+    lines += [f"{int(step)},{int(trained)},{int(task)},{float(acc)!r}"
+              for step, trained, task, acc in curves]
+    return "\n".join(lines) + "\n"
+
+
+def read_curves(path: Path) -> list[list[float]]:
+    """The rows of a curves.csv (:func:`curves_csv`): [step, trained, evaluated, accuracy];
+    a UserError naming the file and line when it is not one."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not lines or lines[0].strip() != CURVES_HEADER:
+        raise UserError(f"{path} is not a curves.csv (its header is not `{CURVES_HEADER}`)")
+    rows: list[list[float]] = []
+    for number, line in enumerate(lines[1:], start=2):
+        parts = line.split(",")
+        try:
+            step, trained, task, acc = int(parts[0]), int(parts[1]), int(parts[2]), float(parts[3])
+            if len(parts) != 4 or not 0.0 <= acc <= 1.0:
+                raise ValueError
+        except (ValueError, IndexError):
+            raise UserError(f"{path}, line {number}: `{line}` is not `step,task_trained,"
+                            "task_evaluated,accuracy` (integers, then an accuracy in [0, 1])"
+                            ) from None
+        rows.append([step, trained, task, acc])
+    return rows
 
 
 def matrix_csv(rows: list[list[float]]) -> str:

@@ -70,17 +70,20 @@ from .presets import (
     reads,
 )
 from .results import (
+    CURVES,
     RESULT,
     RunIdentity,
     WriteError,
     atomic_path,
     build_result,
     check_output_folder,
+    curves_csv,
     grid_stamp,
     grid_value,
     identity_differences,
     identity_of,
     matrix_csv,
+    read_curves,
     read_result,
     run_identity,
     write_json,
@@ -101,7 +104,7 @@ COMPARISON_PLOTS = ("accuracy_matrices", "average_accuracy", "task_accuracy", "f
 MATRIX_KIND_SUFFIXES = ("", "_task_aware", "_task_agnostic")
 #: The formats of a comparison's plots (``RunOptions.plots = False``: none).
 COMPARISON_FORMATS = ("png", "svg")
-RUN_FILES = (RESULT, "accuracy_matrix.csv", CHECKPOINT)
+RUN_FILES = (RESULT, "accuracy_matrix.csv", CURVES, CHECKPOINT)
 COMPARISON_FILES = ("report.md", "runs.csv", "summary.csv", "paired.csv", "matrices.csv")
 #: A log line's destination (``print`` to stderr, say), or None for no log.
 Log = Callable[[str], None] | None
@@ -343,7 +346,8 @@ def checkpoint_problem(state: dict[str, Any], n_tasks: int) -> str | None:
         "torch_rng": (torch.Tensor,), "next_task": (int,), "rows": (list,),
         "rows_task_aware": (list,), "initial": (list,), "initial_task_aware": (list,),
         "train_seconds": (int, float), "eval_seconds": (int, float),
-        "optimizer_state": (dict, type(None)),
+        "optimizer_state": (dict, type(None)), "curves": (list,), "steps_done": (int,),
+        "curve_seconds": (int, float),
     }
     for key, kind in kinds.items():
         if key in state and (not isinstance(state[key], kind) or isinstance(state[key], bool)):
@@ -582,6 +586,8 @@ def execute_held(
         check_same_data(f"the {status} run in {out_dir}", old.get("data"), full,
                         "use the same --data-dir, or --force to start again")
         if status == "finished":
+            if (out_dir / CURVES).is_file():
+                old["curves"] = read_curves(out_dir / CURVES)
             return old
     ds = subset(full, config.data.train_subset, config.data.test_subset)
     stream = build_stream(config, ds)
@@ -616,6 +622,8 @@ def execute_held(
                 buffer = io.BytesIO()  # written by Python's file I/O: a full disk is an OSError
                 torch.save(payload, buffer)
                 tmp.write_bytes(buffer.getbuffer())
+            if st.curves:  # the finished tasks' curves, as the checkpoint holds them
+                write_text(out_dir / CURVES, curves_csv(st.curves))
         except WriteError as exc:
             kept = ("the last good checkpoint is kept: free some space, then continue with "
                     "--resume" if ckpt.is_file() else "free some space, then run again")
@@ -637,6 +645,7 @@ def execute_held(
         final_status, message = "diverged", str(exc)
     state = holder.get("state", state)
     rows = state.rows if state is not None else []
+    curves = state.curves if state is not None else []
     result = build_result(
         config=config_dict, scenario=stream.scenario,
         task_names=[t.name for t in stream.tasks],
@@ -648,22 +657,28 @@ def execute_held(
             "total_seconds": time.perf_counter() - start,
             "train_seconds": state.train_seconds if state is not None else 0.0,
             "eval_seconds": state.eval_seconds if state is not None else 0.0,
+            **({"curve_seconds": state.curve_seconds} if config.train.eval_every else {}),
             "resumed_from_task": resumed_from,
         },
         data=data_info, status=final_status, message=message,
         costs=_costs(config, stream, state, final_status),
         teacher=state.teacher_matrices() if state is not None else None,
         grid=spec.grid,
+        curves=curves,
     )
     try:
         write_json(out_dir / RESULT, result)
         if rows:
             write_text(out_dir / "accuracy_matrix.csv", matrix_csv(rows))
+        if curves:
+            write_text(out_dir / CURVES, curves_csv(curves))
     except WriteError as exc:
         if not ckpt.is_file():
             raise
         raise WriteError(f"{exc}; the last checkpoint is kept: free some space, then continue "
                          "with --resume") from None
+    if curves:
+        result["curves"] = curves  # for the plots and the comparison; not in result.json
     if options.plots and rows:
         from .plots import run_plots
 
