@@ -1,6 +1,8 @@
 """Behaviour is pinned: the accuracy matrices of tests/golden/cases.py, recorded with the code
-before the redesign of issue 13 (tests/golden/matrices.json names the commit), must come out
-of today's code bit for bit.
+before the redesign of issue 13 (tests/golden/matrices.json names the commit) and, for the
+strategies added since (every memory and teacher strategy), with the code before issue 17's
+work on the training loop (each such case names its commit), must come out of today's code
+bit for bit.
 
 Every built-in strategy preset runs in every scenario it supports, plus the stream kinds and
 the options that take other code paths (see cases.py). The recording ran with one torch

@@ -17,6 +17,8 @@ MNIST_CONV = ["--set", "data.train_subset=300", "--set", "data.test_subset=200",
               "--set", "train.iterations=6", "--set", "train.batch_size=32", "--set",
               "train.augment=true", "--set", "stream.scenario=class-il"]
 
+MEMORY = ["--set", "memory.size=40", "--set", "memory.batch_size=16"]
+
 _SCENARIOS = {
     "naive": ("task-il", "class-il", "domain-il"),
     "lwf": ("task-il", "class-il", "domain-il"),
@@ -64,4 +66,14 @@ def cases() -> dict[str, list[str]]:
                                        "stream.kind=split", "--set",
                                        "stream.classes_per_task=2", *MNIST_CONV]
     out["avalanche/Naive"] = ["split-digits", "--strategy", "avalanche:Naive", *DIGITS]
+    # the strategies added after the first recording (issues 14-15), recorded with be584e5,
+    # the code before issue 17's work on the training loop
+    for strategy in ("er", "er-avalanche", "der", "derpp", "der-avalanche", "derpp-avalanche",
+                     "icarl", "icarl-random", "bic", "lwf-facil-exemplars"):
+        out[f"memory/{strategy}"] = ["split-digits", "--strategy", strategy, "--set",
+                                     "stream.scenario=class-il", *DIGITS, *MEMORY]
+    for strategy in ("kd", "compress", "compress-lwf", "compress-derpp"):
+        out[f"teacher/{strategy}"] = ["split-digits", "--strategy", strategy, "--set",
+                                      "stream.scenario=class-il", *DIGITS, "--set",
+                                      "teacher.hidden=[64]", *MEMORY]
     return out

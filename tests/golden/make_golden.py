@@ -30,13 +30,15 @@ def main() -> None:
                    "--out", str(Path(tmp) / "run")]
             subprocess.run(cmd, check=False)
             result = json.loads((Path(tmp) / "run" / "result.json").read_text())
-        golden[name] = {"argv": argv, "accuracy_matrix": result["accuracy_matrix"],
+        golden[name] = {"argv": argv, "commit": commit,
+                        "accuracy_matrix": result["accuracy_matrix"],
                         "accuracy_matrix_task_aware": result.get("accuracy_matrix_task_aware"),
                         "initial_accuracy": result["initial_accuracy"]}
         if result["status"] != "finished":
             raise SystemExit(f"{name}: {result['status']}: {result.get('message')}")
         print(name, result["metrics"].get("average_accuracy"), flush=True)
-        out.write_text(json.dumps({"commit": commit, "cases": golden}, indent=1) + "\n")
+        first = json.loads(out.read_text())["commit"] if out.is_file() else commit
+        out.write_text(json.dumps({"commit": first, "cases": golden}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
