@@ -9,6 +9,13 @@ up to :data:`ANNOTATE_MAX_TASKS` tasks, at most :data:`MAX_TICKS` ticks label an
 most :data:`MAX_PANELS` per-task panels and :data:`MAX_LINES` per-task lines are drawn (tasks
 spread evenly over the stream, the first and the last included; the figure names the ones
 shown), and per-task forgetting becomes one line per strategy past :data:`MAX_BARS` tasks.
+A run's curves (``train.eval_every > 0``: each task's accuracy every few optimiser steps)
+get :func:`plot_curves` (at most :data:`MAX_CURVE_PANELS` panels, :data:`MAX_SWITCHES`
+switch lines) and, in a comparison, :func:`plot_stability_gap`.
+
+The figures made here have a fixed layout, worked out once from the font sizes of what sits
+around their axes (see :func:`_fit`), not matplotlib's constrained layout, which measures
+every text again at each draw and took about as long as the draw itself (issue 17).
 :func:`run_plots` and :func:`comparison_plots` make one figure at a time and close it after
 saving it, also when drawing or saving fails. They read the stored results (matrices and
 per-task forgetting from result.json, through :mod:`lifelong_kd.aggregate` for a comparison);
@@ -92,36 +99,38 @@ def _task_ticks(ax: Axes, t: int, axis: str = "x", first: int = 1,
 LEGEND_INSIDE_MAX = 8
 
 
-def _legend(ax: Axes, fontsize: float = 8) -> None:
+def _legend(ax: Axes, fontsize: float = 8) -> float:
     """The axes' legend: inside (``best`` place) up to :data:`LEGEND_INSIDE_MAX` entries,
     else to the right of the axes in a smaller font, the figure made wider by the legend's
-    width (one column per 30 entries)."""
+    width (one column per 30 entries). Returns the inches added (0 for a legend inside)."""
     handles, _ = ax.get_legend_handles_labels()
     if len(handles) <= LEGEND_INSIDE_MAX:
         ax.legend(fontsize=fontsize)
-        return
+        return 0.0
     ncol = -(-len(handles) // 30)
     fig = ax.figure
-    fig.set_figwidth(fig.get_figwidth() + _inches(4.2) * ncol)
+    added = _inches(4.2) * ncol
+    fig.set_figwidth(fig.get_figwidth() + added)
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0,
               ncol=ncol)
+    return added
 
 
 def _axes(ax: Axes | None, size: tuple[float, float] = (5.0, 4.0)) -> tuple[Figure, Axes]:
-    plt = pyplot()
+    """``ax`` and its figure, or a new figure of ``size`` inches (capped) with one axes; a new
+    figure gets its layout from the plot function (:func:`_fit`)."""
     if ax is not None:
         return ax.figure, ax  # type: ignore[return-value]
-    fig, new_ax = plt.subplots(figsize=(_inches(size[0]), _inches(size[1])), layout="constrained")
-    return fig, new_ax
+    fig = pyplot().figure(figsize=(_inches(size[0]), _inches(size[1])))
+    return fig, fig.add_subplot()
 
 
 def _panels(
     ax: Sequence[Axes] | None, n: int, ncols: int, panel: tuple[float, float],
-    sharey: bool = True,
+    sharey: bool = True, sharex: bool = False,
 ) -> tuple[Figure, list[Axes]]:
     """``n`` axes: the given ones (at least ``n``), or a new grid of ``ncols`` columns whose
-    unused cells are hidden."""
-    plt = pyplot()
+    unused cells are hidden (its layout from the plot function, :func:`_fit_grid`)."""
     if ax is not None:
         axes = list(ax)
         if len(axes) < n:
@@ -129,12 +138,146 @@ def _panels(
         return axes[0].figure, axes[:n]  # type: ignore[return-value]
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
-    fig, grid = plt.subplots(nrows, ncols, figsize=(_inches(panel[0] * ncols), _inches(panel[1] * nrows)),
-                             layout="constrained", squeeze=False, sharey=sharey)
+    fig = pyplot().figure(figsize=(_inches(panel[0] * ncols), _inches(panel[1] * nrows)))
+    grid = fig.subplots(nrows, ncols, squeeze=False, sharey=sharey, sharex=sharex)
     flat = list(grid.ravel())
     for extra in flat[n:]:
         extra.set_visible(False)
     return fig, flat[:n]
+
+
+# ----------------------------------------------------------------------------- fixed layout
+#
+# A figure made here gets a fixed layout: margins in inches worked out from the font sizes of
+# what sits around its axes (tick labels, axis labels, titles, a colour bar, a legend) and
+# set once (``subplots_adjust``). Matplotlib's constrained or tight layout measures every
+# text at each draw, which takes about as long as the draw itself (issue 17: a run's plots
+# made cheaply); what the figure shows is the same.
+
+#: Blank space at a figure's edges (inches).
+EDGE = 0.06
+#: The height of a line of text, in multiples of its font size.
+LINE_SPACING = 1.25
+#: The width of a digit in DejaVu Sans (matplotlib's default font), in ems; a minus sign
+#: (U+2212) is 0.84 em, a letter about 0.6 em on average.
+DIGIT_EM = 0.64
+MINUS_EM = 0.84
+LETTER_EM = 0.6
+#: What tick labels of 0..100 take (three digits), and of -100..100 (a minus and three).
+PERCENT_EM = 3 * DIGIT_EM
+SIGNED_PERCENT_EM = MINUS_EM + 3 * DIGIT_EM
+#: The space right of axes whose last tick label may reach past them (inches), and right of
+#: a colour bar's ticks and label.
+RIGHT = 0.2
+COLORBAR_RIGHT = EDGE + (PERCENT_EM * 10 + 3.5 + 3.5 + 4 + 10 * LINE_SPACING) / 72 + 0.05
+
+
+def _points(size: Any) -> float:
+    """A font size in points (``"large"`` and the like resolved against ``font.size``)."""
+    from matplotlib.font_manager import FontProperties
+
+    return float(FontProperties(size=size).get_size_in_points())
+
+
+def _text_in(text: Any, pad_points: float = 0.0) -> float:
+    """The height (inches) of a Text (axis label, title) and the pad before it; 0 if empty."""
+    s = text.get_text()
+    if not s:
+        return 0.0
+    return (s.count("\n") + 1) * text.get_fontsize() * LINE_SPACING / 72 + pad_points / 72
+
+
+def _tick_in(axis: str, em: float | None = None, tall: bool = False) -> float:
+    """What the tick marks and labels of an ``axis`` ("x" or "y") take out of the axes
+    (inches): the tick length and pad, and the labels' height (x; ``tall``: powers of ten)
+    or width (y: ``em`` ems)."""
+    import matplotlib
+
+    rc = matplotlib.rcParams
+    size = _points(rc[f"{axis}tick.labelsize"])
+    extent = size * (em if em is not None else LINE_SPACING * (1.4 if tall else 1.0))
+    return (rc[f"{axis}tick.major.size"] + rc[f"{axis}tick.major.pad"] + extent) / 72
+
+
+def _title_in(ax: Axes) -> float:
+    import matplotlib
+
+    return _text_in(ax.title, matplotlib.rcParams["axes.titlepad"])
+
+
+def _label_in(label: Any) -> float:
+    import matplotlib
+
+    return _text_in(label, matplotlib.rcParams["axes.labelpad"])
+
+
+def _place(fig: Figure, nrows: int, ncols: int, left: float, right: float, bottom: float,
+           top: float, wspace: float = 0.0, hspace: float = 0.0) -> None:
+    """Set the figure's grid of axes from margins and gaps in inches (each axes keeps at
+    least a tenth of an inch)."""
+    width, height = fig.get_size_inches()
+    axes_w = max((width - left - right - wspace * (ncols - 1)) / ncols, 0.1)
+    axes_h = max((height - bottom - top - hspace * (nrows - 1)) / nrows, 0.1)
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height,
+                        top=1 - top / height, wspace=wspace / axes_w, hspace=hspace / axes_h)
+
+
+def _fit(fig: Figure, ax: Axes, tick_em: float = PERCENT_EM, right: float = RIGHT,
+         tall_x: bool = False) -> None:
+    """The fixed layout of a figure with one axes: room for its y tick labels (``tick_em``
+    ems wide) and label, x tick labels (``tall_x``: powers of ten) and label, its title,
+    and ``right`` inches on the right (a colour bar's, a legend's)."""
+    left = EDGE + _label_in(ax.yaxis.label) + _tick_in("y", tick_em)
+    bottom = EDGE + _label_in(ax.xaxis.label) + _tick_in("x", tall=tall_x)
+    _place(fig, 1, 1, left, right, bottom, EDGE + _title_in(ax))
+
+
+def _suptitle(fig: Figure, text: str, fontsize: float) -> float:
+    """Set the figure's title (the figure widened to hold its longest line, up to
+    :data:`MAX_INCHES`); return the height it takes (inches)."""
+    widest = max(len(line) for line in text.split("\n")) * LETTER_EM * fontsize / 72 + 2 * EDGE
+    if widest > fig.get_figwidth():
+        fig.set_figwidth(_inches(widest))
+    fig.suptitle(text, fontsize=fontsize, y=1 - EDGE / fig.get_size_inches()[1], va="top")
+    return (text.count("\n") + 1) * fontsize * LINE_SPACING / 72 + 0.06
+
+
+def _bottom_legend(fig: Figure, ncol: int, fontsize: float = 8) -> float:
+    """A figure legend of every labelled line, centred at the bottom edge; return the height
+    it takes (inches)."""
+    handles, labels = [], []
+    for a in fig.axes:
+        for h, label in zip(*a.get_legend_handles_labels(), strict=True):
+            handles.append(h)
+            labels.append(label)
+    if not handles:
+        return 0.0
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=fontsize,
+               bbox_to_anchor=(0.5, EDGE / fig.get_size_inches()[1]), borderaxespad=0)
+    rows = -(-len(handles) // ncol)
+    return (rows * LINE_SPACING + (rows - 1) * 0.5 + 0.8) * fontsize / 72 + 0.1
+
+
+def _fit_grid(fig: Figure, axes: Sequence[Axes], ncols: int, top: float = 0.0,
+              bottom: float = 0.0, right: float = RIGHT, tick_em: float = PERCENT_EM,
+              inner_y: bool = False, inner_x: bool = True) -> None:
+    """The fixed layout of a grid of panels (``axes`` in rows of ``ncols``): ``top`` and
+    ``bottom`` inches taken by a figure title and legend, room for each panel's title,
+    x tick labels (on every row, or only the last, ``inner_x = False``) and labels, y tick
+    labels (``tick_em`` ems; on every column with ``inner_y``, else only the first) and
+    labels, and ``right`` inches on the right."""
+    nrows = math.ceil(len(axes) / ncols)
+    rows = [list(axes[r * ncols:(r + 1) * ncols]) for r in range(nrows)]
+    title = max((_title_in(a) for a in axes), default=0.0)
+    ylabel = max((_label_in(a.yaxis.label) for a in axes), default=0.0)
+    upper_xlabel = max((_label_in(a.xaxis.label) for row in rows[:-1] for a in row),
+                       default=0.0)
+    xlabel = max((_label_in(a.xaxis.label) for a in axes), default=0.0)
+    left = EDGE + ylabel + _tick_in("y", tick_em)
+    wspace = 0.12 + (ylabel + _tick_in("y", tick_em) if inner_y else ylabel)
+    hspace = 0.1 + title + upper_xlabel + (_tick_in("x") if inner_x else 0.0)
+    _place(fig, nrows, ncols, left, right, EDGE + bottom + xlabel + _tick_in("x"),
+           EDGE + top + title, wspace, hspace)
 
 
 #: One marker per strategy, so that lines stay apart in greyscale and where they overlap.
@@ -154,22 +297,38 @@ def marker(i: int) -> str:
 def _mean_band(
     values: np.ndarray, band: str = "ci95", bounds: tuple[float, float] | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Column means of ``values`` (seeds x points) and the band around them: the 95%
-    confidence interval of the mean (Student's t, ``ci95``) or +- one standard deviation
-    (``std``), clipped to ``bounds`` (what the quantity can take, e.g. [0, 100] for an
-    accuracy in percent; see :func:`lifelong_kd.stats.clip_interval`). The band is nan with
-    one seed."""
-    mean = values.mean(axis=0)
-    if len(values) < 2:
-        nan = np.full_like(mean, np.nan)
-        return mean, nan, nan
+    """Column means of ``values`` (seeds x points; nan: a seed without the point) over the
+    seeds that have each point, and the band around them: the 95% confidence interval of the
+    mean (Student's t, ``ci95``: mean +- t_{0.975, n-1} s / sqrt(n), as
+    :func:`lifelong_kd.stats.mean_ci`) or +- one standard deviation (``std``), s the sample
+    standard deviation (ddof = 1) of the column's n values, clipped to ``bounds`` (what the
+    quantity can take, e.g. [0, 100] for an accuracy in percent; see
+    :func:`lifelong_kd.stats.clip_interval`). The band is nan with one seed (n < 2); every
+    column is done at once (one t quantile per n)."""
+    values = np.asarray(values, dtype=float)
+    if values.ndim == 1:
+        values = values[None, :]
+    have = ~np.isnan(values)
+    n = have.sum(axis=0)
+    total = np.where(have, values, 0.0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / n
+        squares = np.where(have, (values - mean) ** 2, 0.0).sum(axis=0)
+        sd = np.sqrt(squares / (n - 1))
+    nan = np.full_like(mean, np.nan)
+    if len(values) < 2 or not (n >= 2).any():
+        return mean, nan, nan.copy()
     if band == "std":
-        sd = values.std(axis=0, ddof=1)
-        lo, hi = mean - sd, mean + sd
+        half = sd
     else:
-        from .stats import mean_ci
+        from .stats import LEVEL, t_quantile
 
-        lo, hi = np.transpose([mean_ci(values[:, k])[1:] for k in range(values.shape[1])])
+        t = np.full(mean.shape, np.nan)
+        for k in np.unique(n[n >= 2]):
+            t[n == k] = t_quantile((1 + LEVEL) / 2, int(k) - 1)
+        half = t * sd / np.sqrt(np.maximum(n, 1))
+    half = np.where(n >= 2, half, np.nan)
+    lo, hi = mean - half, mean + half
     if bounds is not None:
         lo, hi = np.clip(lo, *bounds), np.clip(hi, *bounds)
     return mean, lo, hi
@@ -188,6 +347,7 @@ def plot_accuracy_matrix(
     nothing) are left blank."""
     m = np.asarray(matrix, dtype=float) * 100.0
     rows, cols = m.shape
+    own = ax is None
     fig, ax = _axes(ax, (0.6 * cols + 2.5, 0.5 * rows + 2.0))
     im = ax.imshow(m, cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto",
                    interpolation="nearest")
@@ -201,6 +361,8 @@ def plot_accuracy_matrix(
     _task_ticks(ax, cols, "x", first=0, at_most=8)
     _task_ticks(ax, rows, "y", first=0, at_most=8)
     ax.set_title(title or "accuracy matrix (%)")
+    if own:
+        _fit(fig, ax, DIGIT_EM * len(str(rows)), COLORBAR_RIGHT if colorbar else RIGHT)
     if colorbar:
         fig.colorbar(im, ax=ax, label="accuracy (%)")
     return fig
@@ -216,15 +378,22 @@ def plot_accuracy_matrices(
     n = len(matrices)
     t = max((len(np.asarray(m)) for m in matrices.values()), default=1)
     side = min(0.45 * t + 1.6, 4.5)
+    own = ax is None
     fig, axes = _panels(ax, n, 4, (side, side), sharey=False)
     for a, (name, m) in zip(axes, matrices.items(), strict=True):
         plot_accuracy_matrix(m, ax=a, title=name, colorbar=False)
     for a in axes[1:]:
         a.set_ylabel("")
+    top = 0.0
+    if title and own:
+        top = _suptitle(fig, title, _points("large"))
+    elif title:
+        fig.suptitle(title)
+    if own:
+        _fit_grid(fig, axes, max(1, min(4, n)), top=top, right=COLORBAR_RIGHT,
+                  tick_em=DIGIT_EM * len(str(t)), inner_y=True)
     if axes:
         fig.colorbar(axes[0].images[0], ax=axes, label="accuracy (%)", shrink=0.8)
-    if title:
-        fig.suptitle(title)
     return fig
 
 
@@ -235,6 +404,7 @@ def plot_task_accuracies(
     (at most :data:`MAX_LINES` tasks, spread over the stream; the title names them)."""
     m = np.asarray(matrix, dtype=float) * 100.0
     shown = shown_tasks(m.shape[1], MAX_LINES)
+    own = ax is None
     fig, ax = _axes(ax, (5.0 if len(shown) == m.shape[1] else 6.5, 4.0))
     x = np.arange(1, m.shape[0] + 1)
     for k, j in enumerate(shown):
@@ -250,6 +420,8 @@ def plot_task_accuracies(
     ax.set_title(title, fontsize=10 if len(shown) == m.shape[1] else 8)
     if shown:
         ax.legend(fontsize=7, ncol=2)
+    if own:
+        _fit(fig, ax)
     return fig
 
 
@@ -270,6 +442,7 @@ def plot_task_accuracies_by_strategy(
     data = {name: np.asarray(ms, dtype=float) * 100.0 for name, ms in matrices.items()}
     t = max((d.shape[1] for d in data.values()), default=1)
     shown = shown_tasks(t, MAX_PANELS)
+    own = ax is None
     fig, axes = _panels(ax, len(shown), 5, (2.6, 2.3))
     ncols = min(5, len(shown))
     for k, (j, a) in enumerate(zip(shown, axes, strict=True)):
@@ -291,13 +464,17 @@ def plot_task_accuracies_by_strategy(
             a.set_xlabel("tasks trained")
         if ax is not None or k % ncols == 0:
             a.set_ylabel("accuracy (%)")
-    if axes:
-        fig.legend(loc="outside lower center", ncol=min(len(data), 4), fontsize=8)
     title = title or (f"accuracy on each task over the stream (band: {_band_label(band)} "
                       "over seeds)")
     if len(shown) < t:
         title += "\n" + _left_out(shown, t, "panels")
-    fig.suptitle(title, fontsize=10)
+    if not own:
+        if axes:
+            fig.legend(loc="outside lower center", ncol=min(len(data), 4), fontsize=8)
+        fig.suptitle(title, fontsize=10)
+        return fig
+    legend = _bottom_legend(fig, min(len(data), 4)) if axes else 0.0
+    _fit_grid(fig, axes, ncols, top=_suptitle(fig, title, 10), bottom=legend)
     return fig
 
 
@@ -321,6 +498,7 @@ def plot_average_accuracy(
     (van de Ven, Tuytelaars & Tolias 2022, "Three types of incremental learning"), clipped
     to [0, 100].
     """
+    own = ax is None
     fig, ax = _axes(ax, (6.0, 4.0))
     longest = 1
     for i, (name, per_seed) in enumerate(curves.items()):
@@ -338,7 +516,9 @@ def plot_average_accuracy(
     ax.set_ylim(0, 101)
     ax.set_title(title or f"average accuracy (band: {_band_label(band)} over seeds)",
                  fontsize=10)
-    _legend(ax, fontsize=8)
+    beside = _legend(ax, fontsize=8)
+    if own:
+        _fit(fig, ax, right=RIGHT + beside)
     return fig
 
 
@@ -355,6 +535,7 @@ def plot_forgetting(
     ``per_task`` maps a strategy to its per-seed vectors (see
     :func:`lifelong_kd.metrics.per_task_forgetting`), for tasks 1 .. T-1.
     """
+    own = ax is None
     fig, ax = _axes(ax, (6.0, 4.0))
     names = list(per_task)
     width = 0.8 / max(len(names), 1)
@@ -385,8 +566,190 @@ def plot_forgetting(
     ax.set_title(title or "forgetting per task (Chaudhry et al. 2018; "
                           f"{what}: {_band_label(band)})", fontsize=10)
     ax.axhline(0, color="black", linewidth=0.5)
-    if names:
-        _legend(ax, fontsize=8)
+    beside = _legend(ax, fontsize=8) if names else 0.0
+    if own:
+        _fit(fig, ax, SIGNED_PERCENT_EM, RIGHT + beside)
+    return fig
+
+
+# ----------------------------------------------------------------------------- curves
+#
+# Continual evaluation (De Lange, van de Ven & Tuytelaars 2023, "Continual evaluation for
+# lifelong learning: identifying the stability gap", ICLR): a run trained with
+# ``train.eval_every > 0`` records ``result["curves"]``, rows [step, trained, evaluated,
+# accuracy] (the run's optimiser steps so far, the task being trained, the task evaluated,
+# its accuracy in [0, 1]) in time order; ``result["continual"]`` holds their metrics.
+
+#: A run's curves: rows ``[step, trained, evaluated, accuracy]``.
+Curves = Sequence[Sequence[float]]
+#: At most this many per-task panels (one per task evaluated) in a curves figure.
+MAX_CURVE_PANELS = 5
+#: At most this many task switches get a vertical line in a curves figure.
+MAX_SWITCHES = 20
+#: The figures of the curves: ``run_plots`` draws the first for a run with curves,
+#: ``comparison_plots`` both when some run has curves.
+CURVE_PLOTS = ("curves", "stability_gap")
+
+
+def task_switches(curves: Curves) -> dict[int, int]:
+    """Task k (k >= 1) -> the step of its first evaluation (its start point, before its
+    first step): where the curves switch from task k-1 to task k."""
+    out: dict[int, int] = {}
+    for row in curves:
+        trained = int(row[1])
+        if trained >= 1 and trained not in out:
+            out[trained] = int(row[0])
+    return out
+
+
+def align_curves(per_seed: Sequence[Curves], task: int) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, accuracies) of ``task`` over the seeds' curves, aligned on step.
+
+    A column per evaluation of ``task`` that some seed has, keyed by (task trained, step,
+    occurrence), in time order: the end point of task k-1 and the start point of task k
+    share their step but stay two columns (the strategy's after_task / before_task ran
+    between them), and a repeated evaluation at one step keeps its place. ``steps`` holds
+    each column's step; ``accuracies`` (seeds x columns, in percent) is nan where a seed has
+    no such evaluation (seeds whose configurations match share their steps, so there is
+    none)."""
+    keyed: list[dict[tuple[int, int, int], float]] = []
+    for rows in per_seed:
+        seen: dict[tuple[int, int], int] = {}
+        points: dict[tuple[int, int, int], float] = {}
+        for row in rows:
+            if int(row[2]) != task:
+                continue
+            base = (int(row[1]), int(row[0]))
+            occurrence = seen.get(base, 0)
+            seen[base] = occurrence + 1
+            points[(*base, occurrence)] = 100.0 * float(row[3])
+        keyed.append(points)
+    keys = sorted(set().union(*keyed))
+    steps = np.array([k[1] for k in keys], dtype=float)
+    values = np.array([[p.get(k, np.nan) for k in keys] for p in keyed],
+                      dtype=float).reshape(len(keyed), len(keys))
+    return steps, values
+
+
+def plot_curves(
+    curves: Mapping[str, Sequence[Curves]], ax: Sequence[Axes] | None = None, title: str = "",
+    band: str = "ci95",
+) -> Figure:
+    """Each task's accuracy against the training step, across task boundaries (De Lange et
+    al. 2023, figure 1): one panel per task evaluated (at most :data:`MAX_CURVE_PANELS`,
+    spread over the stream; the title names them), the strategies overlaid.
+
+    ``curves`` maps a strategy to its per-seed curves (``result["curves"]``). A strategy's
+    line is the mean over seeds at each evaluation (:func:`align_curves`), with a band (95%
+    confidence interval of the mean, or +- one standard deviation with ``band = "std"``,
+    clipped to [0, 100]; none with one seed). Vertical lines mark the task switches (the
+    start point of each task k >= 1, :func:`task_switches`): grey and dashed where every
+    strategy switches at that step, dotted in a strategy's colour where only some do (their
+    phases take different numbers of steps); at most :data:`MAX_SWITCHES` of them (spread
+    over the stream). ``ax``, when given, is a sequence of one axes per panel.
+    """
+    runs = {name: [c for c in per_seed if c] for name, per_seed in curves.items()}
+    runs = {name: per_seed for name, per_seed in runs.items() if per_seed}
+    rows = [row for per_seed in runs.values() for c in per_seed for row in c]
+    t = max((int(row[2]) for row in rows), default=0) + 1
+    last = max((float(row[0]) for row in rows), default=0.0)
+    shown = shown_tasks(t, MAX_CURVE_PANELS)
+    own = ax is None
+    fig, axes = _panels(ax, len(shown), 1, (8.0, 1.9), sharex=True)
+    owners: dict[tuple[int, int], set[int]] = {}
+    for i, per_seed in enumerate(runs.values()):
+        for c in per_seed:
+            for k, step in task_switches(c).items():
+                owners.setdefault((k, step), set()).add(i)
+    switched = sorted({k for k, _ in owners})
+    kept = {switched[j] for j in shown_tasks(len(switched), MAX_SWITCHES)}
+    labelled: set[str] = set()
+    for p, (j, a) in enumerate(zip(shown, axes, strict=True)):
+        for (k, step), who in sorted(owners.items()):
+            if k not in kept:
+                continue
+            every = len(who) == len(runs)
+            a.axvline(step, color="0.55" if every else colour(min(who)), linewidth=0.8,
+                      linestyle="--" if every else ":", zorder=1)
+        for i, (name, per_seed) in enumerate(runs.items()):
+            steps, values = align_curves(per_seed, j)
+            if not len(steps):
+                continue
+            mean, lo, hi = _mean_band(values, band, ACCURACY_BOUNDS)
+            label = f"{name} (n={len(per_seed)})"
+            a.plot(steps, mean, color=colour(i), marker=marker(i), ms=3, linewidth=1.2,
+                   markevery=0.08, zorder=3,
+                   label=label if label not in labelled else None)
+            labelled.add(label)
+            if len(per_seed) > 1:
+                a.fill_between(steps, lo, hi, color=colour(i), alpha=0.2, linewidth=0)
+        a.set_title(f"task {j + 1}", fontsize=9)
+        a.set_ylim(0, 101)
+        a.set_xlim(0, max(last, 1.0))
+        a.set_ylabel("accuracy (%)")
+        if ax is not None or p == len(shown) - 1:
+            a.set_xlabel("training step (optimiser steps)")
+    title = title or (f"accuracy on each task during training (band: {_band_label(band)} "
+                      "over seeds; dashed: task switches)")
+    if len(shown) < t:
+        title += "\n" + _left_out(shown, t, "panels")
+    if any(len(who) < len(runs) for (k, _), who in owners.items() if k in kept):
+        title += "\ndotted: a task switch of some strategies only, in their colour"
+    if len(kept) < len(switched):
+        title += f"\nlines for {len(kept)} of {len(switched)} task switches"
+    if not own:
+        if labelled:
+            fig.legend(loc="outside lower center", ncol=min(len(runs), 4), fontsize=8)
+        fig.suptitle(title, fontsize=10)
+        return fig
+    legend = _bottom_legend(fig, min(len(runs), 4)) if labelled else 0.0
+    _fit_grid(fig, axes, 1, top=_suptitle(fig, title, 10), bottom=legend, inner_x=False)
+    return fig
+
+
+def plot_stability_gap(
+    depths: Mapping[str, Sequence[float | None]], ax: Axes | None = None, title: str = "",
+) -> Figure:
+    """The depth of the stability gap per strategy (``result["continual"]["gap_depth"]``:
+    the mean over task switches of the earlier tasks' mean drop from the new task's start
+    point to their lowest accuracy during its training; De Lange et al. 2023, section 4), in
+    percentage points, as a dot chart: one row per strategy, each seed a small hollow dot,
+    the mean a filled one with the 95% confidence interval of the mean as error bars
+    (:func:`lifelong_kd.stats.describe`, clipped to [0, 100]; none with one seed).
+
+    ``depths`` maps a strategy to its per-seed depths in [0, 1]; None or nan (undefined: no
+    switch with an earlier task) are left out of its n.
+    """
+    from .stats import describe
+
+    names = list(depths)
+    values = {name: [100.0 * float(d) for d in depths[name]
+                     if d is not None and not math.isnan(float(d))] for name in names}
+    stats = {name: describe(values[name], bounds=ACCURACY_BOUNDS) for name in names}
+    labels = [f"{name} (n={stats[name]['n']})" for name in names]
+    widest = max((len(label) for label in labels), default=0) * LETTER_EM
+    own = ax is None
+    fig, ax = _axes(ax, (5.5 + widest * 10 / 72, 1.5 + 0.32 * max(len(names), 1)))
+    for i, name in enumerate(names):
+        y = len(names) - 1 - i
+        d = stats[name]
+        if not values[name]:
+            continue
+        ax.plot(values[name], [y] * len(values[name]), linestyle="none", marker=marker(i),
+                ms=4, mfc="none", color=colour(i), alpha=0.7, label="_nolegend_")
+        err = (None if math.isnan(d["ci_low"])
+               else [[d["mean"] - d["ci_low"]], [d["ci_high"] - d["mean"]]])
+        ax.errorbar([d["mean"]], [y], xerr=err, fmt=marker(i), ms=7, color=colour(i),
+                    capsize=3, elinewidth=1.0, label="_nolegend_")
+    ax.set_yticks(range(len(names)), labels[::-1])
+    ax.set_ylim(-0.6, len(names) - 0.4)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("stability-gap depth (percentage points)")
+    ax.set_title(title or "stability-gap depth (De Lange et al. 2023), mean over task "
+                          "switches\nhollow: seeds; error bars: 95% CI over seeds",
+                 fontsize=10)
+    if own:
+        _fit(fig, ax, widest)
     return fig
 
 
@@ -453,6 +816,7 @@ def plot_accuracy_vs_cost(
     """
     from .stats import describe
 
+    own = ax is None
     fig, ax = _axes(ax, (7.0, 4.8))
     shown = [p for p in points if p.x > 0 and math.isfinite(p.x)
              and any(not math.isnan(a) for a in p.accuracies)]
@@ -503,8 +867,9 @@ def plot_accuracy_vs_cost(
     ax.set_ylim(0, 101)
     ax.set_title(title or f"accuracy against {x_label} (error bars: 95% CI over seeds)",
                  fontsize=10)
-    if shown:
-        _legend(ax, fontsize=7)
+    beside = _legend(ax, fontsize=7) if shown else 0.0
+    if own:
+        _fit(fig, ax, right=RIGHT + beside, tall_x=True)
     return fig
 
 
@@ -555,7 +920,8 @@ def mask_rows(matrix: Sequence[Sequence[float]], strategy: Mapping[str, Any],
 
 
 def run_plots(result: dict, out_dir: Path, formats: Sequence[str] = ("png",)) -> list[Path]:
-    """The plots of one run: matrix heatmap, per-task accuracies, average accuracy, forgetting.
+    """The plots of one run: matrix heatmap, per-task accuracies, average accuracy, forgetting,
+    and for a run with curves (``train.eval_every > 0``) ``curves`` (:func:`plot_curves`).
 
     ``result`` is checked first (:func:`lifelong_kd.results.validate_result`: a UserError
     naming ``out_dir/result.json`` when it is not a well-formed result). Rows that mean
@@ -594,6 +960,12 @@ def run_plots(result: dict, out_dir: Path, formats: Sequence[str] = ("png",)) ->
             forgetting = next(iter(matrix_kinds(result).values())).per_task_forgetting
             paths += save(plot_forgetting({name: [forgetting]}), out_dir / "forgetting",
                           formats)
+        curves = result.get("curves")
+        if curves:
+            paths += save(plot_curves({name: [curves]},
+                                      title=f"{name}: accuracy on each task during training "
+                                            "(dashed: task switches)"),
+                          out_dir / CURVE_PLOTS[0], formats)
     return paths
 
 
@@ -610,7 +982,10 @@ def comparison_plots(
     forgetting bars). When some run records its model's costs (``costs.model``):
     ``accuracy_vs_parameters`` and ``accuracy_vs_flops`` (:func:`plot_accuracy_vs_cost`,
     each variant's final average accuracy against its parameters or FLOPs per example, and
-    the teachers of those with a teacher block as hollow points). What each figure draws is
+    the teachers of those with a teacher block as hollow points). When some run has curves
+    (``train.eval_every > 0``): ``curves`` (:func:`plot_curves`, each task's accuracy against
+    the training step, variants overlaid) and ``stability_gap`` (:func:`plot_stability_gap`,
+    each variant's gap depth), from the runs with curves. What each figure draws is
     bounded whatever the number of tasks; one figure exists at a time, closed after saving,
     also on an error. No ``formats``: no plots."""
     from .aggregate import finished_runs, has_model_costs
@@ -642,6 +1017,29 @@ def comparison_plots(
             if has_model_costs(run.result for run in runs):
                 paths += _cost_plots(runs, kind, kind == kinds[0], len(kinds) > 1,
                                      Path(out_dir), formats)
+        if any(run.result.get("curves") for run in runs):
+            paths += _curve_plots(runs, Path(out_dir), formats)
+    return paths
+
+
+def _curve_plots(runs: Sequence[Any], out_dir: Path, formats: Sequence[str]) -> list[Path]:
+    """The curve plots of a comparison (see :func:`comparison_plots`): the variants' curves
+    and their gap depths (:func:`lifelong_kd.aggregate.continual_values`: nan for a run whose
+    curves mean nothing before its last task), from the runs that have curves."""
+    from .aggregate import continual_values
+
+    curves: dict[str, list[Curves]] = {}
+    depths: dict[str, list[float]] = {}
+    for run in runs:
+        if not run.result.get("curves"):
+            continue
+        curves.setdefault(run.label, []).append(run.result["curves"])
+        depths.setdefault(run.label, []).append(
+            continual_values(run.result).get("gap_depth", math.nan))
+    title = ("accuracy on each task during training (band: 95% CI over seeds; dashed: task "
+             "switches)")
+    paths = save(plot_curves(curves, title=title), out_dir / CURVE_PLOTS[0], formats)
+    paths += save(plot_stability_gap(depths), out_dir / CURVE_PLOTS[1], formats)
     return paths
 
 
