@@ -282,14 +282,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from .plots import comparison_plots, run_plots
-    from .results import find_results, read_result
+    from .results import find_results, load_result
     from .runs import locked
 
     folder = args.result_dir
     # not while a run or compare writes there (a folder that is not there is reported below)
     with locked(folder) if folder.is_dir() else contextlib.nullcontext():
         if (folder / "result.json").is_file():
-            paths = run_plots(read_result(folder), folder, tuple(args.formats or ("png",)))
+            paths = run_plots(load_result(folder), folder, tuple(args.formats or ("png",)))
         else:
             runs, _ = find_results([folder])
             paths = comparison_plots([r for _, r in runs], folder, tuple(args.formats or

@@ -807,6 +807,12 @@ _PLOT_CAPTIONS = {
                      "strategies overlaid, bands: 95% confidence interval over seeds.",
     "forgetting": "Forgetting per task (Chaudhry et al. 2018: best earlier accuracy minus "
                   "final), mean over seeds with 95% confidence intervals.",
+    "curves": "Continual evaluation (train.eval_every): each earlier task's accuracy on its test "
+              "subset against the optimiser step, across task boundaries (dashed: task "
+              "switches); line: mean over seeds, band: 95% confidence interval.",
+    "stability_gap": "Depth of the stability gap (mean over task switches of the earlier "
+                     "tasks' drop after the switch; De Lange et al. 2023), per strategy: each "
+                     "seed hollow, the mean with its 95% confidence interval.",
     "accuracy_vs_parameters": "Final average accuracy against the model's parameters (log "
                               "scale), one point per variant: mean over seeds with its 95% "
                               "confidence interval; hollow points: the variants' own "

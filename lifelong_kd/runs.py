@@ -97,9 +97,11 @@ LOCK = ".lifelong-kd.lock"
 PLOT_FORMATS = ("png", "svg", "pdf")
 #: The plots of one run (plots.run_plots) and of a comparison (plots.comparison_plots, each
 #: also with a matrix-kind suffix in class-il).
-RUN_PLOTS = ("accuracy_matrix", "task_accuracy", "average_accuracy", "forgetting")
-#: (``plots.COST_PLOTS`` are the last two; a test keeps them in step.)
+RUN_PLOTS = ("accuracy_matrix", "task_accuracy", "average_accuracy", "forgetting", "curves")
+#: (``plots.CURVE_PLOTS``, made when the runs have curves, then ``plots.COST_PLOTS``, the last
+#: two; a test keeps them in step.)
 COMPARISON_PLOTS = ("accuracy_matrices", "average_accuracy", "task_accuracy", "forgetting",
+                    "curves", "stability_gap",
                     "accuracy_vs_parameters", "accuracy_vs_flops")
 MATRIX_KIND_SUFFIXES = ("", "_task_aware", "_task_agnostic")
 #: The formats of a comparison's plots (``RunOptions.plots = False``: none).

@@ -540,8 +540,9 @@ def test_a_failed_data_load_leaves_no_folder(tmp_path, capsys):
 
 
 def test_every_comparison_plot_is_an_output_force_removes():
-    from lifelong_kd.plots import COST_PLOTS
+    from lifelong_kd.plots import COST_PLOTS, CURVE_PLOTS
 
     assert set(COST_PLOTS) <= set(runs.COMPARISON_PLOTS)
+    assert set(CURVE_PLOTS) <= set(runs.COMPARISON_PLOTS) and "curves" in runs.RUN_PLOTS
     names = runs.comparison_output_names()
     assert {"accuracy_vs_parameters_task_aware.svg", "accuracy_vs_flops.png"} <= set(names)
