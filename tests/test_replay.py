@@ -322,8 +322,9 @@ def test_runs_recorded_before_the_memory_section_keep_their_identity():
     # and a configuration built today without memory settings hashes as it did before
     config = build_config("split-digits", "naive").to_dict()
     old_style = {k: v for k, v in config.items() if k not in ("memory", "teacher")}
-    old_style["strategy"] = {k: v for k, v in config["strategy"].items()
-                             if f"strategy.{k}" not in ADDED_KEYS}
+    for section in ("strategy", "train"):  # the keys added to them since
+        old_style[section] = {k: v for k, v in config[section].items()
+                              if f"{section}.{k}" not in ADDED_KEYS}
     assert run_identity(config).config_hash == hash_before_memory(old_style)
 
 
