@@ -425,6 +425,21 @@ def plot_task_accuracies(
     return fig
 
 
+def _finish_panels(fig: Figure, axes: Sequence[Axes], own: bool, legend: bool, n: int,
+                   title: str, ncols: int, inner_x: bool = True) -> Figure:
+    """Title and legend (``n`` entries, at most 4 a row, below the panels when ``legend``) of
+    a figure of panels: laid out by :func:`_fit_grid` when this module made the figure
+    (``own``), else left to the figure's own layout engine."""
+    if not own:
+        if legend:
+            fig.legend(loc="outside lower center", ncol=min(n, 4), fontsize=8)
+        fig.suptitle(title, fontsize=10)
+        return fig
+    bottom = _bottom_legend(fig, min(n, 4)) if legend else 0.0
+    _fit_grid(fig, axes, ncols, top=_suptitle(fig, title, 10), bottom=bottom, inner_x=inner_x)
+    return fig
+
+
 def plot_task_accuracies_by_strategy(
     matrices: Mapping[str, Sequence[Sequence[Sequence[float]]]],
     ax: Sequence[Axes] | None = None,
@@ -468,14 +483,7 @@ def plot_task_accuracies_by_strategy(
                       "over seeds)")
     if len(shown) < t:
         title += "\n" + _left_out(shown, t, "panels")
-    if not own:
-        if axes:
-            fig.legend(loc="outside lower center", ncol=min(len(data), 4), fontsize=8)
-        fig.suptitle(title, fontsize=10)
-        return fig
-    legend = _bottom_legend(fig, min(len(data), 4)) if axes else 0.0
-    _fit_grid(fig, axes, ncols, top=_suptitle(fig, title, 10), bottom=legend)
-    return fig
+    return _finish_panels(fig, axes, own, bool(axes), len(data), title, ncols)
 
 
 def seen_average_curve(matrix: Sequence[Sequence[float]]) -> np.ndarray:
@@ -697,14 +705,7 @@ def plot_curves(
         title += "\ndotted: a task switch of some strategies only, in their colour"
     if len(kept) < len(switched):
         title += f"\nlines for {len(kept)} of {len(switched)} task switches"
-    if not own:
-        if labelled:
-            fig.legend(loc="outside lower center", ncol=min(len(runs), 4), fontsize=8)
-        fig.suptitle(title, fontsize=10)
-        return fig
-    legend = _bottom_legend(fig, min(len(runs), 4)) if labelled else 0.0
-    _fit_grid(fig, axes, 1, top=_suptitle(fig, title, 10), bottom=legend, inner_x=False)
-    return fig
+    return _finish_panels(fig, axes, own, labelled, len(runs), title, 1, inner_x=False)
 
 
 def plot_stability_gap(
