@@ -18,8 +18,9 @@ processes, Ray). Folders keep their layout, ``<out>/<strategy>/seed-<n>`` (a var
 grid: ``<out>/<strategy>/<key=value,...>/seed-<n>``), so committed results are found and
 reused.
 
-A run folder holds ``result.json``, ``accuracy_matrix.csv``, the run's plots and, while the
-run is unfinished, ``checkpoint.pt`` (saved after every task). ``resume`` continues from
+A run folder holds ``result.json``, ``accuracy_matrix.csv``, ``curves.csv`` (the continual
+evaluation, ``train.eval_every``; written with every checkpoint), the run's plots and, while
+the run is unfinished, ``checkpoint.pt`` (saved after every task). ``resume`` continues from
 that checkpoint; the finished matrix is the one an uninterrupted run gives, bit for bit on
 the CPU. SIGINT/SIGTERM stop a run cleanly after the current step (a second SIGINT exits at
 once); a NaN loss stops it as ``diverged``. Either way result.json keeps the finished rows.
@@ -35,7 +36,7 @@ Nothing is mixed or lost:
   is locked (``filelock``, a ``.lifelong-kd.lock`` file, never waited for) while a command
   works in it; a second command refuses at once.
 - ``force`` removes the outputs this project wrote in the folder before (result.json,
-  accuracy_matrix.csv, the checkpoint, the plots in every format; for a comparison its
+  accuracy_matrix.csv, curves.csv, the checkpoint, the plots in every format; for a comparison its
   report.md, CSVs and plots) and nothing else. A refused command changes nothing, and a folder
   that a failed command created (e.g. the data could not be loaded) is removed again.
 - A full disk while writing a checkpoint or result.json is one line that says the last good
