@@ -128,9 +128,9 @@ class TrainConfig:
     eval_batch_size: int = 256
     #: ``cpu``, ``cuda``, ``cuda:1``, ...
     device: str = "cpu"
-    #: Compile the model with ``torch.compile`` (its compile time counts as training time);
-    #: compiled kernels round differently, so a compiled run's numbers differ in their last
-    #: digits from an eager one's.
+    #: Compile the model's backbone and head with ``torch.compile`` (compiling happens in the
+    #: run's timed work: the first evaluation and the first steps); compiled kernels round
+    #: differently, so a compiled run's numbers differ in their last digits from an eager one's.
     compile: bool = False
     #: Continual evaluation (De Lange et al. 2023): every ``eval_every`` optimiser steps (0: off)
     #: the accuracy of every task seen so far on a fixed seeded subset of its test set, to
