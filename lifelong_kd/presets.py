@@ -464,7 +464,19 @@ def validate(config: RunConfig) -> None:
     for name in config.strategies:
         strategy_preset(name)
     strategy_preset(config.strategy.name).check(config)
+    _check_continual_evaluation(config)
     check_stream_config(config)
+
+
+def _check_continual_evaluation(config: RunConfig) -> None:
+    """``train.eval_every`` counts the steps of lifelong-kd's own training loop: an external
+    strategy (``avalanche:...``) trains in its library's loop, which has no such step."""
+    name = config.strategy.name
+    if config.train.eval_every and ":" in name:
+        raise ConfigError(f"`train.eval_every` = {config.train.eval_every} needs lifelong-kd's "
+                          f"own training loop, and `{name}` trains in its library's own loop; "
+                          "set train.eval_every = 0 for it, or use one of lifelong-kd's "
+                          "strategies (`lifelong-kd list`)")
 
 
 def _check_device(device: str) -> None:

@@ -170,3 +170,10 @@ def test_the_subsets_are_drawn_from_their_own_generator() -> None:
     assert a.rows == b.rows
     assert a.curves != b.curves
     assert torch.equal(a.generator.get_state(), b.generator.get_state())
+
+
+def test_an_external_strategy_refuses_eval_every_by_name() -> None:
+    with pytest.raises(ConfigError, match=r"`train.eval_every` = 5 needs lifelong-kd's own "
+                                          r"training loop, and `avalanche:Naive` trains"):
+        build_config("split-digits", "avalanche:Naive", parse_set(["train.eval_every=5"]))
+    build_config("split-digits", "avalanche:Naive", parse_set(["train.eval_every=0"]))
