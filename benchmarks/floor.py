@@ -6,7 +6,11 @@ floating-point work it cannot avoid does not. For each case (a preset, a strateg
 
 1. **Peak.** Measures the machine's fp32 matrix-product rate: ``torch.mm`` of two 2048 x 2048
    matrices (``2 * 2048**3`` FLOPs a call), three calls per timing, the best of five timings,
-   in GFLOP/s, on the configuration's ``train.device``.
+   in GFLOP/s, on the configuration's ``train.device``; before and after a case's timed runs
+   (the best of the two is the case's peak), and with several cases every case is measured
+   against the best peak of the whole call (:func:`with_peak`; each case's own measurements
+   are kept as ``peaks_gflops``): a shared host's rate moves, and a low measurement would
+   flatter a case's ratios (2026-12-01: 62 then 28 GFLOP/s in one call).
 2. **FLOPs.** Counts the run's FLOPs with ``torch.utils.flop_counter.FlopCounterMode`` on a
    *probe*: the run itself (the same configuration, data and ``lifelong_kd.engine.train_stream``)
    with each training phase cut to its first ``--probe-steps`` steps. A step is counted from the
@@ -572,6 +576,8 @@ def measure(name: str, case: Case, args: argparse.Namespace) -> dict[str, Any]:
                                     work / "peer") if peer_case else None
         runs, peer_runs = interleave(functools.partial(time_run, cmd, work / "run"), peer_fn,
                                      repeats)
+        # the peak again after the timed runs: the host's rate can move during a case
+        peaks = [peak, matmul_peak(device, timings=2 if args.smoke else PEAK_TIMINGS)]
     peer: dict[str, Any] | None = None
     if peer_case:
         peer = {"case": peer_case, "name": peer_name(peer_case), "runs": peer_runs,
@@ -583,9 +589,27 @@ def measure(name: str, case: Case, args: argparse.Namespace) -> dict[str, Any]:
     elif args.peer:
         peer = {"name": None, "reason": "speed_avalanche.py has no Avalanche side of this "
                                         "configuration"}
-    return summary(name, case, items, machine={**machine(), "device": str(device)}, peak=peak,
-                   counts=counts, layers=layers, runs=runs, peer=peer, smoke=args.smoke,
-                   probe_steps=args.probe_steps)
+    out = summary(name, case, items, machine={**machine(), "device": str(device)},
+                  peak=max(peaks), counts=counts, layers=layers, runs=runs, peer=peer,
+                  smoke=args.smoke, probe_steps=args.probe_steps)
+    return {**out, "peaks_gflops": peaks}
+
+
+def with_peak(r: dict[str, Any], peak: float) -> dict[str, Any]:
+    """The figures of case ``r`` against another ``peak`` (GFLOP/s): the floors scale by
+    r.peak / peak, the floor ratios and the convolutions' share of the peak by peak / r.peak
+    (and the second by r.peak / peak); the rest is unchanged. :func:`main` gives every case of
+    an invocation the best peak measured in it: the machine's rate, where one low measurement
+    (a shared host's throughput moves) would flatter a case's ratios."""
+    scale = r["peak_gflops"] / peak
+    floor = {k: v * scale for k, v in r["floor"].items()}
+    ratios = dict(r["ratios"])
+    for key in ("whole_over_floor", "train_over_train_floor", "eval_over_eval_floor"):
+        if ratios.get(key) is not None:
+            ratios[key] = ratios[key] / scale
+    conv = r.get("conv_of_peak")
+    return {**r, "peak_gflops": peak, "floor": floor, "ratios": ratios,
+            "conv_of_peak": conv * scale if conv is not None else None}
 
 
 def summary(name: str, case: Case, items: list[str], *, machine: dict[str, Any], peak: float,
@@ -865,6 +889,16 @@ def main(argv: list[str] | None = None) -> int:
     for name, case in cases.items():
         results.append(measure(name, case, args))
         report(results[-1])
+    if len(results) > 1:  # every case against the best peak of the call (with_peak)
+        best = max(r["peak_gflops"] for r in results)
+        results = [with_peak(r, best) for r in results]
+        print(f"== every case against the best peak of this call, {best:.1f} GFLOP/s "
+              f"(measured: {', '.join(f'{p:.1f}' for r in results for p in r['peaks_gflops'])})")
+        for r in results:
+            ra = r["ratios"]
+            print(f"  {r['case']}: floor {r['floor']['seconds']:.2f} s, whole / floor "
+                  f"{ra['whole_over_floor']:.2f} x, training / training floor "
+                  f"{ra['train_over_train_floor']:.2f} x")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
     if args.markdown:

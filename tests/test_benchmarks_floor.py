@@ -188,3 +188,17 @@ def test_final_accuracy_is_the_mean_of_the_last_row(tmp_path: Path) -> None:
     (tmp_path / "accuracy_matrix.csv").write_text(
         "after_task,task_0,task_1\n0,0.900000,0.100000\n1,0.800000,0.950000\n")
     assert speed_avalanche.final_accuracy(tmp_path) == pytest.approx((0.8 + 0.95) / 2)
+
+
+def test_with_peak_rescales_the_floor_and_its_ratios() -> None:
+    r = {"peak_gflops": 25.0, "floor": {"seconds": 8.0, "train_seconds": 6.0, "eval_seconds": 2.0},
+         "ratios": {"whole_over_floor": 3.0, "train_over_train_floor": 2.0,
+                    "eval_over_eval_floor": None, "peer_over_ours": 4.0},
+         "conv_of_peak": 0.9, "measured": {"whole_seconds": 24.0}}
+    s = floor.with_peak(r, 50.0)  # twice the peak: half the floor, twice its ratios
+    assert s["peak_gflops"] == 50.0
+    assert s["floor"] == {"seconds": 4.0, "train_seconds": 3.0, "eval_seconds": 1.0}
+    assert s["ratios"] == {"whole_over_floor": 6.0, "train_over_train_floor": 4.0,
+                           "eval_over_eval_floor": None, "peer_over_ours": 4.0}
+    assert s["conv_of_peak"] == pytest.approx(0.45)
+    assert s["measured"] == r["measured"] and r["peak_gflops"] == 25.0  # r is not changed
