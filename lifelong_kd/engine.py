@@ -201,6 +201,8 @@ class CurveProbe:
                                  to_device(task.test_y[idx], ctx.device)))
         #: (step, task trained, correct counts of tasks 0..trained) of the current task.
         self.pending: list[tuple[int, int, torch.Tensor]] = []
+        #: (task trained, task evaluated) -> the outputs predicted among, on the device.
+        self.masks: dict[tuple[int, int], torch.Tensor] = {}
         self.seconds = 0.0
 
     def point(self, ctx: TaskContext, trained: int) -> None:
@@ -216,7 +218,9 @@ class CurveProbe:
             counts = torch.zeros(trained + 1, dtype=torch.long, device=ctx.device)
             for j in range(trained + 1):
                 x, y = self.subsets[j]
-                mask = to_device(stream.eval_mask(trained, j), ctx.device)
+                if (trained, j) not in self.masks:
+                    self.masks[trained, j] = to_device(stream.eval_mask(trained, j), ctx.device)
+                mask = self.masks[trained, j]
                 for i in range(0, len(y), ctx.eval_batch_size):
                     logits = self.strategy.predict(ctx, x[i:i + ctx.eval_batch_size])
                     pred = logits.masked_fill(~mask, float("-inf")).argmax(dim=1)

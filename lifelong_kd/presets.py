@@ -55,6 +55,7 @@ from .data.sources import DATASET_ALIASES, DATASETS, KNOWN_INPUT_SHAPES
 from .data.streams import check_stream_config
 from .models import MODELS
 from .strategies import strategy_preset
+from .strategies.registry import FAMILIES
 
 # ------------------------------------------------------------------ finding and reading presets
 
@@ -472,7 +473,7 @@ def _check_continual_evaluation(config: RunConfig) -> None:
     """``train.eval_every`` counts the steps of lifelong-kd's own training loop: an external
     strategy (``avalanche:...``) trains in its library's loop, which has no such step."""
     name = config.strategy.name
-    if config.train.eval_every and ":" in name:
+    if config.train.eval_every and any(name.startswith(p) for p in FAMILIES):
         raise ConfigError(f"`train.eval_every` = {config.train.eval_every} needs lifelong-kd's "
                           f"own training loop, and `{name}` trains in its library's own loop; "
                           "set train.eval_every = 0 for it, or use one of lifelong-kd's "

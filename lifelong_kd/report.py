@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -584,12 +584,10 @@ def _continual_section(summary: list[dict[str, Any]], runs: Sequence[Run]) -> li
     metrics (matrix ``continual`` of the summary), each metric's mean over seeds with its
     95% interval, and what they are. Empty when no run records them."""
     cells = _cells(summary)
-    with_curves = {run.label: 0 for run in runs if continual_values(run.result)}
-    if not with_curves:
+    labels = {run.label for run in runs if continual_values(run.result)}
+    if not labels:
         return []
-    for run in runs:
-        if run.label in with_curves:
-            with_curves[run.label] += 1
+    with_curves = Counter(run.label for run in runs if run.label in labels)  # runs per variant
     every = sorted({str(run.result.get("config", {}).get("train", {}).get("eval_every"))
                     for run in runs if run.label in with_curves})
     subset = sorted({str(run.result.get("config", {}).get("train", {}).get("eval_subset"))

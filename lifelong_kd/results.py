@@ -559,9 +559,14 @@ def load_result(path: Path) -> dict[str, Any]:
     run's continual evaluation as ``curves`` when a curves.csv is beside it."""
     path = Path(path)
     file = path / RESULT if path.is_dir() else path
-    result = validate_result(read_result(file), file)
-    if (file.parent / CURVES).is_file():
-        result["curves"] = read_curves(file.parent / CURVES)
+    return attach_curves(validate_result(read_result(file), file), file.parent)
+
+
+def attach_curves(result: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``result`` with the run's continual evaluation as ``curves`` when ``folder`` holds a
+    curves.csv (:func:`read_curves`); unchanged otherwise."""
+    if (Path(folder) / CURVES).is_file():
+        result["curves"] = read_curves(Path(folder) / CURVES)
     return result
 
 

@@ -76,6 +76,7 @@ from .results import (
     RunIdentity,
     WriteError,
     atomic_path,
+    attach_curves,
     build_result,
     check_output_folder,
     curves_csv,
@@ -84,7 +85,6 @@ from .results import (
     identity_differences,
     identity_of,
     matrix_csv,
-    read_curves,
     read_result,
     run_identity,
     write_json,
@@ -589,9 +589,7 @@ def execute_held(
         check_same_data(f"the {status} run in {out_dir}", old.get("data"), full,
                         "use the same --data-dir, or --force to start again")
         if status == "finished":
-            if (out_dir / CURVES).is_file():
-                old["curves"] = read_curves(out_dir / CURVES)
-            return old
+            return attach_curves(old, out_dir)
     ds = subset(full, config.data.train_subset, config.data.test_subset)
     stream = build_stream(config, ds)
     data_info = {
