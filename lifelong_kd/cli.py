@@ -114,24 +114,6 @@ def _data_dir(args: argparse.Namespace) -> Path:
     return args.data_dir if args.data_dir is not None else default_data_dir()
 
 
-def _preload_imports() -> None:
-    """Import what a run needs later, on a daemon thread, while the run reads its data.
-
-    ``torch.optim`` imports ``torch._dynamo`` when the first optimiser is built
-    (``torch/_compile.py``), ~3 s of a CPU run's start-up; started here, that import overlaps
-    with reading and preparing the data and the first evaluation, whose work runs mostly
-    outside the GIL. The main thread's own ``import`` waits for it only if it is not done yet;
-    if the thread fails, the main thread's import repeats the work and reports any error.
-    """
-    import threading
-
-    def target() -> None:
-        with contextlib.suppress(Exception):
-            import torch._dynamo  # noqa: F401
-
-    threading.Thread(target=target, name="lifelong-kd-preload", daemon=True).start()
-
-
 def _options(args: argparse.Namespace) -> RunOptions:
     """How a run treats its folder, from the command line."""
     from .runs import RunOptions
@@ -146,7 +128,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runs import DataProvider, RunSpec, execute, run_folder, stop_on_signals
 
     config = build_config(args.benchmark, args.strategy, parse_set(args.sets), args.seed)
-    _preload_imports()
     out = args.out or run_folder(Path("runs") / config.benchmark, config.strategy.name, config.seed)
     provider = DataProvider(_data_dir(args), args.offline, progress=not args.quiet)
     with stop_on_signals() as stop:
@@ -181,7 +162,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     grid = parse_grid(args.grid)
     members = suite_members(args.benchmark)
     name = Path(args.benchmark).stem if members else benchmark_name(args.benchmark)
-    _preload_imports()
     out = args.out or Path("runs") / name
     provider = DataProvider(_data_dir(args), args.offline, progress=not args.quiet)
     options = dict(strategies=args.strategies, seeds=args.seeds, overrides=parse_set(args.sets),

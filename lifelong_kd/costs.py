@@ -34,6 +34,7 @@ Reference: ``torch/utils/flop_counter.py`` (PyTorch >= 2.1): ``FlopCounterMode``
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import statistics
 import time
@@ -42,12 +43,40 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 #: Examples of the larger latency batch (``latency_batch_256``).
 LARGE_BATCH = 256
 #: At most this many examples are run under the FLOP counter (the count is per example).
 FLOP_EXAMPLES = 8
+
+
+class _UnguardedMode(flop_counter._FlopCounterMode):
+    """The dispatch mode behind :class:`FlopCounterMode`, its ``__torch_dispatch__`` without
+    the ``torch._disable_dynamo`` guard that every ``TorchDispatchMode`` subclass gets
+    (torch/utils/_python_dispatch.py, ``__init_subclass__``): the guard imports
+    ``torch._dynamo`` on its first call, about 2 s of CPU here, and does nothing else outside
+    a compiled function (the counter runs eagerly)."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False
+
+    __torch_dispatch__ = inspect.unwrap(flop_counter._FlopCounterMode.__torch_dispatch__)
+
+
+class EagerFlopCounter(FlopCounterMode):
+    """:class:`torch.utils.flop_counter.FlopCounterMode`, the same formulas and totals,
+    without importing ``torch._dynamo`` (:class:`_UnguardedMode`); ``__enter__`` is
+    FlopCounterMode's own with that mode."""
+
+    def __enter__(self) -> EagerFlopCounter:
+        self.flop_counts.clear()
+        self.mod_tracker.__enter__()
+        self.mode = _UnguardedMode(self)
+        self.mode.__enter__()
+        return self
 
 
 def parameters(module: nn.Module) -> int:
@@ -76,7 +105,7 @@ def flops_per_example(fn: Callable[[Tensor], Tensor], x: Tensor) -> int:
     n = x.shape[0]
     if n < 1:
         raise ValueError("flops_per_example needs at least one example")
-    counter = FlopCounterMode(display=False)
+    counter = EagerFlopCounter(display=False)
     with torch.random.fork_rng(devices=_gpus(x)), torch.inference_mode(), counter:
         fn(x)
     total = counter.get_total_flops()

@@ -176,3 +176,20 @@ def test_every_model_of_the_zoo(name: str) -> None:
     assert result["flops_per_example"] > 0
     for key in ("latency_batch_1", "latency_batch_256"):
         assert result[key] > 0 and math.isfinite(result[key])
+
+
+def test_the_eager_counter_counts_as_torchs_own() -> None:
+    """EagerFlopCounter (no torch._dynamo import) gives FlopCounterMode's totals and per-op
+    counts, on a model with products, convolutions and a backward pass."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    net = ConvNet((3, 8, 8), (4, 8), 5)
+    x = torch.randn(3, 3, 8, 8)
+    counts = []
+    for counter in (FlopCounterMode(display=False), costs.EagerFlopCounter(display=False)):
+        with counter:
+            net(x).sum().backward()
+        counts.append((counter.get_total_flops(), dict(counter.get_flop_counts()["Global"])))
+    assert counts[0] == counts[1]
+    assert counts[0][0] > 0

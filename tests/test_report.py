@@ -481,6 +481,8 @@ def test_plot_regenerates_a_comparison_and_a_run(comparison: Path, tmp_path: Pat
 
 
 def test_run_does_not_import_scipy(tmp_path: Path, data_dir: Path) -> None:
+    """A run imports neither scipy nor pandas (the report's) nor torch._dynamo (about 2 s
+    here; torch.optim's guards and the FLOP counter's would import it)."""
     out = tmp_path / "run"
     code = (
         "import sys\n"
@@ -490,6 +492,7 @@ def test_run_does_not_import_scipy(tmp_path: Path, data_dir: Path) -> None:
         "assert rc == 0, rc\n"
         "assert 'scipy' not in sys.modules, 'scipy imported'\n"
         "assert 'pandas' not in sys.modules, 'pandas imported'\n"
+        "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo imported'\n"
     )
     env = {"LIFELONG_KD_DATA": str(SHARED), "MPLBACKEND": "Agg", "PATH": "/usr/bin:/bin",
            "XDG_CACHE_HOME": str(tmp_path / "cache"), "HOME": str(tmp_path)}

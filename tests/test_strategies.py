@@ -723,3 +723,42 @@ def test_every_strategy_option_is_checked_whatever_strategy_runs():
                              ("joint", "strategy.warmup_epochs", 20_000)):
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             build_config("split-digits", name, {key: value})
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_the_eager_optimisers_step_as_torchs_own(optimizer):
+    """EagerSGD / EagerAdam (make_optimizer without train.compile) take torch.optim's steps bit
+    for bit, save and load the same state, and zero the gradients alike; with train.compile
+    the plain torch.optim classes are built."""
+    from lifelong_kd.strategies.base import EagerAdam, EagerSGD, make_optimizer
+
+    config = build_config("split-digits", "naive", {"train.optimizer": optimizer,
+                                                   "train.weight_decay": 0.01})
+    compiled = build_config("split-digits", "naive", {"train.optimizer": optimizer,
+                                                     "train.compile": True})
+    eager_cls, torch_cls = ((EagerSGD, torch.optim.SGD) if optimizer == "sgd"
+                            else (EagerAdam, torch.optim.Adam))
+    assert type(make_optimizer(compiled, [torch.zeros(1, requires_grad=True)])) is torch_cls
+    finals = []
+    for cls in (eager_cls, torch_cls):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3))
+        opt = make_optimizer(config, net.parameters())
+        if cls is torch_cls:  # the same settings, through torch.optim itself
+            opt = torch_cls(net.parameters(), **opt.defaults)
+        assert type(opt) is cls
+        g = torch.Generator().manual_seed(1)
+        for _ in range(4):
+            net(torch.randn(8, 6, generator=g)).square().sum().backward()
+            opt.step()
+            opt.zero_grad()
+            assert all(p.grad is None for p in net.parameters())
+        state = opt.state_dict()
+        opt.load_state_dict(state)
+        finals.append(([p.detach().clone() for p in net.parameters()], state))
+    (eager_params, eager_state), (torch_params, torch_state) = finals
+    assert all(torch.equal(a, b) for a, b in zip(eager_params, torch_params, strict=True))
+    assert eager_state["param_groups"] == torch_state["param_groups"]
+    for i, s in torch_state["state"].items():
+        for k, v in s.items():
+            assert torch.equal(eager_state["state"][i][k], v), (i, k)

@@ -25,6 +25,7 @@ A method subclasses it, overrides the hooks it needs, and checks the options it 
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -212,19 +213,73 @@ def task_steps(train: TrainConfig, n: int) -> tuple[int, int]:
     return train.epochs, train.epochs * per_epoch
 
 
+class _Eager:
+    """torch.optim's own methods without their ``torch._dynamo`` guards, for a run that
+    compiles nothing (``train.compile = false``).
+
+    torch.optim wraps ``step`` (``_use_grad_for_differentiable``) and ``add_param_group``,
+    ``state_dict``, ``load_state_dict``, ``zero_grad`` (``torch._disable_dynamo``) in guards
+    that import ``torch._dynamo`` on their first call (torch/optim/optimizer.py), about 2 s
+    of CPU on this project's 2-core machine, so building any optimiser imported it. Outside
+    a compiled function the guards do nothing else, so these methods call the very same
+    functions (``inspect.unwrap``) with the same grad mode: the same kernels, the same
+    results bit for bit, and ``torch._dynamo`` stays unimported.
+    """
+
+    def step(self, closure: Any = None) -> Any:
+        prev = torch.is_grad_enabled()
+        try:
+            torch.set_grad_enabled(self.defaults["differentiable"])  # as _use_grad does
+            return _unwrapped(self, "step")(self, closure)
+        finally:
+            torch.set_grad_enabled(prev)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        _unwrapped(self, "add_param_group")(self, param_group)
+
+    def state_dict(self) -> dict[str, Any]:
+        return _unwrapped(self, "state_dict")(self)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        _unwrapped(self, "load_state_dict")(self, state_dict)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        _unwrapped(self, "zero_grad")(self, set_to_none)
+
+
+def _unwrapped(optimizer: Any, name: str) -> Callable[..., Any]:
+    """The torch.optim class's own method ``name`` (the class after :class:`_Eager` in
+    ``optimizer``'s method order), its wrappers removed."""
+    mro = type(optimizer).__mro__
+    base = mro[mro.index(_Eager) + 1]
+    return inspect.unwrap(getattr(base, name))
+
+
+class EagerSGD(_Eager, torch.optim.SGD):
+    """:class:`torch.optim.SGD` without the ``torch._dynamo`` import (:class:`_Eager`)."""
+
+
+class EagerAdam(_Eager, torch.optim.Adam):
+    """:class:`torch.optim.Adam` without the ``torch._dynamo`` import (:class:`_Eager`)."""
+
+
 def make_optimizer(
     config: RunConfig, params: Any, weight_decay: float | None = None
 ) -> torch.optim.Optimizer:
-    """The optimiser of ``config.train`` over ``params`` (``weight_decay`` overrides it)."""
+    """The optimiser of ``config.train`` over ``params`` (``weight_decay`` overrides it):
+    torch.optim's SGD or Adam, as :class:`EagerSGD` / :class:`EagerAdam` unless
+    ``train.compile`` (which loads ``torch._dynamo`` anyway) is on."""
     t = config.train
     wd = t.weight_decay if weight_decay is None else weight_decay
     # fused: one kernel per parameter for the whole update (CPU and CUDA): the same formula
     # to float rounding, and on a CPU faster than the per-tensor loop (Adam by far the most)
     fused = True if torch.device(t.device).type in ("cpu", "cuda") else None
     if t.optimizer == "adam":
-        return torch.optim.Adam(params, lr=t.lr, betas=(t.betas[0], t.betas[1]), weight_decay=wd,
-                                fused=fused)
-    return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=wd, fused=fused)
+        adam = torch.optim.Adam if t.compile else EagerAdam
+        return adam(params, lr=t.lr, betas=(t.betas[0], t.betas[1]), weight_decay=wd,
+                    fused=fused)
+    sgd = torch.optim.SGD if t.compile else EagerSGD
+    return sgd(params, lr=t.lr, momentum=t.momentum, weight_decay=wd, fused=fused)
 
 
 @dataclass
