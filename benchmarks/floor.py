@@ -42,7 +42,10 @@ floating-point work it cannot avoid does not. For each case (a preset, a strateg
 4. **Layers.** Times a forward + backward of the model on one training batch, and of each of its
    convolutions and linear layers alone on the input it gets there (best of several), against
    their FLOPs: the fraction of the peak the model, its convolutions and its linear layers
-   reach (a ConvNet's small convolutions do not reach a large product's rate).
+   reach (a ConvNet's small convolutions do not reach a large product's rate). The training
+   seconds over the training FLOPs done at the model's own rate (training / batch rate) say
+   what the loop, the optimiser and the rest of a step add to the kernels, whatever share of
+   the peak those reach.
 5. **The peer** (``--peer``). Times Avalanche's own strategy on the same configuration, the
    Avalanche side of ``speed_avalanche.py`` (its :func:`run_avalanche`, a whole process), in the
    same call and interleaved with ours (ours, peer, ours, peer, ...: drift on a shared machine
@@ -620,6 +623,12 @@ def summary(name: str, case: Case, items: list[str], *, machine: dict[str, Any],
 
         whole / floor,  training / training floor,  evaluation / evaluation floor,
         peer / ours = median peer whole seconds / median our whole seconds,
+        training / batch rate = training seconds / (training FLOPs / the rate of one
+                                training batch's forward + backward, ``layers["model"]``),
+
+the last one independent of the peak: how far the run's training is from its FLOPs done at
+the speed torch reaches on the model's own shapes (what is left is the loop's and the
+optimiser's own cost, not the kernels' efficiency),
 
     and the fraction of the peak the convolutions reach (their FLOPs / their seconds / peak;
     None for a model without one). ``peer``: None (not asked for), ``{"name": None, "reason":
@@ -635,6 +644,8 @@ def summary(name: str, case: Case, items: list[str], *, machine: dict[str, Any],
                 "final_accuracy": statistics.median(r["final_accuracy"] for r in peer["runs"])}
         peer_over_ours = peer["seconds"] / measured["whole_seconds"]
     conv = layers.get("conv")
+    model = layers.get("model")
+    batch_rate = model["flops"] / model["seconds"] if model and model["seconds"] else None
     return {
         "case": name, "about": case.about, "smoke": smoke,
         "command": "lifelong-kd run " + " ".join(
@@ -659,6 +670,8 @@ def summary(name: str, case: Case, items: list[str], *, machine: dict[str, Any],
             "eval_over_eval_floor": measured["eval_seconds"] / floor["eval_seconds"]
             if floor["eval_seconds"] else None,
             "peer_over_ours": peer_over_ours,
+            "train_over_batch_rate": measured["train_seconds"] / (counts.training / batch_rate)
+            if batch_rate and counts.training else None,
         },
         "conv_of_peak": conv["flops"] / conv["seconds"] / 1e9 / peak if conv else None,
         "layers": layers,
@@ -727,6 +740,9 @@ def report(r: dict[str, Any]) -> None:
         if ra["eval_over_eval_floor"] is not None else ""
     print(f"  ratios: whole / floor {ra['whole_over_floor']:.2f} x, training / training floor "
           f"{ra['train_over_train_floor']:.2f} x{eval_ratio}")
+    if ra.get("train_over_batch_rate") is not None:
+        print(f"  training / its FLOPs at one training batch's fwd+bwd rate (below): "
+              f"{ra['train_over_batch_rate']:.2f} x")
     peer = r.get("peer")
     if peer is not None and peer.get("name") is None:
         print(f"  peer: no peer timed ({peer['reason']})")
@@ -775,8 +791,9 @@ def markdown(results: list[dict[str, Any]], invocation: str, commit: str, date: 
     """The README table of ``results`` (one row per case, every figure from the one
     ``invocation``), then a note per case and what the columns mean."""
     header = ["case", "machine", "peak GFLOP/s", "floor s (training)", "ours whole s",
-              "ours training s", "whole / floor", "training / training floor", "peer s",
-              "peer / ours", "convolutions, % of peak"]
+              "ours training s", "whole / floor", "training / training floor",
+              "training / at one batch's rate", "peer s", "peer / ours",
+              "convolutions, % of peak"]
     lines = [f"`{invocation}` (commit `{commit}`, {date}), one invocation: every figure of a "
              "row from the same call, our runs and the peer's interleaved.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -795,7 +812,9 @@ def markdown(results: list[dict[str, Any]], invocation: str, commit: str, date: 
             f"`{r['case']}`: {r['about']}", _machine(r["machine"]), f"{r['peak_gflops']:.0f}",
             f"{fl['seconds']:.2f} ({fl['train_seconds']:.2f})", _runs(r["runs"]),
             f"{ms['train_seconds']:.2f}", f"**{ra['whole_over_floor']:.2f}×**",
-            f"**{ra['train_over_train_floor']:.2f}×**", peer_cell, over,
+            f"**{ra['train_over_train_floor']:.2f}×**",
+            f"{ra['train_over_batch_rate']:.2f}×" if ra.get("train_over_batch_rate") else "–",
+            peer_cell, over,
             f"{100 * conv:.0f} %" if conv is not None else "– (none)"]) + " |")
         note = f"- `{r['case']}`: `{r['command']}`; final average accuracy: ours " \
                f"{100 * ms['final_accuracy']:.2f} %"
@@ -822,7 +841,11 @@ def markdown(results: list[dict[str, Any]], invocation: str, commit: str, date: 
               "(`benchmarks/speed_avalanche.py`'s Avalanche side, a whole process); medians, "
               "the runs in brackets. Convolutions, % of peak: a forward + backward of each of "
               "the model's convolutions alone on the input it gets from one training batch "
-              "(best of several timings), their FLOPs over their seconds, against the peak."]
+              "(best of several timings), their FLOPs over their seconds, against the peak. "
+              "Training / at one batch's rate: the training seconds over the training FLOPs "
+              "done at the rate a forward + backward of one training batch of the model "
+              "reaches (best of several timings): what the loop, the optimiser and the rest "
+              "of a step add to the kernels, whatever their share of the peak."]
     if any(r["smoke"] for r in results):
         lines += ["", "SMOKE: tiny cases, a check of the script, not a measurement."]
     return "\n".join(lines) + "\n"

@@ -37,7 +37,8 @@ def _runs(whole: list[float], train: list[float]) -> list[dict[str, float]]:
 
 def _summary(name: str, peer: dict[str, Any] | None, conv: bool = False) -> dict[str, Any]:
     # a peak of 10 GFLOP/s: floor 40 / 10 = 4 s, training floor 3 s, evaluation floor 1 s
-    layers: dict[str, Any] = {"model": {"flops": 10**9, "seconds": 0.2}, "layers": []}
+    # one training batch at 4 GFLOP/s: the 30 GFLOP of training take 7.5 s at that rate
+    layers: dict[str, Any] = {"model": {"flops": 10**9, "seconds": 0.25}, "layers": []}
     if conv:  # 2 GFLOP in 0.5 s = 4 GFLOP/s = 40 % of the peak
         layers["conv"] = {"flops": 2 * 10**9, "seconds": 0.5}
     case = floor.Case("permuted-mnist", "lwf-avalanche", ("train.epochs=1",), "a test case")
@@ -69,6 +70,9 @@ def test_summary_floor_medians_and_ratios() -> None:
     assert r["peer"]["seconds"] == 30.0 and r["peer"]["final_accuracy"] == 0.93
     assert r["ratios"]["peer_over_ours"] == pytest.approx(30 / 9)
     assert r["conv_of_peak"] == pytest.approx(0.4)
+    # training 6 s against its 30 GFLOP at one batch's 4 GFLOP/s (7.5 s), whatever the peak
+    assert r["ratios"]["train_over_batch_rate"] == pytest.approx(6 / 7.5)
+    assert floor.with_peak(r, 20.0)["ratios"]["train_over_batch_rate"] == pytest.approx(0.8)
     assert "seconds" not in PEER  # the caller's record is not changed
 
 
@@ -99,16 +103,17 @@ def test_markdown_table_one_row_per_case() -> None:
     assert lines[0].startswith("`python benchmarks/floor.py --case all --peer` "
                                "(commit `abc1234`, 2026-12-02)")
     assert lines[2] == ("| case | machine | peak GFLOP/s | floor s (training) | ours whole s | "
-                        "ours training s | whole / floor | training / training floor | peer s | "
-                        "peer / ours | convolutions, % of peak |")
-    assert lines[3] == "|" + "---|" * 11
+                        "ours training s | whole / floor | training / training floor | "
+                        "training / at one batch's rate | peer s | peer / ours | "
+                        "convolutions, % of peak |")
+    assert lines[3] == "|" + "---|" * 12
     machine = "Test CPU, 2 cores, torch 2.0 (2 threads, cpu)"
     assert lines[4] == (f"| `permuted`: a test case | {machine} | 10 | 4.00 (3.00) | "
-                        "9.00 (9.0, 8.0, 12.0) | 6.00 | **2.25×** | **2.00×** | "
+                        "9.00 (9.0, 8.0, 12.0) | 6.00 | **2.25×** | **2.00×** | 0.80× | "
                         "Avalanche 0.6.0 LwF: 30.00 (30.0, 27.0, 45.0) | **3.33×** | – (none) |")
     assert lines[5] == (f"| `derpp`: a test case | {machine} | 10 | 4.00 (3.00) | "
-                        "9.00 (9.0, 8.0, 12.0) | 6.00 | **2.25×** | **2.00×** | no peer timed | – "
-                        "| – (none) |")
+                        "9.00 (9.0, 8.0, 12.0) | 6.00 | **2.25×** | **2.00×** | 0.80× | "
+                        "no peer timed | – | – (none) |")
     assert lines[6].endswith("| **3.33×** | 40 % |")
     assert lines[7] == ""
     assert lines[8] == ("- `permuted`: `lifelong-kd run permuted-mnist --strategy lwf-avalanche "
@@ -142,6 +147,7 @@ def test_report_prints_the_peer(capsys: pytest.CaptureFixture[str]) -> None:
             "peer 93.00 %") in out
     assert "peer: no peer timed (speed_avalanche.py has no Avalanche side" in out
     assert "targets (issue 17): whole / floor 2.25 x <= 1.5: MISSED" in out
+    assert "training / its FLOPs at one training batch's fwd+bwd rate (below): 0.80 x" in out
 
 
 def test_interleave_alternates_ours_and_the_peer() -> None:
