@@ -265,11 +265,6 @@ def continual_values(result: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def has_continual(results: Iterable[Mapping[str, Any]]) -> bool:
-    """Whether some result records continual-evaluation metrics (or curves)."""
-    return any(continual_values(r) for r in results)
-
-
 def metric_bounds(matrix: str, metric: str) -> Bounds:
     """The range of ``metric`` in rows of ``matrix``: none for costs, the continual metrics'
     own (:data:`~lifelong_kd.metrics.CONTINUAL_BOUNDS`), else the matrix metrics'

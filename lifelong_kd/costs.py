@@ -165,7 +165,7 @@ def _batch(x: Tensor, size: int) -> Tensor:
 
 
 @contextlib.contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
+def eval_mode(module: nn.Module) -> Iterator[None]:
     """``module.eval()`` inside, then every submodule's own train/eval flag as it was."""
     modes = [(m, m.training) for m in module.modules()]
     module.eval()
@@ -197,7 +197,7 @@ def model_costs(
     False. The module is measured in eval mode, and every submodule's train/eval mode is
     restored afterwards.
     """
-    with _eval_mode(module):
+    with eval_mode(module):
         flops = flops_per_example(fn, x[:FLOP_EXAMPLES])
         one = large = None
         if latency:

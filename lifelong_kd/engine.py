@@ -43,6 +43,7 @@ from typing import Any
 import torch
 
 from .config import RunConfig
+from .costs import eval_mode, model_costs
 from .data.augment import random_crop_flip
 from .data.streams import Stream, resident, to_device
 from .models import Model, build_model
@@ -125,8 +126,8 @@ TEACHER_KEYS = ("teacher_rows", "teacher_rows_task_aware", "teacher_initial",
                 "teacher_initial_task_aware")
 #: The checkpoint's entries of the continual evaluation, with the values of a checkpoint made
 #: before them.
-CURVE_KEYS = ("curves", "steps_done", "curve_seconds")
 _CURVE_DEFAULTS: dict[str, Any] = {"curves": [], "steps_done": 0, "curve_seconds": 0.0}
+CURVE_KEYS = tuple(_CURVE_DEFAULTS)
 
 
 def new_state(config: RunConfig, stream: Stream) -> RunState:
@@ -212,9 +213,7 @@ class CurveProbe:
             return
         t0 = time.perf_counter()
         model, stream = ctx.model, ctx.stream
-        modes = [m.training for m in model.modules()]
-        model.eval()
-        with torch.inference_mode():
+        with eval_mode(model), torch.inference_mode():
             counts = torch.zeros(trained + 1, dtype=torch.long, device=ctx.device)
             for j in range(trained + 1):
                 x, y = self.subsets[j]
@@ -225,8 +224,6 @@ class CurveProbe:
                     logits = self.strategy.predict(ctx, x[i:i + ctx.eval_batch_size])
                     pred = logits.masked_fill(~mask, float("-inf")).argmax(dim=1)
                     counts[j] += (pred == y[i:i + ctx.eval_batch_size]).sum()
-        for m, mode in zip(model.modules(), modes, strict=True):
-            m.training = mode
         self.pending.append((step, trained, counts))
         self.seconds += time.perf_counter() - t0
 
@@ -550,8 +547,6 @@ def measure_costs(config: RunConfig, stream: Stream, state: RunState, *,
     ``FlopCounterMode``) and latency per example at batch 1 and 256 on the run's device
     (median of repeated timings; ``latency`` False leaves them None), on the last task's test
     examples; the memory's examples and bytes; the training seconds."""
-    from .costs import model_costs
-
     strategy = state.strategy
     index = min(max(state.next_task - 1, 0), len(stream) - 1)
     ctx = _context(config, stream, state, index)

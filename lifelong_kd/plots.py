@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from .metrics import Curves
+
 #: Heat-map cells get their value written in them only up to this many tasks (rows, columns).
 ANNOTATE_MAX_TASKS = 20
 #: At most this many ticks label an axis of tasks.
@@ -306,8 +308,6 @@ def _mean_band(
     :func:`lifelong_kd.stats.clip_interval`). The band is nan with one seed (n < 2); every
     column is done at once (one t quantile per n)."""
     values = np.asarray(values, dtype=float)
-    if values.ndim == 1:
-        values = values[None, :]
     have = ~np.isnan(values)
     n = have.sum(axis=0)
     total = np.where(have, values, 0.0).sum(axis=0)
@@ -316,7 +316,7 @@ def _mean_band(
         squares = np.where(have, (values - mean) ** 2, 0.0).sum(axis=0)
         sd = np.sqrt(squares / (n - 1))
     nan = np.full_like(mean, np.nan)
-    if len(values) < 2 or not (n >= 2).any():
+    if not (n >= 2).any():
         return mean, nan, nan.copy()
     if band == "std":
         half = sd
@@ -588,8 +588,6 @@ def plot_forgetting(
 # accuracy] (the run's optimiser steps so far, the task being trained, the task evaluated,
 # its accuracy in [0, 1]) in time order; ``result["continual"]`` holds their metrics.
 
-#: A run's curves: rows ``[step, trained, evaluated, accuracy]``.
-Curves = Sequence[Sequence[float]]
 #: At most this many per-task panels (one per task evaluated) in a curves figure.
 MAX_CURVE_PANELS = 5
 #: At most this many task switches get a vertical line in a curves figure.
@@ -1036,7 +1034,7 @@ def _curve_plots(runs: Sequence[Any], out_dir: Path, formats: Sequence[str]) -> 
             continue
         curves.setdefault(run.label, []).append(run.result["curves"])
         depths.setdefault(run.label, []).append(
-            continual_values(run.result).get("gap_depth", math.nan))
+            continual_values(run.result)["gap_depth"])
     title = ("accuracy on each task during training (band: 95% CI over seeds; dashed: task "
              "switches)")
     paths = save(plot_curves(curves, title=title), out_dir / CURVE_PLOTS[0], formats)

@@ -226,33 +226,36 @@ class _Eager:
     results bit for bit, and ``torch._dynamo`` stays unimported.
     """
 
+    #: torch.optim's own methods of the class (:meth:`__init_subclass__`), wrappers removed.
+    _torch: dict[str, Callable[..., Any]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Look up, once per class, the methods of the torch.optim class after :class:`_Eager`
+        in its method order, unwrapped (``inspect.unwrap``)."""
+        super().__init_subclass__(**kwargs)
+        base = cls.__mro__[cls.__mro__.index(_Eager) + 1]
+        cls._torch = {name: inspect.unwrap(getattr(base, name)) for name in (
+            "step", "add_param_group", "state_dict", "load_state_dict", "zero_grad")}
+
     def step(self, closure: Any = None) -> Any:
         prev = torch.is_grad_enabled()
         try:
             torch.set_grad_enabled(self.defaults["differentiable"])  # as _use_grad does
-            return _unwrapped(self, "step")(self, closure)
+            return self._torch["step"](self, closure)
         finally:
             torch.set_grad_enabled(prev)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        _unwrapped(self, "add_param_group")(self, param_group)
+        self._torch["add_param_group"](self, param_group)
 
     def state_dict(self) -> dict[str, Any]:
-        return _unwrapped(self, "state_dict")(self)
+        return self._torch["state_dict"](self)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        _unwrapped(self, "load_state_dict")(self, state_dict)
+        self._torch["load_state_dict"](self, state_dict)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        _unwrapped(self, "zero_grad")(self, set_to_none)
-
-
-def _unwrapped(optimizer: Any, name: str) -> Callable[..., Any]:
-    """The torch.optim class's own method ``name`` (the class after :class:`_Eager` in
-    ``optimizer``'s method order), its wrappers removed."""
-    mro = type(optimizer).__mro__
-    base = mro[mro.index(_Eager) + 1]
-    return inspect.unwrap(getattr(base, name))
+        self._torch["zero_grad"](self, set_to_none)
 
 
 class EagerSGD(_Eager, torch.optim.SGD):
