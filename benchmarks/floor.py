@@ -894,6 +894,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     invocation = shlex.join(["python", "benchmarks/floor.py", *argv])
+    checkout = commit()  # the code measured, before this call writes its own outputs
     parser_ = parser()
     args = parser_.parse_args(argv)
     args.data_dir = args.data_dir.expanduser().resolve()
@@ -925,7 +926,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
     if args.markdown:
-        args.markdown.write_text(markdown(results, invocation, commit(), time.strftime("%Y-%m-%d")))
+        args.markdown.write_text(markdown(results, invocation, checkout, time.strftime("%Y-%m-%d")))
     return 0
 
 

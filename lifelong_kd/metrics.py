@@ -353,7 +353,10 @@ def wc_acc(curves: Curves) -> float | None:
     and the minima of the other tasks, which is the formula above. None for empty curves or
     when the last evaluation does not include the last task trained.
     """
-    points = _points(curves)
+    return _wc_acc(_points(curves))
+
+
+def _wc_acc(points: Sequence[_Point]) -> float | None:
     if not points:
         return None
     k = points[-1].trained + 1
@@ -375,16 +378,19 @@ def _per_task(points: Sequence[_Point]) -> dict[int, np.ndarray]:
     return {j: np.asarray(a) for j, a in sorted(out.items())}
 
 
-def _windowed(curves: Curves, w: int, sign: float) -> float | None:
+def _windowed(per_task: dict[int, np.ndarray], w: int, sign: float) -> float | None:
+    """The mean over tasks of the largest ``sign``-ed change within ``w`` evaluations
+    (:func:`windowed_forgetting`: sign -1, :func:`windowed_plasticity`: sign +1), from
+    :func:`_per_task`'s accuracies."""
     if w < 1:
         raise ValueError(f"the window must hold at least 1 evaluation, got {w}")
-    per_task = []
-    for a in _per_task(_points(curves)).values():
+    changes = []
+    for a in per_task.values():
         if len(a) < 2 or w < 2:
             continue  # no pair of evaluations within a window: undefined for this task
         best = max(float((sign * (a[d:] - a[:-d])).max()) for d in range(1, min(w, len(a))))
-        per_task.append(max(0.0, best))
-    return _mean_or_none(per_task)
+        changes.append(max(0.0, best))
+    return _mean_or_none(changes)
 
 
 def windowed_forgetting(curves: Curves, w: int) -> float | None:
@@ -403,7 +409,7 @@ def windowed_forgetting(curves: Curves, w: int) -> float | None:
     counts a task with a single evaluation as 0, here it is left out (undefined), and the
     result is None when no task has two evaluations (or ``w`` = 1).
     """
-    return _windowed(curves, w, -1.0)
+    return _windowed(_per_task(_points(curves)), w, -1.0)
 
 
 def windowed_plasticity(curves: Curves, w: int) -> float | None:
@@ -415,7 +421,7 @@ def windowed_plasticity(curves: Curves, w: int) -> float | None:
     ``WindowedPlasticityPluginMetric``, lines 268-278 (the same windows, ``delta`` = next -
     first). None as for :func:`windowed_forgetting`.
     """
-    return _windowed(curves, w, 1.0)
+    return _windowed(_per_task(_points(curves)), w, 1.0)
 
 
 def stability_gaps(curves: Curves) -> list[dict[str, Any]]:
@@ -438,7 +444,10 @@ def stability_gaps(curves: Curves) -> list[dict[str, Any]]:
     "step": s, "depth": float | None, "length": float | None}`` (None when the start point
     evaluates no earlier task). Empty without a switch.
     """
-    points = _points(curves)
+    return _stability_gaps(_points(curves))
+
+
+def _stability_gaps(points: Sequence[_Point]) -> list[dict[str, Any]]:
     gaps = []
     for k in dict.fromkeys(p.trained for p in points):
         if k < 1:
@@ -467,16 +476,18 @@ def continual_metrics(curves: Curves) -> dict[str, Any]:
     and ``gaps`` (:func:`stability_gaps`). None where undefined, never 0; empty curves give
     None everywhere and no gaps.
     """
-    gaps = stability_gaps(curves)
+    points = _points(curves)  # parsed once for every metric
+    per_task = _per_task(points)
+    gaps = _stability_gaps(points)
     depths = [g["depth"] for g in gaps if g["depth"] is not None]
     lengths = [g["length"] for g in gaps if g["length"] is not None]
     return {
-        "min_acc": min_acc(curves),
-        "wc_acc": wc_acc(curves),
-        "wf_10": windowed_forgetting(curves, 10),
-        "wf_100": windowed_forgetting(curves, 100),
-        "wp_10": windowed_plasticity(curves, 10),
-        "wp_100": windowed_plasticity(curves, 100),
+        "min_acc": _min_acc(points),
+        "wc_acc": _wc_acc(points),
+        "wf_10": _windowed(per_task, 10, -1.0),
+        "wf_100": _windowed(per_task, 100, -1.0),
+        "wp_10": _windowed(per_task, 10, 1.0),
+        "wp_100": _windowed(per_task, 100, 1.0),
         "gap_depth": _mean_or_none(depths),
         "gap_length": _mean_or_none(lengths),
         "gaps": gaps,
