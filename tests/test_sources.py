@@ -667,7 +667,9 @@ def _truncate(cache: Path) -> None:
     cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])
 
 
-def _rewrite(cache: Path, **changes: object) -> None:
+def _rewrite(cache: Path, fresh_checksum: bool = True, **changes: object) -> None:
+    """The cache with ``changes`` (None: an entry removed), its checksum made anew (a cache
+    malformed when written) unless not ``fresh_checksum`` (a cache changed since)."""
     with np.load(cache, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     for k, v in changes.items():
@@ -675,7 +677,20 @@ def _rewrite(cache: Path, **changes: object) -> None:
             del arrays[k]
         else:
             arrays[k] = v
+    if fresh_checksum and "checksum" in arrays:
+        arrays["checksum"] = np.array(sources._checksum(arrays))
     np.savez(cache, **arrays)
+
+
+def _shift_labels_in_place(cache: Path, name: str = "test_y") -> None:
+    """The issue's tampering: the labels ``name`` shifted by one class inside the cache file
+    (a valid zip again, its CRCs made anew), its size and modification time kept as written."""
+    st = cache.stat()
+    with np.load(cache, allow_pickle=False) as z:
+        labels = z[name]
+    _rewrite(cache, fresh_checksum=False, **{name: (labels + 1) % (int(labels.max()) + 1)})
+    os.utime(cache, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert cache.stat().st_size == st.st_size
 
 
 @pytest.mark.parametrize(
@@ -683,7 +698,11 @@ def _rewrite(cache: Path, **changes: object) -> None:
     [
         (_truncate, r"BadZipFile|EOFError|ValueError"),
         (lambda c: c.write_bytes(b"not a zip file"), r"BadZipFile|ValueError"),
-        (lambda c: _rewrite(c, fingerprint=None), r"KeyError"),
+        (lambda c: _rewrite(c, fingerprint=None), r"no `fingerprint` entry"),
+        (lambda c: _rewrite(c, checksum=None), r"no `checksum` entry"),
+        (lambda c: _rewrite(c, fresh_checksum=False, train_y=np.zeros(12, np.int64)),
+         r"do not match the checksum written with it"),
+        (_shift_labels_in_place, r"do not match the checksum written with it"),
         (lambda c: _rewrite(c, fingerprint=np.array("abc")), r"fingerprint is malformed"),
         (lambda c: _rewrite(c, key=np.array("0" * 64)), r"belongs to other source files"),
         (lambda c: _rewrite(c, train_y=np.full(12, 10, dtype=np.int64)), r"train labels .*range"),
@@ -692,7 +711,8 @@ def _rewrite(cache: Path, **changes: object) -> None:
         (lambda c: _rewrite(c, train_x=np.zeros((12, 1, 28, 28), np.float32)),
          r"train arrays are malformed"),
     ],
-    ids=["truncated", "garbage", "no-fingerprint", "bad-fingerprint", "other-key", "labels",
+    ids=["truncated", "garbage", "no-fingerprint", "no-checksum", "changed", "shifted-in-place",
+         "bad-fingerprint", "other-key", "labels",
          "shapes", "mean", "float-images"],
 )
 def test_corrupt_mnist_cache_is_ignored_with_a_warning_and_rebuilt(tmp_path, count_reads,
@@ -780,7 +800,7 @@ def test_digits_warm_load_needs_no_scikit_learn(monkeypatch, uncached):
     assert_same_dataset(load_dataset("digits", Path("unused")), warm)
 
 
-def test_image_folder_cache_holds_the_fingerprint_and_upgrades_older_caches(
+def test_image_folder_cache_holds_the_fingerprint_and_ignores_older_layouts(
         tmp_path, data_dir, count_decodes, monkeypatch):
     root = tmp_path / "imgs"
     make_image_folder(root)
@@ -789,24 +809,59 @@ def test_image_folder_cache_holds_the_fingerprint_and_upgrades_older_caches(
     with np.load(cache) as z:
         assert str(z["fingerprint"]) == cold.fingerprint
         assert tuple(z["mean"]) == cold.mean and tuple(z["std"]) == cold.std
-    # a cache written before the fingerprint was stored: read, not decoded, and completed
-    # (quietly left as it is where the cache folder cannot be written)
-    _rewrite(cache, fingerprint=None, mean=None, std=None)
-    with monkeypatch.context() as m, warnings.catch_warnings():
-        warnings.simplefilter("error")
-        m.setattr(sources.tempfile, "mkstemp", refuse_writes)
-        assert_same_dataset(load_dataset("imagefolder", data_dir, path=str(root)), cold)
-    with np.load(only_cache("imagefolder")) as z:
-        assert "fingerprint" not in z.files
+        assert str(z["checksum"]) == sources._checksum({k: z[k] for k in z.files})
+    # a cache of the layout before checksums: another key, so another file, never read
+    monkeypatch.setattr(sources, "_DECODED_CACHE_VERSION", 1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        old = load_dataset("imagefolder", data_dir, path=str(root))
-    assert len(count_decodes) == 15
-    assert_same_dataset(old, cold)
-    with np.load(only_cache("imagefolder")) as z:
-        assert "fingerprint" in z.files
-    assert_same_dataset(load_dataset("imagefolder", data_dir, path=str(root)), cold)
-    assert len(count_decodes) == 15
+        assert_same_dataset(load_dataset("imagefolder", data_dir, path=str(root)), cold)
+    assert len(count_decodes) == 30 and only_cache("imagefolder") != cache  # replaced
+
+
+def test_image_folder_cache_changed_in_place_is_rebuilt(tmp_path, data_dir, count_decodes):
+    root = tmp_path / "imgs"
+    make_image_folder(root)
+    cold = load_dataset("imagefolder", data_dir, path=str(root))
+    _shift_labels_in_place(only_cache("imagefolder"), "train_y")
+    with pytest.warns(UserWarning, match=r"ignoring the image-folder cache .*checksum.*rebuilding"):
+        again = load_dataset("imagefolder", data_dir, path=str(root))
+    assert len(count_decodes) == 30
+    assert_same_dataset(again, cold)
+
+
+def test_digits_cache_with_shifted_labels_is_rebuilt_not_used(uncached):
+    """The issue's case: the digits cache's test labels shifted in place (same size, same
+    modification time): a warning and a rebuild, the clean data and its fingerprint."""
+    cold = load_dataset("digits", Path("unused"))
+    _shift_labels_in_place(only_cache("digits"))
+    with pytest.warns(UserWarning, match=r"ignoring the digits cache .*checksum.*rebuilding"):
+        again = load_dataset("digits", Path("unused"))
+    assert_same_dataset(again, cold)
+    uncached()
+    assert_same_dataset(again, load_dataset("digits", Path("unused")))
+
+
+class _Trap:
+    """An object whose unpickling writes a file: proof that a load unpickled."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (Path.write_text, (Path(self.path), "unpickled"))
+
+
+def test_loading_a_cache_never_unpickles(tmp_path, count_reads):
+    write_mnist_layout(tmp_path / "MNIST" / "raw")
+    first = load_dataset("mnist", tmp_path, offline=True)
+    cache, trap = only_cache("mnist"), tmp_path / "trap"
+    trapped = np.empty(1, dtype=object)
+    trapped[0] = _Trap(trap)
+    _rewrite(cache, fresh_checksum=False, classes=trapped)
+    with pytest.warns(UserWarning, match=r"ignoring the mnist cache .*allow_pickle"):
+        again = load_dataset("mnist", tmp_path, offline=True)
+    assert not trap.exists()
+    assert_same_dataset(again, first)
 
 
 # ----------------------------------------------------------------------------- real data

@@ -18,7 +18,7 @@ import pickle
 import tempfile
 import warnings
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,12 +108,17 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
 # are therefore kept in one uncompressed ``.npz`` per source under ``cache_dir(kind)``, with
 # what would otherwise be computed from them (the fingerprint, the channel statistics), so
 # that a warm start is one ``np.load``. The cache is keyed by what was read: the resolved path,
-# size and modification time of every source file, so a changed file is decoded again. A
-# cache that cannot be read is ignored with a warning and rebuilt; one that cannot be written
-# is a warning; the data directory itself is only read, never written.
+# size and modification time of every source file, so a changed file is decoded again. Each
+# cache file also holds a checksum of everything else in it, written with it and checked on
+# every load (one sha256 pass, about as long as reading the file), so that a cache changed
+# since (by a disk, a copy or a hand) is never used as if it held what its source held. A
+# cache that cannot be read, or does not match its checksum, is ignored with a warning and
+# rebuilt; one that cannot be written is a warning; the data directory itself is only read,
+# never written. Caches are read with ``allow_pickle=False``: loading one never unpickles.
 
-#: Bump when the layout of the decoded-data caches changes: older cache files are then ignored.
-_DECODED_CACHE_VERSION = 1
+#: Bump when the layout of the decoded-data caches changes: older cache files are then ignored
+#: (their key, and so their file name, changes). 2: every cache holds a ``checksum``.
+_DECODED_CACHE_VERSION = 2
 #: The entries of a cached dataset, besides ``key`` (what it was made from).
 _CACHED_ARRAYS = ("classes", "train_x", "train_y", "test_x", "test_y")
 _CACHED_SUMMARY = ("fingerprint", "mean", "std")
@@ -164,8 +169,8 @@ def _dataset_entries(ds: Dataset, key: str) -> dict[str, np.ndarray]:
 
 def _entries_problem(arrays: dict[str, np.ndarray], key: str) -> str | None:
     """Why ``arrays`` (read from a cache) are not a valid cache for ``key``; None if they are.
-    The arrays' own checks: dtypes, ranks, lengths, image shapes, label range, and the
-    fingerprint and statistics when present."""
+    The arrays' own checks: dtypes, ranks, lengths, image shapes, label range, the form of the
+    fingerprint and statistics."""
     if str(arrays["key"]) != key:
         return "it belongs to other source files"
     classes = arrays["classes"]
@@ -180,42 +185,60 @@ def _entries_problem(arrays: dict[str, np.ndarray], key: str) -> str | None:
             return f"its {split} labels are out of range"
     if arrays["train_x"].shape[1:] != arrays["test_x"].shape[1:]:
         return "its train and test images differ in shape"
-    if "fingerprint" in arrays:
-        digest, channels = str(arrays["fingerprint"]), arrays["train_x"].shape[1]
-        if len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest):
-            return "its fingerprint is malformed"
-        for name in ("mean", "std"):
-            v = arrays[name]
-            if v.dtype != np.float64 or v.shape != (channels,) or not np.isfinite(v).all():
-                return f"its channel {name} is malformed"
+    digest, channels = str(arrays["fingerprint"]), arrays["train_x"].shape[1]
+    if len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest):
+        return "its fingerprint is malformed"
+    for name in ("mean", "std"):
+        v = arrays[name]
+        if v.dtype != np.float64 or v.shape != (channels,) or not np.isfinite(v).all():
+            return f"its channel {name} is malformed"
     return None
+
+
+def _checksum(arrays: Mapping[str, np.ndarray]) -> str:
+    """sha256 over every entry of a cache but ``checksum`` itself: each entry's name, dtype,
+    shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        if name == "checksum":
+            continue
+        a = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}\t{a.dtype.str}\t{a.shape}\n".encode())
+        digest.update(a.reshape(-1).view(np.uint8))  # the bytes, without a copy
+    return digest.hexdigest()
 
 
 def _read_npz(
     path: Path, names: Sequence[str], what: str, problem: Callable[[dict[str, np.ndarray]], str | None],
-    optional: Sequence[str] = (),
 ) -> dict[str, np.ndarray] | None:
-    """The entries ``names`` (and those of ``optional`` it holds) of the cache file ``path``
-    when ``problem`` finds none in them; None when the file is absent, or (with a warning
-    naming the ``what`` and the problem) unreadable or invalid."""
+    """The entries ``names`` of the cache file ``path`` when its checksum is that of its
+    contents and ``problem`` finds nothing wrong in them; None when the file is absent, or
+    (with a warning naming the ``what`` and the problem) unreadable, changed since it was
+    written, or invalid. Never unpickles."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in names}
-            arrays.update({k: z[k] for k in optional if k in z.files})
-        found = problem(arrays)
+            stored = {k: z[k] for k in z.files}
+        missing = [k for k in ("checksum", *names) if k not in stored]
+        if missing:
+            found = f"it has no `{missing[0]}` entry"
+        elif str(stored["checksum"]) != _checksum(stored):
+            found = "its contents do not match the checksum written with it: it changed since"
+        else:
+            found = problem(stored)
     except Exception as exc:  # noqa: BLE001 - any failure to read means: rebuild
         found = _one_line(exc)
     if found is not None:
         warnings.warn(f"ignoring the {what} {path} ({found}); rebuilding it", stacklevel=4)
         return None
-    return arrays
+    return stored
 
 
 def _dataset_of_entries(name: str, arrays: dict[str, np.ndarray], path: str) -> Dataset:
     """The :class:`Dataset` a complete cache holds, without recomputing its fingerprint or
-    statistics (they were computed from the same arrays when the cache was written)."""
+    statistics (they were computed from the same arrays when the cache was written, and the
+    checksum checked on loading says the arrays are those)."""
     return Dataset(
         name=name,
         **{k: torch.from_numpy(np.ascontiguousarray(arrays[k]))
@@ -226,18 +249,16 @@ def _dataset_of_entries(name: str, arrays: dict[str, np.ndarray], path: str) -> 
     )
 
 
-def _write_cache(
-    path: Path, arrays: dict[str, np.ndarray], what: str = "image-folder cache", warn: bool = True,
-) -> None:
-    """Write the cache atomically (temporary file + rename) and remove older caches of the same
-    source (same name up to the key). A cache folder that cannot be written is a warning (with
-    ``warn``), not an error."""
+def _write_cache(path: Path, arrays: dict[str, np.ndarray], what: str = "image-folder cache") -> None:
+    """Write the cache, with the checksum of ``arrays``, atomically (temporary file + rename)
+    and remove older caches of the same source (same name up to the key). A cache folder that
+    cannot be written is a warning, not an error."""
     tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, **arrays, checksum=np.array(_checksum(arrays)))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -247,8 +268,7 @@ def _write_cache(
             if old != path:
                 old.unlink(missing_ok=True)
     except OSError as exc:
-        if warn:
-            warnings.warn(f"could not write the {what} {path}: {exc}", stacklevel=4)
+        warnings.warn(f"could not write the {what} {path}: {exc}", stacklevel=4)
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
@@ -662,8 +682,6 @@ def load_cifar100(
 
 #: File name endings read as images (those of ``torchvision.datasets.ImageFolder``).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-#: Bump when the cache layout changes: older cache files are then ignored.
-_CACHE_VERSION = 1
 #: Below this many images the decoding runs in this process (no pool start-up cost).
 _POOL_MIN_FILES = 2000
 
@@ -762,7 +780,7 @@ def _scan_image_folder(root: Path, classes: Sequence[str] | None = None) -> _Fol
             counts.append(len(paths) - n_before)
         files[split] = paths
         labels[split] = np.repeat(np.arange(len(classes), dtype=np.int64), counts)
-    digest = hashlib.sha256(f"lifelong-kd imagefolder v{_CACHE_VERSION}\n{root}\n".encode())
+    digest = hashlib.sha256(f"lifelong-kd imagefolder v{_DECODED_CACHE_VERSION}\n{root}\n".encode())
     digest.update("\n".join(sorted(stats)).encode("utf-8", "surrogateescape"))
     return _FolderListing(root, tuple(classes), files, labels, digest.hexdigest())
 
@@ -847,9 +865,8 @@ def _cache_file(listing: _FolderListing) -> Path:
 
 
 def _read_cache(path: Path, listing: _FolderListing) -> dict[str, np.ndarray] | None:
-    """The cached arrays if ``path`` holds a valid cache of ``listing`` (with its fingerprint
-    and statistics when it has them: caches written before they were stored have not); None
-    otherwise (a corrupt or stale file is reported as a warning and ignored)."""
+    """The cached arrays if ``path`` holds a valid cache of ``listing``; None otherwise (a
+    corrupt, changed or stale file is reported as a warning and ignored)."""
 
     def problem(arrays: dict[str, np.ndarray]) -> str | None:
         found = _entries_problem(arrays, listing.key)
@@ -860,8 +877,8 @@ def _read_cache(path: Path, listing: _FolderListing) -> dict[str, np.ndarray] | 
                 found = f"its {split} arrays do not match the folder"
         return found
 
-    return _read_npz(path, ("key", *_CACHED_ARRAYS), "image-folder cache", problem,
-                     optional=_CACHED_SUMMARY)
+    return _read_npz(path, ("key", *_CACHED_ARRAYS, *_CACHED_SUMMARY), "image-folder cache",
+                     problem)
 
 
 def load_image_folder(
@@ -882,21 +899,16 @@ def load_image_folder(
     listing = _scan_image_folder(root, classes)
     cache = _cache_file(listing)
     arrays = _read_cache(cache, listing)
-    if arrays is not None and "fingerprint" in arrays:
+    if arrays is not None:
         return _dataset_of_entries(name, arrays, str(root))
-    upgrade = arrays is not None  # a cache written before the fingerprint was stored
-    if arrays is None:
-        paths = listing.files["train"] + listing.files["test"]
-        images = _decode_all(paths, progress, f"decoding {root.name}")
-        n_train = len(listing.files["train"])
-        arrays = {"train_x": images[:n_train], "train_y": listing.labels["train"],
-                  "test_x": images[n_train:], "test_y": listing.labels["test"]}
+    paths = listing.files["train"] + listing.files["test"]
+    images = _decode_all(paths, progress, f"decoding {root.name}")
+    n_train = len(listing.files["train"])
     ds = make_dataset(
-        name, arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"],
+        name, images[:n_train], listing.labels["train"], images[n_train:], listing.labels["test"],
         listing.classes, str(root),
     )
-    # completing an older cache is not worth a warning where the cache cannot be written
-    _write_cache(cache, _dataset_entries(ds, listing.key), warn=not upgrade)
+    _write_cache(cache, _dataset_entries(ds, listing.key))
     return ds
 
 
