@@ -279,19 +279,15 @@ def parse_grid(items: Sequence[str] | None) -> dict[str, list[Any]]:
     """Turn ``["train.lr=0.01,0.1", ...]`` (``--grid``) into ``{"train.lr": [0.01, 0.1]}``.
 
     Values are separated by commas outside brackets, so a list value is written in brackets:
-    ``model.hidden=[100,100],[400,400]``; each value is read as a ``--set`` value is."""
+    ``model.hidden=[100,100],[400,400]``; each value is read as a ``--set`` value is. A value
+    whose brackets do not close (``[0.2``) is refused, never dropped."""
     from .config import _parse_scalar
 
     out: dict[str, list[Any]] = {}
     for item in items or []:
         key, sep, text = item.partition("=")
         key = key.strip()
-        values, depth, start = [], 0, 0
-        for i, ch in enumerate(text + ","):
-            depth += {"[": 1, "(": 1, "]": -1, ")": -1}.get(ch, 0)
-            if ch == "," and depth <= 0:
-                values.append(text[start:i].strip())
-                start = i + 1
+        values = _grid_values(item, text)
         if not sep or not key or not all(values):
             raise ConfigError(f"--grid expects KEY=V1,V2,..., got {item!r} (for example "
                               "--grid train.lr=0.01,0.1; a list value in brackets: "
@@ -303,9 +299,39 @@ def parse_grid(items: Sequence[str] | None) -> dict[str, list[Any]]:
     return out
 
 
+def _grid_values(item: str, text: str) -> list[str]:
+    """The values of one ``--grid`` item's ``text``: split at the commas outside brackets,
+    each stripped. A bracket that is not closed, or closed without being opened (or by the
+    other kind), is refused naming the value."""
+    closing = {"]": "[", ")": "("}
+    values: list[str] = []
+    opened: list[str] = []
+    start = 0
+    for i, ch in enumerate(text + ","):
+        if ch in "[(":
+            opened.append(ch)
+        elif ch in closing and (not opened or opened.pop() != closing[ch]):
+            end = text.find(",", i)
+            raise _unbalanced(item, text[start:end if end >= 0 else len(text)])
+        elif ch == "," and not opened:
+            values.append(text[start:i].strip())
+            start = i + 1
+    if opened:
+        raise _unbalanced(item, text[start:])
+    return values
+
+
+def _unbalanced(item: str, value: str) -> ConfigError:
+    return ConfigError(f"--grid {item!r}: the value {value.strip()!r} has a bracket that is not "
+                       "closed (or not opened); a list value is written in brackets: "
+                       "model.hidden=[100,100],[400,400]")
+
+
 def preset_grid(benchmark: str) -> dict[str, list[Any]]:
     """A preset's ``[grid]`` table as dotted keys -> lists of values (``[grid] "train.lr" =
-    [0.01, 0.1]``, or by section: ``[grid.train] lr = [0.01, 0.1]``); empty without one."""
+    [0.01, 0.1]``, or by section: ``[grid.train] lr = [0.01, 0.1]``); empty without one. A key
+    that the preset's ``[overrides.<strategy>]`` also sets for a strategy that reads it is
+    refused: which of the two should win is the preset author's to say."""
     _, path, table = _load_table(benchmark)
     raw = table.get("grid", {})
     if not isinstance(raw, dict):
@@ -316,6 +342,14 @@ def preset_grid(benchmark: str) -> dict[str, list[Any]]:
         if not isinstance(values, list):
             raise ConfigError(f"{path} [grid]: `{key}` = {values!r} must be a list of the values "
                               f"to try, for example [{values!r}]")
+    _, _, _, per_strategy = _read(benchmark)
+    for strategy, table in per_strategy.items():
+        both = [k for k in flat if k in table and reads(strategy, k)]
+        if both:  # every grid point would replace the strategy's own setting without a word
+            raise ConfigError(
+                f"{path}: `{both[0]}` is both varied by [grid] ({flat[both[0]]}) and set for "
+                f"`{strategy}` by [overrides.{strategy}] ({table[both[0]]!r}); give it one way: "
+                f"drop it from one of the two tables")
     return flat
 
 
@@ -364,8 +398,9 @@ def grid_points(
     strategy: str, grid: Mapping[str, Sequence[Any]]
 ) -> list[dict[str, Any]]:
     """The settings of each variant of ``strategy`` in ``grid``: the cartesian product of
-    the values of the keys it reads, in the order given (``[{}]`` when it reads none)."""
-    keys = [k for k in grid if reads(strategy, k)]
+    the values of the keys it reads, the keys in sorted order whatever the order they were
+    given in (so that a variant has one name and one folder), ``[{}]`` when it reads none."""
+    keys = sorted(k for k in grid if reads(strategy, k))
     return [dict(zip(keys, combo, strict=True))
             for combo in itertools.product(*(grid[k] for k in keys))]
 

@@ -292,9 +292,10 @@ def grid_value(value: Any) -> str:
 
 
 def grid_stamp(grid: Sequence[tuple[str, str]]) -> str:
-    """``train.lr=0.1,strategy.alpha=2``: the settings a grid varied, as one folder name
-    (characters other than letters, digits and ``._+-=`` become ``_``)."""
-    text = ",".join(f"{key}={value}" for key, value in grid)
+    """``strategy.alpha=2,train.lr=0.1``: the settings a grid varied, sorted by key (one name
+    whatever order they were given in), as one folder name (characters other than letters,
+    digits and ``._+-=`` become ``_``)."""
+    text = ",".join(f"{key}={value}" for key, value in sorted(grid))
     return re.sub(r"[^A-Za-z0-9._+\-=,]", "_", text)
 
 

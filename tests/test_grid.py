@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,20 @@ def test_a_malformed_grid_item_is_refused_with_an_example(item: str) -> None:
         parse_grid([item])
 
 
+@pytest.mark.parametrize(("item", "value"), [
+    ("train.lr=0.05,[0.2", "[0.2"),                  # the issue's: 0.2 was dropped
+    ("model.hidden=[100,100],[400", "[400"),         # the issue's: [400 was dropped
+    ("train.lr=0.05]", "0.05]"),
+    ("model.hidden=[100,100)],[400]", "[100,100)]"),
+    ("model.hidden=(1,2", "(1,2"),
+])
+def test_a_grid_value_with_an_unbalanced_bracket_is_refused_naming_it(item, value) -> None:
+    with pytest.raises(ConfigError, match=rf"--grid '{re.escape(item)}': the value "
+                                          rf"'{re.escape(value)}' has a bracket that is not "
+                                          r"closed.*model\.hidden=\[100,100\],\[400,400\]"):
+        parse_grid([item])
+
+
 def test_a_key_given_twice_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"`train.lr` twice"):
         parse_grid(["train.lr=0.1", "train.lr=0.2"])
@@ -61,11 +76,14 @@ def test_a_strategy_reads_its_options_its_memory_and_its_teacher_only() -> None:
     assert all(reads(s, k) for s in ("naive", "lwf") for k in ("train.lr", "model.hidden"))
 
 
-def test_grid_points_are_the_product_of_the_keys_read_in_the_order_given() -> None:
+def test_grid_points_are_the_product_of_the_keys_read_in_sorted_order() -> None:
     grid = {"train.lr": [0.01, 0.1], "strategy.alpha": [0.5, 1, 2]}
     assert grid_points("naive", grid) == [{"train.lr": 0.01}, {"train.lr": 0.1}]
-    assert grid_points("lwf", grid) == [
-        {"train.lr": lr, "strategy.alpha": a} for lr in (0.01, 0.1) for a in (0.5, 1, 2)]
+    points = grid_points("lwf", grid)
+    assert points == [
+        {"strategy.alpha": a, "train.lr": lr} for a in (0.5, 1, 2) for lr in (0.01, 0.1)]
+    assert [list(p) for p in points] == [["strategy.alpha", "train.lr"]] * 6
+    assert grid_points("lwf", dict(reversed(grid.items()))) == points  # whatever the order
     assert grid_points("naive", {"strategy.alpha": [1, 2]}) == [{}]
 
 
@@ -80,11 +98,15 @@ def test_plan_makes_one_variant_per_point_with_its_own_folder_and_identity(tmp_p
         "naive/train.lr=0.01/seed-0", "naive/train.lr=0.01/seed-1",
         "naive/train.lr=0.1/seed-0", "naive/train.lr=0.1/seed-1"]
     lwf = [s for s in specs if s.config.strategy.name == "lwf"]
-    assert lwf[0].stamp == "lwf/train.lr=0.01,strategy.alpha=0.5/seed-0"
-    assert lwf[0].folder == tmp_path / "lwf" / "train.lr=0.01,strategy.alpha=0.5" / "seed-0"
+    assert lwf[0].stamp == "lwf/strategy.alpha=0.5,train.lr=0.01/seed-0"
+    assert lwf[0].folder == tmp_path / "lwf" / "strategy.alpha=0.5,train.lr=0.01" / "seed-0"
     assert lwf[0].variant == "lwf [strategy.alpha = 0.5, train.lr = 0.01]"
-    assert [(s.config.train.lr, s.config.strategy.alpha) for s in lwf[::2]] == [
-        (0.01, 0.5), (0.01, 2.0), (0.1, 0.5), (0.1, 2.0)]
+    assert [(s.config.strategy.alpha, s.config.train.lr) for s in lwf[::2]] == [
+        (0.5, 0.01), (0.5, 0.1), (2.0, 0.01), (2.0, 0.1)]
+    # the same grid, its keys in the other order: the same runs in the same folders
+    swapped = runs.plan("split-digits", ["naive", "lwf"], [0, 1], _overrides(), tmp_path,
+                        dict(reversed(grid.items())))
+    assert [(s.folder, s.identity) for s in swapped] == [(s.folder, s.identity) for s in specs]
     assert specs[0].config.strategy.alpha == 1.0  # naive keeps the default it ignores
     hashes = {s.identity.config_hash for s in specs}
     assert len(hashes) == len(specs)
@@ -149,6 +171,20 @@ def test_a_preset_grid_table_is_read_and_the_command_line_replaces_its_keys(tmp_
         "naive/train.lr=0.01/seed-0", "naive/train.lr=0.1/seed-0"]
 
 
+def test_a_preset_grid_key_its_own_override_table_sets_is_refused(tmp_path) -> None:
+    path = _preset_with_grid(tmp_path, '[overrides.lwf.train]\nlr = 0.3\n\n'
+                                       '[grid]\n"train.lr" = [0.01, 0.1]\n')
+    with pytest.raises(ConfigError, match=r"`train.lr` is both varied by \[grid\] "
+                                          r"\(\[0.01, 0.1\]\) and set for `lwf` by "
+                                          r"\[overrides.lwf\] \(0.3\)"):
+        runs.plan(str(path), ["naive", "lwf"], [0], _overrides(), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    # a key the overridden strategy does not read is no conflict: the grid skips it there
+    path = _preset_with_grid(tmp_path, '[overrides.naive.strategy]\nalpha = 3.0\n\n'
+                                       '[grid]\n"strategy.alpha" = [0.5, 2]\n')
+    assert len(runs.plan(str(path), ["naive", "lwf"], [0], _overrides(), tmp_path / "o")) == 3
+
+
 def test_a_preset_grid_entry_that_is_not_a_list_is_refused(tmp_path) -> None:
     path = _preset_with_grid(tmp_path, '[grid]\n"train.lr" = 0.1\n')
     with pytest.raises(ConfigError, match=r"\[grid\]: `train.lr` = 0.1 must be a list.*\[0.1\]"):
@@ -192,6 +228,17 @@ def test_compare_with_a_grid_reports_each_variant_and_reuses_them(tmp_path, caps
     assert main(["compare", "split-digits", "--strategies", "naive", "lwf", "--seeds", "0",
                  "--grid", "strategy.alpha=0.5,2", "--out", str(out), *DIGITS]) == 0
     assert "finished before, reused" in capsys.readouterr().err
+    # the case: two keys, then the same keys in the other order into the same folder:
+    # every run is reused (one folder per variant) and the report of the folder works
+    two = ["compare", "split-digits", "--strategies", "lwf", "--seeds", "0", "--out",
+           str(tmp_path / "two"), *DIGITS]
+    assert main([*two, "--grid", "strategy.alpha=1,2", "--grid", "train.lr=0.05"]) == 0
+    capsys.readouterr()
+    assert main([*two, "--grid", "train.lr=0.05", "--grid", "strategy.alpha=1,2"]) == 0
+    assert capsys.readouterr().err.count("finished before, reused") == 2
+    assert sorted(p.name for p in (tmp_path / "two" / "lwf").iterdir() if p.is_dir()) == [
+        "strategy.alpha=1,train.lr=0.05", "strategy.alpha=2,train.lr=0.05"]
+    assert main(["report", str(tmp_path / "two"), "--out", str(tmp_path / "two-report")]) == 0
     # the report of the folder, from its files, names the same variants
     again = tmp_path / "again"
     assert main(["report", str(out), "--out", str(again)]) == 0
