@@ -60,6 +60,7 @@ from .strategies.base import (
     TrainData,
     make_optimizer,
 )
+from .strategies.memory import check_budget
 from .strategies.presets import build_strategy
 from .strategies.registry import FAMILIES
 
@@ -379,6 +380,8 @@ def train_stream(
     state = state or new_state(config, stream)
     stream = place_stream(config, stream)
     model, strategy = state.model, state.strategy
+    if strategy.MEMORY != "none":  # checked before the data for the datasets of known classes
+        check_budget(config, config.strategy.name, stream.n_outputs)
     strategy.setup(_context(config, stream, state, min(state.next_task, len(stream) - 1)))
     probe = (CurveProbe(_context(config, stream, state, 0), strategy, state)
              if config.train.eval_every > 0 else None)

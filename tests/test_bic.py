@@ -120,10 +120,10 @@ def test_validation_split_sizes_and_disjointness_over_three_tasks():
 
 
 def test_too_small_a_memory_is_a_config_error():
-    config, stream, state = setup(**{"memory.size": 3})  # 4 classes at task 1: 0 each
-    finish(state, start(config, stream, state, 0))
-    with pytest.raises(ConfigError, match="memory.size"):
-        start(config, stream, state, 1)
+    # 3 exemplars for the 6 classes of the stream: 0 each by the last task
+    with pytest.raises(ConfigError, match=r"`memory.size` = 3 cannot hold one example of each "
+                                          r"of the 6 classes of the stream that `bic` keeps"):
+        setup(**{"memory.size": 3})
 
 
 # ---------------------------------------------------------------------- the correction

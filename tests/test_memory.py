@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
-from lifelong_kd.config import MemoryConfig, RunConfig
+from lifelong_kd.config import MemoryConfig, RunConfig, StreamConfig
+from lifelong_kd.errors import ConfigError
 from lifelong_kd.strategies.base import TaskContext, TrainData
-from lifelong_kd.strategies.memory import Memory, group_lengths, herding_order
+from lifelong_kd.strategies.memory import Memory, check_budget, group_lengths, herding_order
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -144,9 +146,11 @@ def test_batched_add_equals_offering_the_examples_one_at_a_time():
         reference.add(raw, y, t, logits, torch.rand(b, generator=g_ref, dtype=torch.float64))
         start += b
         assert memory.seen == reference.seen
-        assert torch.equal(memory.x, reference.x)
-        assert torch.equal(memory.y, reference.y) and torch.equal(memory.t, reference.t)
-        assert memory.logits is not None and torch.equal(memory.logits, reference.logits)
+        n = len(memory)  # the examples held (the room may be larger while filling)
+        assert memory.x is not None and torch.equal(memory.x[:n], reference.x[:n])
+        assert torch.equal(memory.y[:n], reference.y[:n])
+        assert torch.equal(memory.t[:n], reference.t[:n])
+        assert memory.logits is not None and torch.equal(memory.logits[:n], reference.logits[:n])
     # later examples of a batch did replace earlier ones of the same batch
     assert reference.overwritten_in_batch > 0
     # and both drew the same numbers: the generators are in the same state
@@ -165,6 +169,51 @@ def test_reservoir_fills_the_first_slots_in_order_and_counts_what_it_saw():
     assert len(memory) == 10 and memory.seen == 13
     # slot i took example i (i < 10), then perhaps example 10, 11 or 12 replaced it
     assert all(i in (slot, 10, 11, 12) for slot, i in enumerate(ids_of(memory.x)))
+
+
+def test_reservoir_storage_grows_with_the_examples_offered_not_the_budget():
+    """The issue's case: a budget of 10,000,000 allocated whole (16 GB); the storage follows
+    what was offered, doubling, and holds what a small budget's memory holds."""
+    g, g_small = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    huge = Memory(MemoryConfig(size=10_000_000), with_logits=True)
+    small = Memory(MemoryConfig(size=40), with_logits=True)
+    rooms = []
+    for start in range(0, 30, 6):
+        ids = torch.arange(start, start + 6)
+        for memory, gen in ((huge, g), (small, g_small)):
+            memory.add(images_of(ids), ids, torch.zeros(6, dtype=torch.long),
+                       ids.float().view(-1, 1).expand(-1, 3), gen)
+        assert huge.x is not None and huge.logits is not None
+        rooms.append(len(huge.x))
+        assert len(huge.y) == len(huge.t) == len(huge.logits) == rooms[-1]
+    assert rooms == [6, 12, 24, 24, 48]  # doubling, never the budget
+    assert len(huge) == 30 and huge.nbytes() == 30 * (4 + 8 + 8 + 12)
+    for a, b in zip(huge.examples(), small.examples(), strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(huge.logits[:30], small.logits[:30])
+    # full at its budget: the room stops there and sampling goes on as algorithm R
+    capped = Memory(MemoryConfig(size=10))
+    capped.add(images_of(torch.arange(7)), torch.arange(7), torch.zeros(7, dtype=torch.long),
+               None, g)
+    capped.add(images_of(torch.arange(7, 30)), torch.arange(7, 30),
+               torch.zeros(23, dtype=torch.long), None, g)
+    assert capped.x is not None and len(capped.x) == 10 and len(capped) == 10
+
+
+@pytest.mark.parametrize(("policy", "size", "message"), [
+    ("herding", 9, r"`memory.size` = 9 cannot hold one example of each of the 10 classes of "
+                   r"the stream that `s` keeps.*memory.size >= 10, or memory.per_class"),
+    ("class_balanced", 1, r"= 1 cannot hold one example of each of the 10 classes"),
+    ("random", 3, r"= 3 cannot hold one example of each of the 10 classes"),
+    ("task_balanced", 4, r"= 4 cannot hold one example of each of the 5 tasks"),
+])
+def test_a_budget_below_one_example_per_group_is_refused(policy, size, message):
+    base = RunConfig(stream=StreamConfig(n_tasks=5))
+    with pytest.raises(ConfigError, match=message):
+        check_budget(replace(base, memory=MemoryConfig(size=size, policy=policy)), "s", 10)
+    for enough in (MemoryConfig(size=10, policy=policy), MemoryConfig(per_class=1, policy=policy),
+                   MemoryConfig(size=1)):  # the last a reservoir: any size is its budget
+        check_budget(replace(base, memory=enough), "s", 10)
 
 
 def test_add_refuses_a_task_end_memory_and_missing_logits():
@@ -506,8 +555,8 @@ def test_nbytes_is_the_bytes_of_the_tensors_held():
     assert reservoir.nbytes() == 0
     reservoir.add(images_of(torch.arange(4)), torch.arange(4), torch.zeros(4, dtype=torch.long),
                   torch.zeros(4, 3), g)
-    # allocated whole: 10 images of 4 bytes, labels and task ids int64, logits 3 float32
-    assert reservoir.nbytes() == 10 * 4 + 10 * 8 + 10 * 8 + 10 * 3 * 4 == 320
+    # the 4 held: images of 4 bytes, labels and task ids int64, logits 3 float32
+    assert reservoir.nbytes() == 4 * 4 + 4 * 8 + 4 * 8 + 4 * 3 * 4 == 128
     balanced = Memory(MemoryConfig(size=5, policy="class_balanced"), with_logits=True)
     balanced.update(ctx_of(g), data_of(list(range(8)), [0] * 4 + [1] * 4, 0),
                     logits_of=logits_by(1.0))
@@ -565,3 +614,60 @@ def test_state_dict_round_trip_continues_identically():
                       logits_of=logits_by(2.0), features_of=Features())
     assert_same(fresh, herding)
     assert held(herding)[0] == [2, 3]  # still the first chosen after the round trip
+
+
+# ------------------------------------------------------------------------ budgets of runs
+
+
+def test_icarl_with_a_memory_below_its_classes_is_refused_before_any_data(tmp_path, capsys):
+    """The issue's case: iCaRL with memory.size=1 on 10 classes finished with rows [0.51, 0,
+    ...]; now refused by name before any data is read (no run folder)."""
+    from lifelong_kd.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", "split-digits", "--strategy", "icarl", "--set", "memory.size=1",
+                 "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "`memory.size` = 1 cannot hold one example of each of the 10 classes" in err
+    assert "`icarl`" in err and not out.exists()
+    assert not (tmp_path / "cache").exists()  # nothing read, not even the cache
+
+
+def test_a_memory_below_the_classes_of_an_image_folder_is_refused_once_it_is_read(tmp_path,
+                                                                                 capsys):
+    """An image folder's classes are known only once it is read: the engine checks then,
+    before training."""
+    import numpy as np
+    from PIL import Image
+
+    from lifelong_kd.cli import main
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for cls in ("a", "b", "c", "d"):
+            (tmp_path / "imgs" / split / cls).mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
+                    tmp_path / "imgs" / split / cls / f"{i}.png")
+    base = ["run", "split-digits", "--strategy", "icarl", "--set", "data.dataset=imagefolder",
+            "--set", f"data.path={tmp_path / 'imgs'}", "--set", "stream.n_tasks=2",
+            "--set", "train.iterations=1", "--set", "model.hidden=[8]", "--quiet"]
+    assert main([*base, "--set", "memory.size=3", "--out", str(tmp_path / "small")]) == 2
+    assert "`memory.size` = 3 cannot hold one example of each of the 4 classes" in \
+        capsys.readouterr().err
+    assert main([*base, "--set", "memory.size=4", "--out", str(tmp_path / "enough")]) == 0
+
+
+def test_result_memory_bytes_are_those_held_with_a_huge_budget(tmp_path):
+    """The issue's case: memory.size at its maximum reported 8,000,000,000 bytes."""
+    from lifelong_kd.cli import main
+    from lifelong_kd.results import read_result
+
+    out = tmp_path / "der"
+    assert main(["run", "split-digits", "--strategy", "der", "--set", "memory.size=10000000",
+                 "--set", "stream.n_tasks=2", "--set", "train.iterations=5", "--out", str(out),
+                 "--quiet"]) == 0
+    costs = read_result(out)["costs"]
+    examples, per_example = costs["memory_examples"], 8 * 8 + 8 + 8 + 10 * 4
+    assert 0 < examples <= 5 * 2 * 32  # at most the examples offered in 10 steps of 32
+    assert costs["memory_bytes"] == examples * per_example

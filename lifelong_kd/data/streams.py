@@ -483,6 +483,22 @@ def _n_classes_per_task(config: RunConfig, n_classes: int) -> int:
     return n_classes // s.n_tasks
 
 
+def _shared_outputs(config: RunConfig) -> bool:
+    """Whether every task uses the same output units: domain-il (and task-il masked heads of
+    tasks that share classes) use the label within the task; everything else gives task t
+    the units t*k .. t*k+k-1."""
+    s = config.stream
+    return s.scenario == "domain-il" or (
+        s.scenario == "task-il" and config.model.head == "masked" and s.kind != "split")
+
+
+def stream_outputs(config: RunConfig, n_classes: int) -> int:
+    """The output units (the classes a model and a memory tell apart) of the stream of
+    ``config`` on a dataset of ``n_classes`` classes."""
+    k = _n_classes_per_task(config, n_classes)
+    return k if _shared_outputs(config) else config.stream.n_tasks * k
+
+
 #: Class counts of the known datasets, for checks before any data is loaded.
 KNOWN_CLASS_COUNTS = {"mnist": 10, "fashion-mnist": 10, "digits": 10, "cifar10": 10,
                       "cifar100": 100, "cifar10-jpeg": 10}
@@ -524,12 +540,8 @@ def build_stream(config: RunConfig, ds: Dataset) -> Stream:
     s = config.stream
     k = _n_classes_per_task(config, ds.n_classes)
     scenario = s.scenario
-    # Output units: domain-il (and task-il masked heads of tasks that share classes) use the
-    # label within the task; everything else gives task t the units t*k .. t*k+k-1.
-    shared = scenario == "domain-il" or (
-        scenario == "task-il" and config.model.head == "masked" and s.kind != "split"
-    )
-    n_outputs = k if shared else s.n_tasks * k
+    shared = _shared_outputs(config)
+    n_outputs = stream_outputs(config, ds.n_classes)
     g = torch.Generator().manual_seed(config.seed)
     tasks: list[Task] = []
     order = class_order(config, ds.n_classes) if s.kind == "split" else list(range(ds.n_classes))

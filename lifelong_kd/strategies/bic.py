@@ -155,11 +155,9 @@ class BiC(LwF):
         """Hold out ``v`` random examples of each new class and keep ``v`` of each old class's
         validation examples (see the class docstring); draws from the run's generator."""
         task, t = ctx.stream[ctx.index], ctx.index
+        # at least 1: a budget below one exemplar per class is refused before training
+        # (memory.check_budget)
         n_val, _ = split_sizes(self.memory_config, self.config.validation, self.n_seen(ctx))
-        if n_val == 0:
-            raise ConfigError(f"`memory.size` = {self.memory_config.size} is less than the "
-                              f"{self.n_seen(ctx)} classes seen at task {t} (0-based): BiC keeps "
-                              "at least one exemplar per class; raise memory.size")
         # the split is drawn on the host (one read of the labels per task); its parts are
         # gathered where the task's examples are (the run's device on an accelerator)
         y = task.train_y.cpu()

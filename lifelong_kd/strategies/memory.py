@@ -48,13 +48,39 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import MemoryConfig
+from ..config import MemoryConfig, RunConfig
 from ..data.augment import random_crop_flip
 from ..data.streams import Images, ImageUnion, to_device
+from ..errors import ConfigError
 from .base import TaskContext, TrainData
 
 #: The policies updated at the end of a task (every other is updated at every step).
 TASK_END_POLICIES = ("class_balanced", "task_balanced", "herding", "random")
+#: The policies that split ``memory.size`` over the classes seen (``task_balanced``: the tasks).
+PER_CLASS_POLICIES = ("class_balanced", "herding", "random")
+
+
+def check_budget(config: RunConfig, strategy: str, n_outputs: int) -> None:
+    """Refuse a ``memory.size`` that cannot hold one example of each class (output unit) of
+    the stream, ``n_outputs``, under a policy that keeps examples per class (each task under
+    ``task_balanced``): by the last task some class would have none, and a strategy that
+    classifies by class means (iCaRL) could not tell it at all. ``reservoir`` keeps a
+    uniform sample of every example offered, whatever its class: any size is its budget.
+    A budget per class (``memory.per_class``) always holds one."""
+    mem = config.memory
+    if mem.per_class or not mem.size:
+        return
+    if mem.policy in PER_CLASS_POLICIES:
+        groups, what = n_outputs, "classes of the stream"
+    elif mem.policy == "task_balanced":
+        groups, what = config.stream.n_tasks, "tasks"
+    else:
+        return
+    if mem.size < groups:
+        raise ConfigError(
+            f"`memory.size` = {mem.size} cannot hold one example of each of the {groups} {what} "
+            f"that `{strategy}` keeps examples of (`memory.policy` = {mem.policy!r} splits the "
+            f"budget over them); use memory.size >= {groups}, or memory.per_class")
 
 #: Outputs of the model for uint8 images (logits, or normalised features for herding).
 ImagesFn = Callable[[torch.Tensor], torch.Tensor]
@@ -145,9 +171,12 @@ class Memory:
         return self.config.policy == "reservoir"
 
     def nbytes(self) -> int:
-        """Bytes the memory holds: images, labels, task ids, priorities and logits."""
-        tensors = [self.x, self.y, self.t, self.logits, self.priority]
-        return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+        """Bytes of the examples the memory holds: their images, labels, task ids, priorities
+        and logits (a reservoir's room for examples not offered yet is not counted)."""
+        held = len(self)
+        tensors = [self.x, self.y, self.t, self.logits]
+        return (sum(t[:held].numel() * t.element_size() for t in tensors if t is not None)
+                + self.priority.numel() * self.priority.element_size())
 
     # ---------------------------------------------------------------------- reservoir
     def add(self, raw: torch.Tensor, y: torch.Tensor, t: torch.Tensor,
@@ -168,8 +197,8 @@ class Memory:
         size, b = self.config.size, len(y)
         if size == 0 or b == 0:
             return
-        if self.x is None:
-            self._allocate(size, raw, y.device, logits)
+        if self.x is None or len(self.y) < min(size, self.seen + b):
+            self._grow(min(size, self.seen + b), raw, y.device, logits)
         assert self.x is not None
         # the slots in numpy: a handful of operations on b numbers, each far cheaper there
         # than a torch operation's fixed cost (the step must not pay for the bookkeeping)
@@ -193,14 +222,27 @@ class Memory:
         if self.logits is not None and logits is not None:
             self.logits[slot_d] = to_device(logits[to_device(src, logits.device)].detach().float(), device)
 
-    def _allocate(self, n: int, raw: torch.Tensor, device: torch.device,
-                  logits: torch.Tensor | None) -> None:
-        self.x = torch.zeros((n, *raw.shape[1:]), dtype=torch.uint8, device=device)
-        self.y = torch.zeros(n, dtype=torch.long, device=device)
-        self.t = torch.zeros(n, dtype=torch.long, device=device)
+    def _grow(self, needed: int, raw: torch.Tensor, device: torch.device,
+              logits: torch.Tensor | None) -> None:
+        """Room for at least ``needed`` examples (``memory.size`` at most), the examples held
+        kept in their slots: the room doubles as examples arrive, so a reservoir's storage
+        follows what it was offered, not its budget (a budget of millions on a stream of
+        thousands allocates thousands)."""
+        old = 0 if self.x is None else len(self.y)
+        n = min(self.config.size, max(needed, 2 * old))
+
+        def grown(t: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+            new = torch.zeros((n, *shape), dtype=dtype, device=device)
+            if t is not None and old:
+                new[:old] = t
+            return new
+
+        self.x = grown(self.x, tuple(raw.shape[1:]), torch.uint8)
+        self.y = grown(self.y if old else None, (), torch.long)
+        self.t = grown(self.t if old else None, (), torch.long)
         if self.with_logits:
             assert logits is not None
-            self.logits = torch.zeros((n, logits.shape[1]), dtype=torch.float32, device=device)
+            self.logits = grown(self.logits, (logits.shape[1],), torch.float32)
 
     # ------------------------------------------------------------------- at a task's end
     def update(self, ctx: TaskContext, data: TrainData, *, logits_of: ImagesFn | None = None,

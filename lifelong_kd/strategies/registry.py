@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import SCENARIOS, MemoryConfig, RunConfig, StrategyConfig
+from ..data.streams import KNOWN_CLASS_COUNTS, stream_outputs
 from ..errors import ConfigError
 from .base import Strategy
+from .memory import check_budget
 
 
 @dataclass(frozen=True)
@@ -32,8 +34,10 @@ class StrategyPreset:
     kwargs_names: tuple[str, ...] = ()
 
     def check(self, config: RunConfig) -> None:
-        """Refuse, before any data is loaded, a strategy option no strategy accepts and a
-        scenario this preset does not support.
+        """Refuse, before any data is loaded, a strategy option no strategy accepts, a
+        scenario this preset does not support and a memory too small for its policy
+        (:func:`~lifelong_kd.strategies.memory.check_budget`: for a dataset of unknown class
+        count, the engine checks it once the stream is built).
 
         The options share one table (``StrategyConfig``), so every registered strategy class
         checks those it reads whatever strategy runs (this preset's class first): a bad value
@@ -48,6 +52,9 @@ class StrategyPreset:
         if self.cls.MEMORY == "required" and not (mem.size or mem.per_class):
             raise ConfigError(f"strategy `{self.name}` keeps an exemplar memory: set `memory.size` "
                               "(examples in all) or `memory.per_class` (examples per class) > 0")
+        n_classes = KNOWN_CLASS_COUNTS.get(config.data.dataset)
+        if self.cls.MEMORY != "none" and n_classes is not None:  # else once the data is read
+            check_budget(config, self.name, stream_outputs(config, n_classes))
         if config.stream.scenario not in self.scenarios:
             raise ConfigError(
                 f"strategy `{self.name}` does not support the `{config.stream.scenario}` "
