@@ -115,6 +115,13 @@ def _read(benchmark: str) -> tuple[str, Path, dict[str, Any], dict[str, dict[str
             f"`{name}` is a suite of benchmarks ({members}): `lifelong-kd compare {name}` runs "
             "them all; `run` takes one of them"
         )
+    flat = _flatten({k: v for k, v in table.items() if k not in ("overrides", "grid")}, str(path))
+    flat.setdefault("benchmark", name)
+    return name, path, flat, _overrides_of(table, path)
+
+
+def _overrides_of(table: dict[str, Any], path: Path) -> dict[str, dict[str, Any]]:
+    """A preset's ``[overrides.<strategy>.<section>]`` tables as strategy -> flat dotted keys."""
     raw = table.get("overrides", {})
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: `overrides` must be a table ([overrides.<strategy>.<section>])")
@@ -127,9 +134,7 @@ def _read(benchmark: str) -> tuple[str, Path, dict[str, Any], dict[str, dict[str
                 f"({', '.join(f'[overrides.{strategy}.{s}]' for s in SECTIONS)})"
             )
         overrides[strategy] = _flatten(sections, f"{path} [overrides.{strategy}]")
-    flat = _flatten({k: v for k, v in table.items() if k not in ("overrides", "grid")}, str(path))
-    flat.setdefault("benchmark", name)
-    return name, path, flat, overrides
+    return overrides
 
 
 def _flatten(table: dict[str, Any], source: str) -> dict[str, Any]:
@@ -342,13 +347,12 @@ def preset_grid(benchmark: str) -> dict[str, list[Any]]:
         if not isinstance(values, list):
             raise ConfigError(f"{path} [grid]: `{key}` = {values!r} must be a list of the values "
                               f"to try, for example [{values!r}]")
-    _, _, _, per_strategy = _read(benchmark)
-    for strategy, table in per_strategy.items():
-        both = [k for k in flat if k in table and reads(strategy, k)]
+    for strategy, own in _overrides_of(table, path).items():
+        both = [k for k in flat if k in own and reads(strategy, k)]
         if both:  # every grid point would replace the strategy's own setting without a word
             raise ConfigError(
                 f"{path}: `{both[0]}` is both varied by [grid] ({flat[both[0]]}) and set for "
-                f"`{strategy}` by [overrides.{strategy}] ({table[both[0]]!r}); give it one way: "
+                f"`{strategy}` by [overrides.{strategy}] ({own[both[0]]!r}); give it one way: "
                 f"drop it from one of the two tables")
     return flat
 
