@@ -43,12 +43,17 @@ are nan (empty in the CSV files) and its plots show only its last row
 (:func:`lifelong_kd.metrics.meaningful_metrics`); report.md states the reason once.
 Confidence intervals are clipped to the range of their metric
 (:data:`lifelong_kd.metrics.BOUNDS`, :func:`lifelong_kd.stats.clip_interval`).
+
+Every text report.md takes from a result.json, a preset or a failure (names, descriptions,
+settings, versions, error messages) is escaped where it enters it (:func:`markdown_text`,
+:func:`markdown_code`): it shows as written and adds no tag, block, cell, emphasis or link.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -97,6 +102,81 @@ MATRIX_TITLES = {
 }
 
 _FLOAT_FORMAT = "%.10g"
+
+
+# ----------------------------------------------------------------------------- Markdown text
+
+#: Runs of whitespace (line breaks of every kind included) and control characters: one space.
+_BREAKS = re.compile(r"[\s\x00-\x1f\x7f]+")
+#: Written as HTML entities: no tag, comment or autolink (``<javascript:...>``) can open.
+_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+#: Backslash-escaped wherever they are (CommonMark's escapable ASCII punctuation, GFM's ``|``
+#: and ``~``): the escape itself, code spans, emphasis, strikethrough, headings, table cells,
+#: and links and images: with ``(`` escaped, ``](`` cannot give a link its destination, so
+#: ``[`` and ``]`` stay as they are (variant names such as ``lwf [train.lr = 0.1]`` hold
+#: them), report.md having no link reference definitions.
+_ESCAPED = frozenset("\\`*~#|()!")
+#: A URL scheme that runs or carries content: its colon is escaped, so that no renderer that
+#: links bare URLs makes a link of it (CommonMark does not: without ``<`` it is text).
+_SCHEME = re.compile(r"(?i)\b(javascript|vbscript|data):")
+#: What could start a block at the start of a line once the characters above are escaped: a
+#: list item (``- ``, ``+ ``, ``1. ``), a thematic break or setext underline (``---``,
+#: ``===``); a marker followed by a letter or digit (``-0.5``, ``1.5``) starts none.
+_BLOCK_START = re.compile(r"(?:[-+=]|\d{1,9}\.)(?![^\W_])")
+
+
+def _one_line(value: Any) -> str:
+    """``str(value)`` on one line, without control characters or surrounding spaces."""
+    return _BREAKS.sub(" ", str(value)).strip()
+
+
+def markdown_text(value: Any) -> str:
+    """``value`` (any text a result.json, a preset or a failure brings: names, descriptions,
+    settings, error messages) as Markdown that shows it as written and does nothing else.
+
+    Issue 25: report.md is read on GitHub and rendered to HTML; a text written into it as is
+    could add tags (``<script>``), headings, list items, quotes, table cells, emphasis,
+    code, links or images. Here the text is put on one line (line breaks become spaces: no
+    block can start inside it), ``&``, ``<``, ``>`` become entities, the punctuation of
+    :data:`_ESCAPED` is backslash-escaped, and so is ``_`` where it could open or close
+    emphasis (not between two letters or digits: ``weight_decay`` stays), the colon of a
+    ``javascript:`` (``vbscript:``, ``data:``) scheme and a list or setext marker at the
+    start. Ordinary names and settings (``lwf``, ``lwf-mammoth``, ``avalanche:Replay``,
+    ``lwf [train.lr = 0.1]``) come out unchanged.
+    """
+    text = _one_line(value)
+    out = []
+    for i, ch in enumerate(text):
+        if ch in _ENTITIES:
+            out.append(_ENTITIES[ch])
+        elif ch in _ESCAPED:
+            out.append(f"\\{ch}")
+        elif ch == "_" and not (0 < i < len(text) - 1 and text[i - 1].isalnum()
+                                and text[i + 1].isalnum()):
+            out.append("\\_")
+        else:
+            out.append(ch)
+    escaped = _SCHEME.sub(r"\1\\:", "".join(out))
+    start = _BLOCK_START.match(escaped)
+    if start:
+        end = start.end() - 1  # the marker's last character: "-", "+", "=" or the "." of "1."
+        escaped = f"{escaped[:end]}\\{escaped[end:]}"
+    return escaped
+
+
+#: What a code span cannot hold as it is: its closing backtick, a table's cell separator,
+#: and what would read as markup in a renderer that does not keep code spans literal.
+_CODE_UNSAFE = frozenset("`|<>&\\")
+
+
+def markdown_code(value: Any) -> str:
+    """``value`` as an inline code span (`` `lwf` ``) when the span shows it as written: on one
+    line (:func:`markdown_text`), without a backtick, ``|``, ``<``, ``>``, ``&``, ``\\`` or a
+    ``javascript:`` scheme; otherwise as :func:`markdown_text`, plain escaped text."""
+    text = _one_line(value)
+    if text and not (_CODE_UNSAFE & set(text)) and not _SCHEME.search(text):
+        return f"`{text}`"
+    return markdown_text(value)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -153,7 +233,7 @@ def render_report(
         lines = [title, "", "No run finished, so there is nothing to compare.", ""]
     else:
         first = runs[0].result
-        lines = [f"# Comparison report: {first['benchmark']}", ""]
+        lines = [f"# Comparison report: {markdown_text(first['benchmark'])}", ""]
         lines += _what_was_run([run.result for run in runs])
         variants = variants_of(runs)
         n_runs = {s: sum(run.label == s for run in runs) for s in variants}
@@ -194,8 +274,8 @@ def render_report(
     lines += ["## Runs that did not finish", ""]
     if failures:
         lines += ["Left out of every table and plot:", ""]
-        lines += [f"- `{f.get('strategy')}` seed {f.get('seed')}: {f.get('error')}"
-                  for f in failures]
+        lines += [f"- {markdown_code(f.get('strategy'))} seed {markdown_text(f.get('seed'))}: "
+                  f"{markdown_text(f.get('error'))}" for f in failures]
     else:
         lines.append("None: every run finished.")
     lines.append("")
@@ -254,8 +334,11 @@ def _value(v: Any) -> str:
 
 
 def _settings(d: dict[str, Any], skip: Iterable[str] = ()) -> str:
+    """``key = value, ...`` of ``d`` (less ``skip``) as report.md shows settings, each key and
+    value escaped (:func:`markdown_text`): they come from result.json."""
     skip = set(skip)
-    return ", ".join(f"{k} = {_value(v)}" for k, v in d.items() if k not in skip)
+    return ", ".join(f"{markdown_text(k)} = {markdown_text(_value(v))}" for k, v in d.items()
+                     if k not in skip)
 
 
 def _model_text(model: dict[str, Any], scenario: str) -> str:
@@ -264,8 +347,8 @@ def _model_text(model: dict[str, Any], scenario: str) -> str:
     keys = [k for k in relevant.get(name, tuple(k for k in model if k not in ("name", "head")))]
     if scenario == "task-il":
         keys.append("head")
-    return f"{name}" + (f" ({_settings({k: model[k] for k in keys if k in model})})"
-                        if keys else "")
+    return markdown_text(name) + (f" ({_settings({k: model[k] for k in keys if k in model})})"
+                                  if keys else "")
 
 
 def _stream_text(stream: dict[str, Any]) -> str:
@@ -275,7 +358,7 @@ def _stream_text(stream: dict[str, Any]) -> str:
     keys = relevant.get(kind, tuple(k for k in stream if k not in ("kind", "scenario",
                                                                     "n_tasks")))
     shown = {k: stream[k] for k in keys if k in stream}
-    return f"{kind}" + (f" ({_settings(shown)})" if shown else "")
+    return markdown_text(kind) + (f" ({_settings(shown)})" if shown else "")
 
 
 def _train_text(train: dict[str, Any]) -> str:
@@ -284,8 +367,9 @@ def _train_text(train: dict[str, Any]) -> str:
         skip.add("betas")
     elif train.get("optimizer") == "adam":
         skip.add("momentum")
-    length = (f"{train['iterations']} iterations per task" if train.get("iterations", 0) > 0
-              else f"{train.get('epochs')} epoch(s) per task")
+    length = (f"{markdown_text(train['iterations'])} iterations per task"
+              if train.get("iterations", 0) > 0
+              else f"{markdown_text(train.get('epochs'))} epoch(s) per task")
     return f"{length}; {_settings(train, skip)}"
 
 
@@ -321,8 +405,15 @@ def _strategy_options(run: Run) -> str:
 
 
 def _distinct(results: Sequence[dict[str, Any]], section: str, key: str) -> str:
+    """The distinct values of ``section.key`` over ``results``, joined by `` / `` (as
+    written: the caller escapes them)."""
     values = list(dict.fromkeys(str(r.get(section, {}).get(key)) for r in results))
     return " / ".join(values)
+
+
+def _software(results: Sequence[dict[str, Any]], key: str) -> str:
+    """The distinct versions of ``environment.key``, escaped (:func:`markdown_text`)."""
+    return markdown_text(_distinct(results, "environment", key))
 
 
 def _own_settings(first: dict[str, Any], run: dict[str, Any]) -> str:
@@ -333,8 +424,8 @@ def _own_settings(first: dict[str, Any], run: dict[str, Any]) -> str:
     diffs = []
     for section in ("model", "train", "memory", "teacher"):
         mine, theirs = run.get(section, {}), first.get(section, {})
-        diffs += [f"{section}.{k} = {_value(v)}" for k, v in mine.items()
-                  if _value(v) != _value(theirs.get(k))]
+        diffs += [f"{section}.{markdown_text(k)} = {markdown_text(_value(v))}"
+                  for k, v in mine.items() if _value(v) != _value(theirs.get(k))]
     return ", ".join(diffs)
 
 
@@ -354,7 +445,8 @@ def _teacher_text(result: dict[str, Any]) -> str:
         name = getattr(strategy_preset(result["strategy"]).cls, "TEACHER_STRATEGY", None) or name
     settings = teacher.get("settings") or {}
     extra = f" with {_settings(settings)}" if settings else ""
-    return f"{_model_text(merged, result['scenario'])}, trained with `{name}`{extra}"
+    return (f"{_model_text(merged, result['scenario'])}, trained with {markdown_code(name)}"
+            f"{extra}")
 
 
 def _what_was_run(results: Sequence[dict[str, Any]]) -> list[str]:
@@ -369,10 +461,10 @@ def _what_was_run(results: Sequence[dict[str, Any]]) -> list[str]:
     lines = [
         "## What was run",
         "",
-        f"- **Benchmark**: `{first['benchmark']}`"
-        + (f": {cfg['description']}" if cfg.get("description") else ""),
-        f"- **Scenario**: {first['scenario']}, {first['n_tasks']} tasks"
-        + (f" ({'; '.join(tasks)})" if tasks and len(tasks) <= 20 else ""),
+        f"- **Benchmark**: {markdown_code(first['benchmark'])}"
+        + (f": {markdown_text(cfg['description'])}" if cfg.get("description") else ""),
+        f"- **Scenario**: {markdown_text(first['scenario'])}, {first['n_tasks']} tasks"
+        + (f" ({'; '.join(map(markdown_text, tasks))})" if tasks and len(tasks) <= 20 else ""),
         f"- **Stream**: {_stream_text(cfg.get('stream', {}))}",
         f"- **Model**: {_model_text(cfg.get('model', {}), first['scenario'])}",
         f"- **Training**: {_train_text(cfg.get('train', {}))}",
@@ -385,26 +477,28 @@ def _what_was_run(results: Sequence[dict[str, Any]]) -> list[str]:
                    for run in mine) / len(mine)
         own = _own_settings(cfg, mine[0].result.get("config", {}))
         teacher = _teacher_text(mine[0].result)
-        lines.append(f"  - `{label}`: {_strategy_options(mine[0])}"
+        lines.append(f"  - {markdown_code(label)}: {_strategy_options(mine[0])}"
                      + (f"; its own settings: {own}" if own else "")
                      + (f"; teacher: {teacher}" if teacher else "")
                      + f"; seeds {seeds}; {secs:.1f} s per run on average")
     seeds = sorted({r["seed"] for r in results})
     lines += [
         f"- **Seeds**: {', '.join(str(s) for s in seeds)}",
-        f"- **Data**: {data.get('dataset')} from `{data.get('path')}`, "
-        f"{data.get('n_train')} training and {data.get('n_test')} test examples"
-        + (f" (subsets: {data.get('train_subset')} train, {data.get('test_subset')} test)"
+        f"- **Data**: {markdown_text(data.get('dataset'))} from "
+        f"{markdown_code(data.get('path'))}, {markdown_text(data.get('n_train'))} training and "
+        f"{markdown_text(data.get('n_test'))} test examples"
+        + (f" (subsets: {markdown_text(data.get('train_subset'))} train, "
+           f"{markdown_text(data.get('test_subset'))} test)"
            if data.get("train_subset") or data.get("test_subset") else "")
-        + f"; sha256 fingerprint `{_distinct(results, 'data', 'fingerprint')}`",
-        f"- **Software**: python {_distinct(results, 'environment', 'python')}, "
-        f"torch {_distinct(results, 'environment', 'torch')}, "
-        f"torchvision {_distinct(results, 'environment', 'torchvision')}, "
-        f"numpy {_distinct(results, 'environment', 'numpy')}, "
-        f"lifelong-kd {_distinct(results, 'environment', 'lifelong_kd')} "
-        f"(git commit {_distinct(results, 'environment', 'git_commit')}); "
-        f"{_distinct(results, 'environment', 'platform')}, device "
-        f"{cfg.get('train', {}).get('device', 'cpu')}",
+        + f"; sha256 fingerprint {markdown_code(_distinct(results, 'data', 'fingerprint'))}",
+        f"- **Software**: python {_software(results, 'python')}, "
+        f"torch {_software(results, 'torch')}, "
+        f"torchvision {_software(results, 'torchvision')}, "
+        f"numpy {_software(results, 'numpy')}, "
+        f"lifelong-kd {_software(results, 'lifelong_kd')} "
+        f"(git commit {_software(results, 'git_commit')}); "
+        f"{_software(results, 'platform')}, device "
+        f"{markdown_text(cfg.get('train', {}).get('device', 'cpu'))}",
         "",
     ]
     return lines
@@ -453,7 +547,7 @@ def _metrics_table(summary: list[dict[str, Any]], kind: str, strategies: list[st
             if row["n"] != n_runs[s]:
                 text += f" (n={row['n']})"
             cells.append(f"**{text}**" if s in best[m] else text)
-        lines.append(f"| {s} | {n_runs[s]} | " + " | ".join(cells) + " |")
+        lines.append(f"| {markdown_text(s)} | {n_runs[s]} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -465,7 +559,7 @@ def _paired_section(pairs: list[dict[str, Any]], runs: Sequence[Run],
         several = [s for s in strategies if s.startswith(f"{BASELINE} [")]
         if several:
             return lines + [f"No paired comparison: `{BASELINE}` has {len(several)} variants "
-                            f"here ({', '.join(f'`{s}`' for s in several)}), so none is the "
+                            f"here ({', '.join(map(markdown_code, several))}), so none is the "
                             "baseline and `paired.csv` is empty; report one of them.", ""]
         return lines + [f"No paired comparison: `{BASELINE}` (naive fine-tuning) is not among "
                         "the strategies of this comparison, so `paired.csv` is empty.", ""]
@@ -486,7 +580,8 @@ def _paired_section(pairs: list[dict[str, Any]], runs: Sequence[Run],
         missing = sorted(run.seed for run in runs
                          if run.label == s and run.seed not in base_seeds)
         if s != BASELINE and missing:
-            lines.append(f"- `{s}` seed(s) {', '.join(map(str, missing))} have no `{BASELINE}` "
+            lines.append(f"- {markdown_code(s)} seed(s) {', '.join(map(str, missing))} have "
+                         f"no `{BASELINE}` "
                          "run with the same seed and are left out of the pairs.")
     if lines[-1] != "":
         lines.append("")
@@ -500,7 +595,7 @@ def _paired_section(pairs: list[dict[str, Any]], runs: Sequence[Run],
             arrow = "↑" if p["metric"] in HIGHER_IS_BETTER else "↓"
             ci = ("n/a" if math.isnan(p["ci_low"])
                   else f"[{_pct(p['ci_low'], True)}, {_pct(p['ci_high'], True)}]")
-            lines.append(f"| {p['strategy']} | {p['metric']} {arrow} | "
+            lines.append(f"| {markdown_text(p['strategy'])} | {p['metric']} {arrow} | "
                          f"{_pct(p['difference'], True)} | {ci} | {_p(p['p'])} | {p['n']} |")
         lines.append("")
     return lines
@@ -555,7 +650,7 @@ def _teacher_section(summary: list[dict[str, Any]], runs: Sequence[Run], kinds: 
             shown = [_metric_cell(cells.get((s, matrix, metric)), n_runs[s])
                      for metric in ("average_accuracy", "forgetting")
                      for matrix in (kind, teacher)]
-            lines.append(f"| {s} | {n_runs[s]} | " + " | ".join(shown) + " |")
+            lines.append(f"| {markdown_text(s)} | {n_runs[s]} | " + " | ".join(shown) + " |")
         lines.append("")
     return lines
 
@@ -588,10 +683,10 @@ def _continual_section(summary: list[dict[str, Any]], runs: Sequence[Run]) -> li
     if not labels:
         return []
     with_curves = Counter(run.label for run in runs if run.label in labels)  # runs per variant
-    every = sorted({str(run.result.get("config", {}).get("train", {}).get("eval_every"))
-                    for run in runs if run.label in with_curves})
-    subset = sorted({str(run.result.get("config", {}).get("train", {}).get("eval_subset"))
-                     for run in runs if run.label in with_curves})
+    every = sorted({markdown_text(run.result.get("config", {}).get("train", {})
+                                  .get("eval_every")) for run in runs if run.label in with_curves})
+    subset = sorted({markdown_text(run.result.get("config", {}).get("train", {})
+                                   .get("eval_subset")) for run in runs if run.label in with_curves})
     arrow = {m: "" if m == "gap_length" else " ↑" if m in CONTINUAL_HIGHER_IS_BETTER else " ↓"
              for m in CONTINUAL_METRICS}
     lines = [
@@ -616,7 +711,7 @@ def _continual_section(summary: list[dict[str, Any]], runs: Sequence[Run]) -> li
     for s, n in with_curves.items():
         shown = [(_steps_cell if m == "gap_length" else _metric_cell)(
             cells.get((s, CONTINUAL, m)), n) for m in CONTINUAL_METRICS]
-        lines.append(f"| {s} | {n} | " + " | ".join(shown) + " |")
+        lines.append(f"| {markdown_text(s)} | {n} | " + " | ".join(shown) + " |")
     lines += ["", *[f"- {CONTINUAL_TITLES[m]} (`{m}`): {CONTINUAL_DEFINITIONS[m]}"
                     for m in CONTINUAL_METRICS], ""]
     return lines
@@ -662,7 +757,7 @@ def _costs_section(summary: list[dict[str, Any]], variants: list[str],
                  _count(mean["model_bytes"]), teacher, _count(mean["memory_bytes"]),
                  _micro(mean["latency_batch_1"]), _micro(mean["latency_batch_256"]),
                  "n/a" if math.isnan(seconds) else f"{seconds:.1f}"]
-        lines.append(f"| {s} | {n_runs[s]} | " + " | ".join(shown) + " |")
+        lines.append(f"| {markdown_text(s)} | {n_runs[s]} | " + " | ".join(shown) + " |")
     return [*lines, ""]
 
 
@@ -735,9 +830,10 @@ def _kept_section(summary: list[dict[str, Any]], runs: Sequence[Run], kind: str)
         "|---|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        ref = r["reference"] if r["reference"] == "its teacher" else f"`{r['reference']}`"
+        ref = (r["reference"] if r["reference"] == "its teacher"
+               else markdown_code(r["reference"]))
         lines.append(
-            f"| {r['strategy']} | {_count(r['parameters'])} | {_pct(r['acc'])} | {ref} | "
+            f"| {markdown_text(r['strategy'])} | {_count(r['parameters'])} | {_pct(r['acc'])} | {ref} | "
             f"{_count(r['reference_parameters'])} | {_pct(r['reference_acc'])} | "
             f"{_ratio(r['kept'])} | {_ratio(r['share'])} | {_ratio(r['kept_per_parameter'])} |")
     return [*lines, ""]
@@ -764,7 +860,7 @@ def _intransigence_absent(runs: Sequence[Run]) -> str:
     if len(variants) > 1:
         return (f"`intransigence` is absent: its a*_j comes from one `{JOINT}` run per seed, "
                 f"and there are {len(variants)} `{JOINT}` variants here "
-                f"({', '.join(f'`{v}`' for v in variants)}); report one of them.")
+                f"({', '.join(map(markdown_code, variants))}); report one of them.")
     if joints and all(strategy_config(r).get("mode") == "final" for r in joints):
         return (f"`intransigence` is absent: its a*_j is the accuracy on task j of joint "
                 f"training on tasks 0..j (Chaudhry et al. 2018, eq. 4), and the `{JOINT}` "

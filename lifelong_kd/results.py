@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import ADDED_KEYS, SHARED_SECTIONS
+from .config import ADDED_KEYS, SHARED_SECTIONS, closest_name
 from .errors import UserError
 from .metrics import (
     METRICS,
@@ -479,6 +479,82 @@ def _matrix_problem(value: Any, name: str, n: int, finished: bool) -> str | None
     return None
 
 
+#: What follows an external family's prefix in a strategy name (``avalanche:Replay``): the name
+#: of a class of that library, so a Python identifier.
+_FAMILY_MEMBER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def strategy_names() -> tuple[list[str], list[str]]:
+    """The strategy names this version runs: (the registered presets' names, the prefixes of
+    the external families, ``avalanche:``). Read from the registry
+    (:mod:`lifelong_kd.strategies.registry`, the one list of strategies; importing it loads
+    the built-in presets), when a result file is checked: the import contracts allow it (the
+    training layers know nothing of results, not the reverse), and importing it here only,
+    not at the top, keeps ``results`` light for the readers that check no names."""
+    from .strategies.registry import FAMILIES, PRESETS
+
+    return list(PRESETS), list(FAMILIES)
+
+
+def is_strategy_name(name: Any, names: tuple[list[str], list[str]] | None = None) -> bool:
+    """Whether ``name`` names a strategy of this version: a registered preset, or a family's
+    prefix followed by a class name (``avalanche:Replay``; the family itself need not be
+    installed to report a run made where it was). ``names``: :func:`strategy_names`."""
+    presets, families = names or strategy_names()
+    if not isinstance(name, str):
+        return False
+    return name in presets or any(name.startswith(prefix) and _FAMILY_MEMBER.fullmatch(
+        name.removeprefix(prefix)) for prefix in families)
+
+
+def _shown_name(value: Any, limit: int = 60) -> str:
+    """``value`` as an error message shows a bad name: its repr (one line, whatever the name
+    holds), cut at ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
+
+
+def check_strategy_names(result: dict[str, Any], path: Path | str) -> dict[str, Any]:
+    """``result`` (read from ``path``, checked by :func:`validate_result`) when the strategy
+    names it records are strategies of this version; a UserError naming ``path``, the key,
+    the bad name, the closest valid one and every valid one otherwise.
+
+    ``strategy``, ``config.strategy.name`` and ``config.teacher.strategy`` (where present)
+    must each name a strategy (:func:`is_strategy_name`), and the first two the same one. A
+    name that is none was not written by a run of this project (or was edited by hand): a
+    report would show it and name a variant after it. Results built in memory by a run are
+    not checked here: their names come from the registry.
+    """
+    problem = _strategy_problem(result)
+    if problem:
+        raise UserError(f"{path} is not a usable lifelong-kd result: {problem}")
+    return result
+
+
+def _strategy_problem(result: Mapping[str, Any]) -> str | None:
+    """The problem with the strategy names ``result`` records (:func:`check_strategy_names`),
+    or None."""
+    names = strategy_names()
+    config = result.get("config", {})
+    recorded = [("strategy", result["strategy"])]
+    if "name" in config.get("strategy", {}):
+        recorded.append(("config.strategy.name", config["strategy"]["name"]))
+    teacher = config.get("teacher")
+    if isinstance(teacher, Mapping) and "strategy" in teacher:
+        recorded.append(("config.teacher.strategy", teacher["strategy"]))
+    for key, name in recorded:
+        if not is_strategy_name(name, names):
+            presets, families = names
+            close = closest_name(name, presets) if isinstance(name, str) else None
+            hint = f" (did you mean `{close}`?)" if close else ""
+            valid = ", ".join([*presets, *(f"{prefix}<Name>" for prefix in families)])
+            return f"`{key}` is {_shown_name(name)}, not a strategy{hint}; valid: {valid}"
+    if len(recorded) > 1 and recorded[1][1] != recorded[0][1]:
+        return (f"`strategy` is {_shown_name(recorded[0][1])} but `config.strategy.name` is "
+                f"{_shown_name(recorded[1][1])}: one run has one strategy")
+    return None
+
+
 def validate_result(result: Any, path: Path | str) -> dict[str, Any]:
     """``result`` (read from ``path``) when it holds what the reports and plots read; a
     UserError naming ``path`` and the first problem otherwise (a missing key, a value of the
@@ -490,7 +566,8 @@ def validate_result(result: Any, path: Path | str) -> dict[str, Any]:
     ``initial_accuracy`` (n_tasks accuracies). Checked where present: ``status``,
     ``task_names``, the class-il task-aware matrix and initial accuracies (the same shapes),
     that ``config`` (with its sections), ``data``, ``environment`` and ``timing`` are
-    tables, and that recorded metrics are tables and per-task forgetting lists.
+    tables, and that recorded metrics are tables and per-task forgetting lists. (A result
+    read from a file also has its strategy names checked: :func:`load_result`.)
     """
     def bad(problem: str) -> UserError:
         return UserError(f"{path} is not a usable lifelong-kd result: {problem}")
@@ -556,11 +633,14 @@ def validate_result(result: Any, path: Path | str) -> dict[str, Any]:
 
 
 def load_result(path: Path) -> dict[str, Any]:
-    """Read and check the result.json at ``path`` (or in the run folder ``path``), with the
-    run's continual evaluation as ``curves`` when a curves.csv is beside it."""
+    """Read and check the result.json at ``path`` (or in the run folder ``path``): what the
+    reports read (:func:`validate_result`) and its strategy names
+    (:func:`check_strategy_names`); with the run's continual evaluation as ``curves`` when a
+    curves.csv is beside it."""
     path = Path(path)
     file = path / RESULT if path.is_dir() else path
-    return attach_curves(validate_result(read_result(file), file), file.parent)
+    result = check_strategy_names(validate_result(read_result(file), file), file)
+    return attach_curves(result, file.parent)
 
 
 def attach_curves(result: dict[str, Any], folder: Path) -> dict[str, Any]:

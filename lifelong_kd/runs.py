@@ -58,6 +58,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from .config import RunConfig
 from .errors import ConfigError, UserError
@@ -943,25 +944,27 @@ def compare_suite(
                 outcomes.append(_compare_planned(plans[member.name], provider,
                                                  out_dir / member.name, options, executor, stop,
                                                  log))
+        from .report import markdown_text, write_comparison
+
         by_name = dict(zip(plans, outcomes, strict=True))
         lines = ["# Suite report", ""]
-        if description:
-            lines += [description, ""]
+        if description:  # the preset's texts are escaped (markdown_text), its links quoted
+            lines += [markdown_text(description), ""]
         for report, listed in (reports or {}).items():
-            from .report import write_comparison
-
             results = [r for m in listed for r in by_name[m].results]
             with output_folder(out_dir / report):
                 write_comparison(results, out_dir / report,
                                  formats=COMPARISON_FORMATS if options.plots else (),
                                  failures=[f for m in listed for f in by_name[m].failures])
-            lines += [f"## {report} (members {', '.join(listed)} together)", "",
-                      f"Full report: [{report}/report.md]({report}/report.md)", ""]
+            lines += [f"## {markdown_text(report)} (members "
+                      f"{', '.join(markdown_text(m) for m in listed)} together)", "",
+                      f"Full report: [{markdown_text(report)}/report.md]({quote(report)}/report.md)",
+                      ""]
         for member, outcome in zip(parts, outcomes, strict=True):
-            name = member.name
-            lines += [f"## {name}", "", f"Full report: [{name}/report.md]({name}/report.md)"]
-            if (out_dir / name / "average_accuracy.png").is_file():
-                lines += ["", f"![{name}: average accuracy]({name}/average_accuracy.png)"]
+            name, link = markdown_text(member.name), quote(member.name)
+            lines += [f"## {name}", "", f"Full report: [{name}/report.md]({link}/report.md)"]
+            if (out_dir / member.name / "average_accuracy.png").is_file():
+                lines += ["", f"![{name}: average accuracy]({link}/average_accuracy.png)"]
             if outcome.failures:
                 lines += ["", f"{len(outcome.failures)} run(s) did not finish (see its report)."]
             lines.append("")

@@ -498,3 +498,190 @@ def test_figures_are_closed_when_drawing_or_saving_fails(
     with pytest.raises(RuntimeError, match="drawing failed"):
         plots.run_plots(runs[0], tmp_path / "d")
     assert closed()
+
+
+# ------------------------------------------------------- issue 25: text from files, escaped
+
+#: Every construct of Markdown (and HTML) a hostile result.json or preset could bring.
+HOSTILE = ("evil <script>alert(1)</script> | x |\n# heading\n- item\n> quote\n1. one\n"
+           "**bold** _em_ `code` [link](javascript:alert(1)) <javascript:alert(1)> "
+           "![img](x.png) &amp; \\")
+#: HOSTILE as markdown_text writes it, by hand: one line; &, <, > as entities; \, `, *, #, |,
+#: (, ), ! backslash-escaped; _ escaped where it could open or close emphasis (not inside a
+#: word); the colon of a javascript: scheme escaped; [ and ] kept (with ( escaped, `](` cannot
+#: open a link, and report.md holds no link reference definitions).
+HOSTILE_ESCAPED = (
+    r"evil &lt;script&gt;alert\(1\)&lt;/script&gt; \| x \| \# heading - item &gt; quote "
+    r"1. one \*\*bold\*\* \_em\_ \`code\` [link]\(javascript\:alert\(1\)\) "
+    r"&lt;javascript\:alert\(1\)&gt; \![img]\(x.png\) &amp;amp; \\")
+
+
+def test_markdown_text_escapes_each_construct_by_hand() -> None:
+    text = report.markdown_text
+    assert text(HOSTILE) == HOSTILE_ESCAPED
+    assert text("<b>x</b> & y") == "&lt;b&gt;x&lt;/b&gt; &amp; y"
+    assert text("a | b\r\nc\u2028d\te") == r"a \| b c d e"
+    # what would start a block at the start of a line
+    for raw, escaped in (("# h", r"\# h"), ("- item", r"\- item"), ("+ item", r"\+ item"),
+                         ("* item", r"\* item"), ("> quote", "&gt; quote"),
+                         ("1. one", r"1\. one"), ("12) one", r"12\) one"), ("=== x", r"\=== x"),
+                         ("  ~~~ fence", r"\~\~\~ fence"), ("    code", "code")):
+        assert text(raw) == escaped, raw
+    assert text("__a__ *b* `c` x_") == r"\_\_a\_\_ \*b\* \`c\` x\_"
+    assert text("JavaScript:alert(1) vbscript:x data:text/html") == \
+        r"JavaScript\:alert\(1\) vbscript\:x data\:text/html"
+    assert text(None) == "None" and text(3) == "3"
+    # ordinary names and settings are unchanged
+    for plain in ("lwf", "derpp", "lwf-mammoth", "avalanche:Replay", "lwf [train.lr = 0.1]",
+                  "naive [model.hidden = [400, 400]]", "lwf [strategy.ce_scope = seen]",
+                  "weight_decay = 0.0005", "Linux-6.8.0-x86_64-with-glibc2.39", "2.4.1+cu121",
+                  "task 0", "-0.5 and 1.5"):
+        assert text(plain) == plain, plain
+
+
+def test_markdown_code_keeps_a_code_span_only_for_inert_text() -> None:
+    code = report.markdown_code
+    for plain in ("lwf", "lwf [train.lr = 0.1]", "avalanche:Replay", "/data/mnist", "3f2a9c"):
+        assert code(plain) == f"`{plain}`"
+    assert code("lwf\n# x") == "`lwf # x`"  # one line: no block can start inside it
+    # a backtick would close the span, | split a table cell, < > & \ and javascript: are
+    # written as text is
+    for hostile in ("a`b", "a|b", "<script>", "a & b", "C:\\data", "javascript:alert(1)",
+                    HOSTILE):
+        assert code(hostile) == report.markdown_text(hostile), hostile
+    assert code(HOSTILE) == HOSTILE_ESCAPED
+
+
+def unescaped_pipes(line: str) -> int:
+    return len(re.findall(r"(?<!\\)\|", line))
+
+
+def hostile_comparison() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Runs whose every text is HOSTILE: benchmark, description, task names, stream, model
+    and training settings, data, environment, a variant's own setting (its label), an
+    unfinished run's message and a failure's strategy, seed and error."""
+    runs = [fake_result("naive", s, m) for s, m in NAIVE.items()]
+    runs += [fake_result("lwf", s, m) for s, m in LWF.items()]
+    variant = fake_result("lwf", 0, LWF[0])
+    variant["config"]["train"]["optimizer"] = HOSTILE  # a variant of lwf, named by it
+    unfinished = fake_result("lwf", 1, [[0.9, 0.1]], status="interrupted")
+    unfinished["config"]["train"]["optimizer"] = HOSTILE
+    unfinished["message"] = HOSTILE
+    runs += [variant, unfinished]
+    for r in runs:
+        r["benchmark"] = r["config"]["benchmark"] = HOSTILE
+        r["config"]["description"] = HOSTILE
+        r["task_names"] = [HOSTILE, HOSTILE]
+        r["config"]["stream"]["permute_first"] = HOSTILE
+        r["config"]["stream"]["kind"] = HOSTILE
+        r["config"]["model"]["name"] = HOSTILE
+        r["config"]["model"]["depth"] = HOSTILE
+        r["config"]["train"]["epochs"] = HOSTILE
+        r["config"]["train"]["device"] = HOSTILE
+        r["config"]["strategy"]["temperature"] = HOSTILE
+        r["data"].update(dataset=HOSTILE, path=HOSTILE, fingerprint=HOSTILE, n_train=HOSTILE,
+                         train_subset=HOSTILE)
+        r["environment"].update(python=HOSTILE, platform=HOSTILE, git_commit=HOSTILE)
+    failures = [{"strategy": HOSTILE, "seed": HOSTILE, "error": HOSTILE}]
+    return runs, failures
+
+
+def test_report_md_holds_no_live_markup_from_files(tmp_path: Path) -> None:
+    """Issue 25: every text a result.json brings reaches report.md escaped, so that no tag,
+    heading, list, quote, table cell, emphasis, code span, link or image of it is live."""
+    runs, failures = hostile_comparison()
+    report.write_comparison(runs, tmp_path, failures, formats=())
+    text = (tmp_path / "report.md").read_text()
+    for live in ("<script", "<javascript", "javascript:", "](", "**bold**", "`code`", " _em_",
+                 "&amp; \\\n", "| x |"):
+        assert live not in text, live
+    # each place got the escaped text, on its own line's middle: the title, the description,
+    # the variant's label (table cells, a list item), the failures
+    assert text.startswith(f"# Comparison report: {HOSTILE_ESCAPED}\n")
+    assert f"- **Benchmark**: {HOSTILE_ESCAPED}: {HOSTILE_ESCAPED}\n" in text
+    label = f"lwf [train.optimizer = {HOSTILE_ESCAPED}]"
+    assert f"| {label} | 1 |" in text and f"  - {label}: " in text
+    assert f"- {HOSTILE_ESCAPED} seed {HOSTILE_ESCAPED}: {HOSTILE_ESCAPED}\n" in text
+    assert f"interrupted: {HOSTILE_ESCAPED}\n" in text
+    assert text.count(HOSTILE_ESCAPED) >= 20
+    # no block of the hostile text starts a line: the headings are the report's own
+    ours = ("# Comparison report: ", "## ", "### ")
+    for line in text.splitlines():
+        assert not line.startswith("#") or line.startswith(ours), line
+        assert not line.lstrip().startswith(("evil", "&gt;", "- item", "1. one", "\\")), line
+    # every table row has as many cell separators as its header
+    header = None
+    for line in text.splitlines():
+        if not line.startswith("|"):
+            header = None
+            continue
+        header = header if header is not None else unescaped_pipes(line)
+        assert unescaped_pipes(line) == header, line
+
+
+def test_report_command_escapes_a_hostile_description(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lifelong-kd report` on run folders whose result.json says what issue 25 tried."""
+    for s in (0, 1):
+        r = fake_result("lwf", s, LWF[s])
+        r["config"]["description"] = HOSTILE
+        write_run(tmp_path / "cmp" / "lwf" / f"seed-{s}", r)
+    assert main(["report", str(tmp_path / "cmp"), "--out", str(tmp_path / "out")]) == 0
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert f"- **Benchmark**: `toy`: {HOSTILE_ESCAPED}\n" in text
+    assert "<script" not in text and "| lwf | 2 |" in text
+
+
+def strategy_named(name: Any, where: str = "both") -> dict[str, Any]:
+    r = fake_result("lwf", 0, LWF[0])
+    if where in ("both", "top"):
+        r["strategy"] = name
+    if where in ("both", "config"):
+        r["config"]["strategy"]["name"] = name
+    if where == "teacher":
+        r["config"]["teacher"] = {"strategy": name}
+    return r
+
+
+@pytest.mark.parametrize("command", ["report", "plot"])
+@pytest.mark.parametrize(("name", "where", "problem"), [
+    ("lwff", "both", "`strategy` is 'lwff', not a strategy (did you mean `lwf`?); valid: naive, "
+                     "lwf, "),
+    ("<script>alert(1)</script>", "both", "`strategy` is '<script>alert(1)</script>', not a "
+                                          "strategy"),
+    ("lwf\n# heading", "both", r"`strategy` is 'lwf\n# heading', not a strategy"),
+    ("avalanche:Re play", "both", "`strategy` is 'avalanche:Re play', not a strategy"),
+    ("EWC", "config", "`config.strategy.name` is 'EWC', not a strategy (did you mean `ewc`?)"),
+    ("derpp", "config", "`strategy` is 'lwf' but `config.strategy.name` is 'derpp'"),
+    ("lwf]", "teacher", "`config.teacher.strategy` is 'lwf]', not a strategy"),
+])
+def test_report_and_plot_refuse_a_name_that_is_no_strategy(
+    command: str, name: str, where: str, problem: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run = write_run(tmp_path / "cmp" / "x" / "seed-0", strategy_named(name, where))
+    args = [command, str(run.parent.parent)]
+    if command == "report":
+        args += ["--out", str(tmp_path / "out")]
+    assert main(args) == 2
+    line = one_line_error(capsys)
+    assert str(run / "result.json") in line and problem in line, line
+    if "valid:" in problem:
+        assert "derpp" in line and "avalanche:<Name>" in line, line
+    assert not (tmp_path / "out").exists() and not list(tmp_path.rglob("*.png"))
+
+
+def test_every_known_strategy_name_is_accepted(tmp_path: Path) -> None:
+    """The registry's presets and the names of the Avalanche family (Avalanche need not be
+    installed to report a run made where it was)."""
+    from lifelong_kd.strategies import PRESETS
+
+    for name in [*PRESETS, "avalanche:Replay", "avalanche:LwF", "avalanche:MyTemplate_2"]:
+        r = strategy_named(name)
+        r["config"]["teacher"] = {"strategy": "lwf"}
+        assert results.check_strategy_names(r, tmp_path / "result.json") is r
+        assert results.load_result(write_run(tmp_path / name, r))["strategy"] == name
+    for bad in ("", "avalanche:", "avalanche:1x", "Naive", "naive ", "lwf-", None, 3):
+        with pytest.raises(UserError, match=r"result\.json is not a usable .*not a strategy"):
+            results.check_strategy_names(strategy_named(bad, "config"), tmp_path / "result.json")

@@ -170,6 +170,16 @@ def test_a_suite_member_given_as_a_path_stays_inside_out(tmp_path: Path) -> None
     assert (out / "tiny-digits" / "naive" / "seed-0" / "result.json").is_file()
     index = (out / "report.md").read_text()
     assert "[tiny-digits/report.md](tiny-digits/report.md)" in index
+    # the suite's own texts are escaped where they enter its index (issue 25)
+    hostile = tmp_path / "hostile.toml"
+    hostile.write_text('description = "<script>x</script>\\n# pwned | [a](javascript:b)"\n'
+                       'benchmarks = ["split-digits"]\n')
+    assert main(["compare", str(hostile), "--strategies", "naive", "--seeds", "0", "--out",
+                 str(tmp_path / "hostile"), "--quiet", "--no-plots", *DIGITS]) == 0
+    index = (tmp_path / "hostile" / "report.md").read_text()
+    assert ("&lt;script&gt;x&lt;/script&gt; \\# pwned \\| [a]\\(javascript\\:b\\)"
+            in index.splitlines()), index
+    assert "<script>" not in index and "\n# pwned" not in index
     # two members that would share a folder are refused before anything runs
     twin = elsewhere / "sub"
     twin.mkdir()
