@@ -32,9 +32,10 @@ Nothing is mixed or lost:
   ``compare``, on other data or with other settings is refused, naming both.
 - A checkpoint is loaded with ``torch.load(weights_only=True)``: it holds tensors and plain
   data only, so unpickling it cannot run code; one of the wrong structure is refused.
-- One process per folder: a run folder, and a comparison folder with every run folder in it,
-  is locked (``filelock``, a ``.lifelong-kd.lock`` file, never waited for) while a command
-  works in it; a second command refuses at once.
+- One process per folder: a run folder is locked (``filelock``, a ``.lifelong-kd.lock`` file,
+  never waited for) while a command works in it, a comparison folder for the whole
+  comparison and each of its run folders while it is looked at and while its run runs (one
+  lock per run at a time, not one per run of the grid); a second command refuses at once.
 - ``force`` removes the outputs this project wrote in the folder before (result.json,
   accuracy_matrix.csv, curves.csv, the checkpoint, the plots in every format; for a comparison its
   report.md, CSVs and plots) and nothing else. A refused command changes nothing, and a folder
@@ -46,6 +47,7 @@ Nothing is mixed or lost:
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import io
 import os
@@ -172,8 +174,9 @@ class DataProvider:
 # ------------------------------------------------------------- folders: lock, create, clean
 
 
-#: Locks this process holds, by folder: taking a folder's lock again (``compare`` holds every
-#: run folder's, then runs each) re-enters it instead of being refused by our own lock.
+#: Locks this process holds, by folder: taking a folder's lock again (an executor takes a run
+#: folder's, then ``execute`` takes it for the run) re-enters it instead of being refused by
+#: our own lock.
 _HELD: dict[str, Any] = {}
 
 
@@ -197,6 +200,10 @@ def locked(folder: Path) -> Iterator[None]:
                         f"{Path(folder) / LOCK}); wait for it to finish or choose another --out"
                         ) from None
     except OSError as exc:
+        if exc.errno == errno.EMFILE:  # the process's limit, not the folder
+            raise UserError(f"cannot open the lock file of {folder}: this process has as many "
+                            f"files open as it may ({_open_file_limit()}, `ulimit -n`); raise "
+                            "the limit, or run fewer runs at once") from None
         raise UserError(f"cannot write in the output folder {folder}: "
                         f"{exc.strerror or exc}; choose another --out") from None
     _HELD[key] = lock
@@ -206,6 +213,16 @@ def locked(folder: Path) -> Iterator[None]:
         lock.release()
         if not lock.is_locked:
             _HELD.pop(key, None)
+
+
+def _open_file_limit() -> str:
+    """The soft limit on this process's open files, as a number (or "its limit")."""
+    try:
+        import resource
+
+        return str(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    except (ImportError, OSError, ValueError):  # no resource module (Windows)
+        return "its limit"
 
 
 def _holds_only_the_lock(folder: Path) -> bool:
@@ -865,32 +882,35 @@ def _compare_planned(
     specs: Sequence[RunSpec], provider: DataProvider, out_dir: Path, options: RunOptions,
     executor: Executor | None, stop: StopFlag | None, log: Log,
 ) -> CompareOutcome:
-    """Reuse or run the specs of a checked plan and write the report into ``out_dir``,
-    holding the lock of every run folder until the report is written."""
+    """Reuse or run the specs of a checked plan and write the report into ``out_dir`` (whose
+    lock the caller holds throughout).
+
+    Each run folder is locked while it is looked at (refused at once if another process
+    holds it, before any run trains) and again while its run runs, by the executor: never
+    all of them at once, so a grid of thousands of runs keeps a few files open, not one
+    per run."""
     from .report import write_comparison
 
     results: list[dict[str, Any]] = []
     todo: list[RunSpec] = []
-    with contextlib.ExitStack() as folders:
-        for spec in specs:
-            folders.enter_context(output_folder(spec.folder))
-        if options.force:
-            remove_outputs(out_dir, comparison_output_names())
-        for spec in specs:
+    if options.force:
+        remove_outputs(out_dir, comparison_output_names())
+    for spec in specs:
+        with output_folder(spec.folder):
             old = None if options.force else reusable(spec, provider)
-            if old is None:
-                todo.append(spec)
-                continue
-            results.append(old)
-            if log:
-                log(f"{spec.stamp}: finished before, reused")
-        # per-run plots are left to `lifelong-kd plot RUN_DIR`: the comparison has its own
-        executor = executor or SerialExecutor()
-        outcomes = executor.run(todo, provider, replace(options, plots=False), stop=stop, log=log)
-        results += [o.result for o in outcomes if o.result is not None]
-        failures = [f for o in outcomes if (f := o.failure()) is not None]
-        write_comparison(results, out_dir, failures=failures,
-                         formats=COMPARISON_FORMATS if options.plots else ())
+        if old is None:
+            todo.append(spec)
+            continue
+        results.append(old)
+        if log:
+            log(f"{spec.stamp}: finished before, reused")
+    # per-run plots are left to `lifelong-kd plot RUN_DIR`: the comparison has its own
+    executor = executor or SerialExecutor()
+    outcomes = executor.run(todo, provider, replace(options, plots=False), stop=stop, log=log)
+    results += [o.result for o in outcomes if o.result is not None]
+    failures = [f for o in outcomes if (f := o.failure()) is not None]
+    write_comparison(results, out_dir, failures=failures,
+                     formats=COMPARISON_FORMATS if options.plots else ())
     return CompareOutcome(results=results, failures=failures)
 
 

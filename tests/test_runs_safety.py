@@ -276,6 +276,42 @@ def test_compare_refuses_a_folder_in_use(tmp_path, capsys, where):
     assert not (out / "naive" / "seed-0" / "result.json").exists()
 
 
+def test_a_large_grid_runs_under_a_low_open_file_limit(tmp_path):
+    """The issue's case: one lock file was kept open per run for the whole comparison, so a
+    grid of more runs than the open-file limit (1,100 runs under ``ulimit -n 1024``) stopped
+    with "cannot write in the output folder ...: Too many open files". Here 40 runs under a
+    limit of 40: each run's lock is held only while it is looked at and while it runs."""
+    import resource
+
+    lrs = ",".join(f"{0.01 * (i + 1):.2f}" for i in range(40))
+    code = ("import resource, sys; from lifelong_kd.cli import main; "
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (40, resource.getrlimit("
+            "resource.RLIMIT_NOFILE)[1])); sys.exit(main(sys.argv[1:]))")
+    out = tmp_path / "grid"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "compare", "split-digits", "--strategies", "naive",
+         "--seeds", "0", "--grid", f"train.lr={lrs}", "--out", str(out), "--quiet",
+         "--no-plots", *DIGITS, "--set", "stream.n_tasks=2"],
+        capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    assert done.returncode == 0, done.stderr
+    assert len(list(out.glob("naive/*/seed-0/result.json"))) == 40
+    assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] > 40  # this process's is untouched
+
+
+def test_the_open_file_limit_is_named_as_the_cause_not_the_folder(tmp_path, monkeypatch):
+    from filelock import FileLock
+
+    def too_many(self, *args, **kwargs):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(FileLock, "acquire", too_many)
+    with pytest.raises(UserError) as info, runs.locked(tmp_path):
+        pass
+    message = str(info.value)
+    assert "as many files open as it may" in message and "ulimit -n" in message
+    assert "choose another --out" not in message
+
+
 # ---------------------------------------------------------------- 5. no stale outputs
 
 
