@@ -251,6 +251,13 @@ def output_folder(folder: Path) -> Iterator[Path]:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        _remove_empty(created)  # those made before the one that failed
+        if exc.errno == errno.ENAMETOOLONG:
+            longest = max(folder.parts, key=lambda p: len(os.fsencode(p)))
+            raise UserError(f"cannot create the output folder {folder}: its name "
+                            f"{longest[:40]}... is {len(os.fsencode(longest))} bytes, more than "
+                            "the file system allows (a grid's folder is named after the settings "
+                            "it varies: vary fewer keys at once, or shorter values)") from None
         raise UserError(f"cannot create the output folder {folder}: {exc.strerror or exc}; "
                         "choose another --out") from None
     try:
@@ -262,9 +269,14 @@ def output_folder(folder: Path) -> Iterator[Path]:
                     with contextlib.suppress(OSError):
                         (folder / LOCK).unlink()
     finally:
-        for p in created:  # the deepest first; a folder that holds anything stays
-            with contextlib.suppress(OSError):
-                p.rmdir()
+        _remove_empty(created)
+
+
+def _remove_empty(folders: Sequence[Path]) -> None:
+    """Remove ``folders`` (the deepest first) where they exist and hold nothing."""
+    for p in folders:
+        with contextlib.suppress(OSError):
+            p.rmdir()
 
 
 def run_output_names() -> list[str]:

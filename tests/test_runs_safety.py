@@ -312,6 +312,17 @@ def test_the_open_file_limit_is_named_as_the_cause_not_the_folder(tmp_path, monk
     assert "choose another --out" not in message
 
 
+def test_a_grid_folder_name_too_long_is_refused_leaving_no_folder(tmp_path, capsys):
+    out = tmp_path / "long"
+    hidden = "[" + ",".join(["10000"] * 60) + "]"  # model.hidden=10000_10000_...: 372 bytes
+    assert main(["compare", "split-digits", "--strategies", "naive", "--seeds", "0", "--grid",
+                 f"model.hidden={hidden}", "--out", str(out), "--quiet", "--no-plots",
+                 *DIGITS]) == 2
+    err = _one_error_line(capsys.readouterr().err)
+    assert "is 372 bytes, more than the file system allows" in err and "vary fewer keys" in err
+    assert not out.exists()  # neither the comparison's folder nor the strategy's
+
+
 # ---------------------------------------------------------------- 5. no stale outputs
 
 
