@@ -35,6 +35,7 @@ task resumes bit for bit on the CPU.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -461,8 +462,12 @@ def _run_phase(
     if carry and state.optimizer_state is not None:
         optimizer.load_state_dict(state.optimizer_state)
     desc = f"task {ctx.index + 1}/{len(ctx.stream)}" + ("" if phase.name == "train" else f" {phase.name}")
-    bar = tqdm(total=phase.steps, desc=desc, disable=not progress, leave=False, unit="step",
+    # a bar on a terminal; into a file or a pipe (CI logs, nohup) its carriage-return frames
+    # would pile up: one line when the phase ends instead
+    on_terminal = progress and sys.stderr.isatty()
+    bar = tqdm(total=phase.steps, desc=desc, disable=not on_terminal, leave=False, unit="step",
                dynamic_ncols=True)
+    started = time.perf_counter()
     ctx.steps = phase.steps
     model.train()
     if phase.train_modules is not None:
@@ -474,6 +479,9 @@ def _run_phase(
                      probe if own else None)
     finally:
         bar.close()
+    if progress and not on_terminal:
+        print(f"{desc}: {phase.steps} steps in {time.perf_counter() - started:.1f} s",
+              file=sys.stderr, flush=True)
     if carry:
         state.optimizer_state = optimizer.state_dict()
     if phase.on_end is not None:

@@ -193,3 +193,21 @@ def test_no_plots_writes_the_results_and_no_plot(tmp_path, data_dir):
     assert ".png" not in (cmp_dir / "report.md").read_text()
     assert main(["plot", str(run_dir)]) == 0
     assert (run_dir / "accuracy_matrix.png").is_file()
+
+
+def test_progress_into_a_file_is_a_line_per_phase_not_bar_frames(tmp_path):
+    """Issue 25: progress bars wrote their carriage-return frames into redirected logs (CI,
+    nohup); into a file there is one line per task (and per extra phase) instead."""
+    log = tmp_path / "log.txt"
+    with open(log, "w") as fh:
+        done = subprocess.run(
+            [sys.executable, "-m", "lifelong_kd", "run", "split-digits", "--strategy", "bic",
+             "--set", "stream.scenario=class-il", "--set", "memory.size=50", "--set",
+             "stream.n_tasks=2", "--set", "train.iterations=20", "--set", "strategy.bias_epochs=2",
+             "--out", str(tmp_path / "run"), "--no-plots"],
+            stdout=fh, stderr=subprocess.STDOUT, timeout=300)
+    text = log.read_bytes().decode()  # as written: read_text() would turn "\r" into "\n"
+    assert done.returncode == 0, text
+    assert "\r" not in text and "\x1b" not in text
+    lines = [line.split(":")[0] for line in text.splitlines() if line.startswith("task ")]
+    assert lines == ["task 1/2", "task 2/2", "task 2/2 bias correction"], text
