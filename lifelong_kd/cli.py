@@ -282,6 +282,13 @@ COMMANDS = {"run": cmd_run, "compare": cmd_compare, "list": cmd_list, "report": 
             "plot": cmd_plot}
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, line: str | None = None) -> str:
+    """A warning as the command line shows it: ``warning: <message>`` on one line, as errors
+    are shown, without the Python file and source line (``--debug`` keeps Python's form)."""
+    return f"warning: {' '.join(str(message).split())}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -289,6 +296,19 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    import warnings
+
+    shown = warnings.formatwarning
+    if not getattr(args, "debug", False):
+        warnings.formatwarning = _one_line_warning
+    try:
+        return _command(args)
+    finally:
+        warnings.formatwarning = shown
+
+
+def _command(args: argparse.Namespace) -> int:
+    """Run the parsed command; a user's error is one line and exit code 2 (see the README)."""
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:

@@ -211,3 +211,26 @@ def test_progress_into_a_file_is_a_line_per_phase_not_bar_frames(tmp_path):
     assert "\r" not in text and "\x1b" not in text
     lines = [line.split(":")[0] for line in text.splitlines() if line.startswith("task ")]
     assert lines == ["task 1/2", "task 2/2", "task 2/2 bias correction"], text
+
+
+def test_a_warning_is_one_line_on_the_command_line(tmp_path):
+    """A rebuilt cache is a warning: ``warning: ...`` on one line, as errors are shown, not
+    Python's file, line number and source line."""
+    import numpy as np
+
+    from lifelong_kd.data.sources import cache_dir
+
+    args = [sys.executable, "-m", "lifelong_kd", "run", "split-digits", "--set",
+            "train.iterations=1", "--set", "stream.n_tasks=2", "--quiet", "--no-plots"]
+    first = subprocess.run([*args, "--out", str(tmp_path / "a")], capture_output=True,
+                           text=True, timeout=300)
+    assert first.returncode == 0 and first.stderr == "", first.stderr
+    (cache,) = cache_dir("digits").glob("*.npz")
+    with np.load(cache) as z:
+        arrays = {k: z[k] for k in z.files}
+    np.savez(cache, **arrays, extra=np.zeros(1))
+    again = subprocess.run([*args, "--out", str(tmp_path / "b")], capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0
+    assert again.stderr.startswith("warning: ignoring the digits cache ")
+    assert again.stderr.count("\n") == 1 and "sources.py" not in again.stderr, again.stderr
