@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import math
 import types
 import typing
@@ -361,10 +362,15 @@ def closest_name(
 
 def valid_keys() -> list[str]:
     """Every dotted key that ``--set`` and presets accept."""
+    return list(_valid_keys())
+
+
+@functools.cache
+def _valid_keys() -> tuple[str, ...]:
     keys = list(TOP_LEVEL)
     for section, cls in SECTIONS.items():
         keys += [f"{section}.{f.name}" for f in fields(cls)]
-    return keys
+    return tuple(keys)
 
 
 def unknown_key(key: str) -> ConfigError:
@@ -480,17 +486,24 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """``typing.get_type_hints(cls)``, evaluated once per class (it compiles every annotation
+    anew at each call: most of the time of planning a grid of many runs)."""
+    return typing.get_type_hints(cls)
+
+
 def from_flat(flat: dict[str, Any]) -> RunConfig:
     """The :class:`RunConfig` of flat dotted keys (``{"train.lr": 0.1}``), each value coerced to
     its field's type; keys left out keep their defaults."""
-    hints = typing.get_type_hints(RunConfig)
+    hints = _type_hints(RunConfig)
     top: dict[str, Any] = {}
     per_section: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     for key, value in flat.items():
         section, _, sub = key.partition(".")
         if section in SECTIONS and sub:
             cls = SECTIONS[section]
-            tp = typing.get_type_hints(cls)[sub]
+            tp = _type_hints(cls)[sub]
             per_section[section][sub] = _coerce(key, value, tp)
         else:
             top[key] = _coerce(key, value, hints[key])

@@ -50,6 +50,7 @@ import contextlib
 import errno
 import glob
 import io
+import math
 import os
 import pickle
 import signal
@@ -95,6 +96,10 @@ from .results import (
 )
 
 CHECKPOINT = "checkpoint.pt"
+#: The most runs one comparison plans (about 1 ms each to build and validate): a grid of
+#: more (a typo of a thousand values times another thousand) is refused at once.
+MAX_RUNS = 100_000
+
 #: The lock file of a run or comparison folder (see :func:`locked`).
 LOCK = ".lifelong-kd.lock"
 #: Every format ``lifelong-kd plot --formats`` writes.
@@ -483,10 +488,12 @@ def plan(
     overrides: dict[str, Any],
     out_dir: Path,
     grid: Mapping[str, Sequence[Any]] | None = None,
+    stop: StopFlag | None = None,
 ) -> list[RunSpec]:
     """The run of every strategy x variant x seed (the benchmark's lists where None), each
     configuration built and validated, each in its folder under ``out_dir`` (no data, no
-    files).
+    files). More than :data:`MAX_RUNS` runs are refused before any is built; a ``stop``
+    requested while they are built ends the planning (KeyboardInterrupt: nothing ran).
 
     The variants of a strategy are the points of the grid (the preset's ``[grid]``, whose
     keys ``grid`` replaces or adds to) over the keys the strategy reads
@@ -508,9 +515,18 @@ def plan(
         raise ConfigError(f"no strategy of this comparison ({', '.join(strategies)}) reads "
                           f"`{unread[0]}`, so varying it changes nothing; vary a setting they "
                           "read, or add a strategy that reads it")
+    n_runs = len(seeds) * sum(math.prod(len(grid[k]) for k in grid if reads(s, k))
+                              for s in strategies)
+    if n_runs > MAX_RUNS:
+        raise ConfigError(f"this comparison would make {n_runs:,} runs ({len(strategies)} "
+                          f"strategies x the grid's points x {len(seeds)} seeds); at most "
+                          f"{MAX_RUNS:,} in one compare: split the grid over several --out "
+                          "folders")
     specs: list[RunSpec] = []
     for s in strategies:
         for point in grid_points(s, grid):
+            if stop is not None and stop.requested:  # planning a large grid takes seconds
+                raise KeyboardInterrupt
             for seed in seeds:
                 config = build_config(benchmark, s, {**overrides, **point}, seed)
                 shown = tuple((k, grid_value(_setting(config, k))) for k in point)
@@ -883,7 +899,7 @@ def compare(
     a run that fails is recorded and the others go on.
     """
     out_dir, options = Path(out_dir), options or RunOptions()
-    specs = plan(benchmark, strategies, seeds, overrides, out_dir, grid)
+    specs = plan(benchmark, strategies, seeds, overrides, out_dir, grid, stop)
     check_plan(specs, out_dir, options.force)
     with output_folder(out_dir):
         check_plan_data(specs, provider, options.force)
@@ -961,7 +977,7 @@ def compare_suite(
                               "names")
         taken[member.name] = member.benchmark
     plans = {m.name: plan(m.benchmark, strategies, seeds, {**m.settings, **overrides},
-                          out_dir / m.name, grid) for m in parts}
+                          out_dir / m.name, grid, stop) for m in parts}
     check_output_folder(out_dir)
     for name, specs in plans.items():
         check_plan(specs, out_dir / name, options.force)

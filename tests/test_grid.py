@@ -272,3 +272,23 @@ def test_compare_refuses_bad_executor_and_grid_options_in_one_line(tmp_path, cap
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
     assert not out.exists()
+
+
+def test_a_grid_of_too_many_runs_is_refused_before_any_is_built(tmp_path, monkeypatch) -> None:
+    """A thousand values times a thousand planned for hours (1 ms a run) and ignored Ctrl-C."""
+    built = []
+    monkeypatch.setattr(runs, "build_config", lambda *a, **k: built.append(a))
+    grid = {"strategy.alpha": list(range(1, 1001)), "strategy.temperature": list(range(1, 1001))}
+    with pytest.raises(ConfigError, match=r"would make 4,000,000 runs \(2 strategies x the "
+                                          r"grid's points x 2 seeds\); at most 100,000"):
+        runs.plan("split-digits", ["lwf", "lwf-mammoth"], [0, 1], _overrides(), tmp_path, grid)
+    assert len(built) <= 1  # the base configuration only
+
+
+def test_a_stop_while_planning_ends_the_planning(tmp_path) -> None:
+    stop = runs.StopFlag()
+    stop.requested = True
+    with pytest.raises(KeyboardInterrupt):
+        runs.plan("split-digits", ["lwf"], [0], _overrides(), tmp_path,
+                  {"strategy.alpha": [1, 2]}, stop)
+    assert not tmp_path.joinpath("lwf").exists()
