@@ -44,8 +44,8 @@ def local_ray():
         import ray
     except ImportError:
         pytest.fail("Ray is not installed: pip install -e '.[ray]' (CI installs the ray extra)")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR,
-             log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR,
+             log_to_driver=False)  # not the two-node cluster of test_ray_cluster.py
     yield ray
     ray.shutdown()
 
@@ -161,6 +161,7 @@ def test_a_failing_run_is_recorded_and_the_others_finish(tmp_path: Path, name: s
     assert (specs[0].folder / "result.json").read_bytes() == before  # left as it was
     assert _on_disk(specs[1].folder)["status"] == "finished"
     assert f"  failed: naive/seed-0: {serial[0].error}" in lines
+    assert not any("retrying" in line for line in lines)  # a run's own failure: not again
 
 
 # --------------------------------------------------------------------- 3. a stop
@@ -370,7 +371,10 @@ def test_make_executor_picks_the_executor_of_the_options() -> None:
     jobs = make_executor("serial", jobs=3)
     assert isinstance(jobs, ProcessExecutor) and jobs.jobs == 3
     assert jobs.threads == max(1, executors.available_cores() // 3)
-    assert make_executor("processes", 2, threads=4).threads == 4
+    cores = executors.available_cores()
+    assert make_executor("processes", 2, threads=cores).threads == cores
+    # runs at once may share the cores (jobs x threads above them): the user's choice
+    assert make_executor("processes", cores + 1, threads=cores).threads == cores
     assert make_executor("processes").jobs == 1
     ray = make_executor("ray", ray_address="ray://head:10001", threads=2)
     assert isinstance(ray, RayExecutor) and (ray.address, ray.threads) == ("ray://head:10001", 2)
@@ -393,6 +397,102 @@ def test_make_executor_names_the_bad_value_and_the_valid_ones(kwargs: dict, mess
     with pytest.raises(ConfigError) as info:
         make_executor(**kwargs)
     assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize(("name", "jobs"), [("serial", 1), ("serial", 2), ("processes", 1)])
+def test_more_threads_than_the_cores_are_refused_before_anything_runs(name: str,
+                                                                     jobs: int) -> None:
+    """Issue 25: ``--threads 100000`` crashed (a segmentation fault, or a worker's "can't
+    start new thread") after making an empty run folder; it is refused up front."""
+    cores = executors.available_cores()
+    with pytest.raises(ConfigError) as info:
+        make_executor(name, jobs, threads=100000)
+    assert str(info.value) == (f"--threads 100000 is more than this machine's {cores} cores; "
+                               f"use at most {cores}")
+    with pytest.raises(ConfigError, match=f"--threads {cores + 1} is more than"):
+        make_executor(name, jobs, threads=cores + 1)
+    with pytest.raises(ConfigError, match="--threads 100000 is more than"):
+        ProcessExecutor(2, threads=100000)
+    assert make_executor(name, jobs, threads=cores) is not None  # as many as the cores: fine
+
+
+def test_the_command_line_refuses_too_many_threads_in_one_line(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture
+                                                               ) -> None:
+    from lifelong_kd import cli
+
+    cores = executors.available_cores()
+    for extra in ([], ["--jobs", "2"]):
+        code = cli.main(["compare", "quickstart", "--threads", "100000", "--out",
+                         str(tmp_path / "cmp"), "--offline", *extra])
+        assert code == 2
+        assert capsys.readouterr().err == (f"error: --threads 100000 is more than this "
+                                           f"machine's {cores} cores; use at most {cores}\n")
+        assert not (tmp_path / "cmp").exists()  # nothing made, no lock left behind
+
+
+def test_ray_fit_error_names_what_a_task_asks_and_what_the_largest_node_has() -> None:
+    def node(cpus: float, gpus: float = 0, alive: bool = True) -> dict[str, Any]:
+        resources = {"CPU": cpus, "memory": 1e9} if cpus else {"memory": 1e9}
+        return {"Alive": alive, "Resources": {**resources, **({"GPU": gpus} if gpus else {})}}
+
+    cluster = [node(0), node(2), node(4, alive=False), node(1, gpus=1)]
+    assert executors.ray_fit_error(cluster, 2, 0) is None
+    assert executors.ray_fit_error(cluster, 3, 0) == (
+        "--threads 3 asks each Ray task for 3 CPUs, but the largest node of the Ray cluster "
+        "has 2; use --threads 2 or fewer")  # the dead node with 4 does not count
+    assert executors.ray_fit_error(cluster, 1, 1) is None
+    assert executors.ray_fit_error(cluster, 2, 1) == (
+        "--threads 2 asks each Ray task for 2 CPUs and 1 GPU, but the largest node of the Ray "
+        "cluster with a GPU has 1; use --threads 1 or fewer")  # one node must hold both
+    assert executors.ray_fit_error(cluster[:3], 1, 1) == (
+        "train.device=cuda asks each Ray task for 1 GPU, but no node of the Ray cluster has "
+        "one; train on cpu or add a node with a GPU")
+    assert executors.ray_fit_error([node(0)], 1, 0) == (
+        "--threads 1 asks each Ray task for 1 CPU, but no node of the Ray cluster has a CPU")
+
+
+def test_a_ray_task_larger_than_every_node_is_refused_before_any_run(
+        tmp_path: Path, local_ray: Any) -> None:
+    """Issue 25: ``--executor ray --threads 3`` on a 2-CPU Ray waited for ever (no task could
+    start); it is refused, naming both numbers, before a run folder is made."""
+    message = ("--threads 3 asks each Ray task for 3 CPUs, but the largest node of the Ray "
+               "cluster has 2; use --threads 2 or fewer")
+    specs = runs.plan("split-digits", ["naive"], [0], parse_set(TINY), tmp_path / "cmp")
+    with pytest.raises(ConfigError) as info:
+        RayExecutor(threads=3).run(specs, runs.DataProvider(tmp_path, progress=False), QUIET)
+    assert str(info.value) == message
+    assert not (tmp_path / "cmp").exists()
+    with pytest.raises(ConfigError) as info, RayExecutor(threads=3):  # as `compare` holds it
+        pass
+    assert str(info.value) == message
+    assert local_ray.is_initialized()  # left as it was
+
+
+def test_a_stop_cancels_the_ray_tasks_that_have_not_started(tmp_path: Path,
+                                                           local_ray: Any) -> None:
+    """Issue 25: a stop left the tasks that had not started waiting for CPUs, and the driver
+    with them. Here every CPU of the Ray is held by another job's placement group, so no
+    task can start; the stop (once both are out) cancels them: not run, nothing written."""
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    held = placement_group([{"CPU": 2}])
+    local_ray.get(held.ready())
+    stop = runs.StopFlag()
+
+    def log(line: str) -> None:
+        if line.startswith("[2/2]"):  # both tasks submitted, neither can start
+            stop.requested = True
+
+    specs = runs.plan("split-digits", ["naive"], [0, 1], parse_set(LONG), tmp_path / "cmp")
+    try:
+        outcomes = RayExecutor().run(specs, runs.DataProvider(tmp_path, progress=False),
+                                     QUIET, stop=stop, log=log)
+    finally:
+        remove_placement_group(held)
+    assert [o.error for o in outcomes] == [executors.NOT_RUN] * 2
+    assert [runs.folder_status(s.folder) for s in specs] == ["empty", "empty"]
+    assert _leftovers(tmp_path) == []
 
 
 def test_ray_missing_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
