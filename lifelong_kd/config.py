@@ -5,11 +5,11 @@ A run is described by one :class:`RunConfig` of frozen dataclasses (one per sect
 strings into the fields' types (:func:`parse_set`, :func:`from_flat`), names every valid dotted
 key (:func:`valid_keys`), and checks the ranges that need no registry (:func:`check_ranges`).
 
-It imports nothing of the package (an import-linter contract in pyproject.toml keeps it so), so
-every other module may import it. That is why the errors a user can fix are defined here too:
-``errors.py`` re-exports them under the name everyone imports them by. Presets (TOML files,
-per-strategy overrides, suites, ``--set``) are resolved in ``presets.py``, which also asks each
-registry (datasets, models, losses, strategies, streams) to check the names and options it owns.
+It imports nothing of the package but ``errors.py`` (the errors a user can fix, which imports
+nothing at all; an import-linter contract in pyproject.toml keeps both so), so every other
+module may import it. Presets (TOML files, per-strategy overrides, suites, ``--set``) are
+resolved in ``presets.py``, which also asks each registry (datasets, models, losses,
+strategies, streams) to check the names and options it owns.
 """
 
 from __future__ import annotations
@@ -26,22 +26,7 @@ from typing import Any
 
 import tomllib
 
-
-class UserError(Exception):
-    """A problem the user can fix: a bad setting, a missing file, an unknown name.
-
-    The command line prints ``error: <message>`` and exits with code 2, without a traceback
-    (``--debug`` shows it).
-    """
-
-
-class ConfigError(UserError):
-    """An unknown key, a value of the wrong type or out of range, an unknown name."""
-
-
-class DataError(UserError):
-    """A dataset that is missing, truncated, malformed or cannot be downloaded."""
-
+from .errors import ConfigError
 
 SCENARIOS = ("task-il", "class-il", "domain-il")
 STREAM_KINDS = ("permuted", "split", "rotated")
