@@ -8,7 +8,7 @@ gathered from the shared dataset and permuted or rotated then, batch by batch; s
 ``data/streams.py``), converted to float and normalised as a whole. There is no per-example
 Python work in the loop, and no host synchronisation per step: the losses stay on the device
 and are checked for NaN or inf every 50 steps and at the end of each phase
-(:class:`~lifelong_kd.strategies.base.LossWatch`). After each task the model is evaluated on the
+(:class:`~lifelong_kd.strategies.loop.LossWatch`). After each task the model is evaluated on the
 test set of every task through ``strategy.predict``: one row of the accuracy matrix R,
 R[i][j] = accuracy on task j after training task i, counted on the device and read once per
 row. Before the first task the untrained model is evaluated too (the b_j of forward transfer).
@@ -48,22 +48,11 @@ from .costs import eval_mode, model_costs
 from .data.augment import random_crop_flip
 from .data.streams import Stream, resident, to_device
 from .models import Model, build_model
-from .strategies.base import (
-    Batch,
-    Diverged,
-    Interrupted,
-    LossWatch,
-    OwnLoop,
-    Phase,
-    StopCheck,
-    Strategy,
-    TaskContext,
-    TrainData,
-    make_optimizer,
-)
+from .strategies.base import Batch, OwnLoop, Phase, Strategy, TaskContext, TrainData
+from .strategies.loop import Diverged, Interrupted, LossWatch, StopCheck
 from .strategies.memory import check_budget
+from .strategies.optim import make_optimizer
 from .strategies.presets import build_strategy
-from .strategies.registry import FAMILIES
 
 __all__ = ["Batch", "Diverged", "Interrupted", "RunState", "TaskContext", "TrainData", "evaluate",
            "make_optimizer", "new_state", "place_stream", "restore_state", "train_stream"]
@@ -258,13 +247,13 @@ def _context(config: RunConfig, stream: Stream, state: RunState, index: int) -> 
     )
 
 
-def place_stream(config: RunConfig, stream: Stream) -> Stream:
+def place_stream(config: RunConfig, stream: Stream, strategy: Strategy | type[Strategy]) -> Stream:
     """The stream as the run trains on it: on an accelerator (:func:`resident`), its images
     and labels placed on ``train.device`` once (:meth:`Stream.to`); else ``stream`` itself.
-    An external strategy (``avalanche:...``, whose own loaders read the examples on the host)
-    keeps the stream on the host."""
+    A strategy that declares it reads its data on the host (``Strategy.HOST_DATA``: one whose
+    own loop's loaders do, the Avalanche strategies) keeps the stream on the host."""
     device = torch.device(config.train.device)
-    if not resident(device) or any(config.strategy.name.startswith(p) for p in FAMILIES):
+    if not resident(device) or strategy.HOST_DATA:
         return stream
     return stream.to(device)
 
@@ -379,7 +368,7 @@ def train_stream(
     the loss stayed finite.
     """
     state = state or new_state(config, stream)
-    stream = place_stream(config, stream)
+    stream = place_stream(config, stream, state.strategy)
     model, strategy = state.model, state.strategy
     if strategy.MEMORY != "none":  # checked before the data for the datasets of known classes
         check_budget(config, config.strategy.name, stream.n_outputs)

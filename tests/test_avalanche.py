@@ -38,6 +38,16 @@ def _config(benchmark: str, strategy: str, items: list[str]) -> RunConfig:
 # ------------------------------------------------------------------ without the extra
 
 
+def test_avalanche_strategies_declare_that_they_read_their_data_on_the_host() -> None:
+    """The engine keeps the stream on the host for them because they declare it
+    (``Strategy.HOST_DATA``), not because of their name's ``avalanche:`` prefix."""
+    from lifelong_kd.interop.avalanche import AvalancheStrategy
+    from lifelong_kd.strategies import PRESETS
+
+    assert AvalancheStrategy.HOST_DATA
+    assert not any(preset.cls.HOST_DATA for preset in PRESETS.values())
+
+
 def test_missing_extra_names_the_install_command(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -51,7 +51,7 @@ from lifelong_kd.data.streams import (
 from lifelong_kd.engine import Diverged, TaskContext, evaluate, place_stream, restore_state, train_stream
 from lifelong_kd.presets import build_config
 from lifelong_kd.strategies import Strategy
-from lifelong_kd.strategies.base import LossWatch
+from lifelong_kd.strategies.loop import LossWatch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -362,7 +362,7 @@ def test_no_step_waits_for_the_device(case: str, monkeypatch: pytest.MonkeyPatch
     # steps (and one at each phase's end)
     reads, steps = sum(1 for n in checks if n), sum(checks)
     assert steps >= 24 and max(checks) <= 50 and reads <= steps // 50 + emu.loops
-    assert emu.waits == ["a copy to the host in strategies/base.py:check"] * reads
+    assert emu.waits == ["a copy to the host in strategies/loop.py:check"] * reads
     # ...and copies from the host only indices and draws, never images: the stream's images
     # went to the device once, before training (each source once, however many tasks share it)
     inside = [(dtype, shape) for dtype, shape, loop in emu.copies if loop]
@@ -391,7 +391,7 @@ def test_a_diverged_loss_is_caught_at_the_next_check_without_waiting_per_step(
                                            r"epoch 6, step 37; lower train.lr"):
             train_stream(config, stream, state, progress=False)
     # found at the check of step 50: the one read of the loop
-    assert emu.waits == ["a copy to the host in strategies/base.py:check"]
+    assert emu.waits == ["a copy to the host in strategies/loop.py:check"]
 
 
 def test_the_device_path_without_the_emulation_gives_the_same_matrices(
@@ -453,14 +453,18 @@ def test_the_stream_goes_to_the_device_once_and_shared_stays_shared(
         assert new.test_x.transform is new.train_x.transform       # one permutation per task
         assert torch.equal(new.train_x.materialise(), old.train_x.materialise())
         assert torch.equal(new.test_y, old.test_y)
-    # a run on the CPU keeps its stream; a built-in strategy on an accelerator places it; an
-    # external one (its own loaders read the host) keeps it
-    assert place_stream(config, stream) is stream
+    # a run on the CPU keeps its stream; a built-in strategy on an accelerator places it; one
+    # that declares it reads its data on the host (HOST_DATA: the Avalanche strategies, whose
+    # own loaders do) keeps it
+    assert place_stream(config, stream, Strategy) is stream
     monkeypatch.setattr(streams, "FORCE_RESIDENT", True)
-    assert place_stream(config, stream) is not stream
-    external = dataclasses.replace(config, strategy=dataclasses.replace(
-        config.strategy, name="avalanche:Naive"))
-    assert place_stream(external, stream) is stream
+    assert place_stream(config, stream, Strategy) is not stream
+
+    class OnTheHost(Strategy):
+        HOST_DATA = True
+
+    assert place_stream(config, stream, OnTheHost) is stream
+    assert place_stream(config, stream, OnTheHost(config.strategy)) is stream
 
 
 def test_to_device_leaves_the_cpu_path_as_it_was():

@@ -24,7 +24,8 @@ from lifelong_kd.models import Model
 from lifelong_kd.presets import build_config
 from lifelong_kd.results import NOT_IDENTITY, _canonical, _digest, _flat, identity_of, run_identity
 from lifelong_kd.strategies.der import DER
-from lifelong_kd.strategies.er import ER, model_features, model_outputs
+from lifelong_kd.strategies.er import ER
+from lifelong_kd.strategies.features import model_features, model_outputs
 
 from .conftest import toy_dataset as _toy
 

@@ -730,7 +730,7 @@ def test_the_eager_optimisers_step_as_torchs_own(optimizer):
     """EagerSGD / EagerAdam (make_optimizer without train.compile) take torch.optim's steps bit
     for bit, save and load the same state, and zero the gradients alike; with train.compile
     the plain torch.optim classes are built."""
-    from lifelong_kd.strategies.base import EagerAdam, EagerSGD, make_optimizer
+    from lifelong_kd.strategies.optim import EagerAdam, EagerSGD, make_optimizer
 
     config = build_config("split-digits", "naive", {"train.optimizer": optimizer,
                                                    "train.weight_decay": 0.01})

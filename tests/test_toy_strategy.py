@@ -29,7 +29,7 @@ from torch import nn
 
 from lifelong_kd.cli import main
 from lifelong_kd.strategies import PRESETS, Batch, Strategy, StrategyPreset, TaskContext, register
-from lifelong_kd.strategies.base import Interrupted
+from lifelong_kd.strategies.loop import Interrupted
 
 # ------------------------------------------------------- the strategy's own "file"
 

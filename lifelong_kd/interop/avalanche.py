@@ -49,16 +49,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import SCENARIOS, RunConfig, closest_name
 from ..errors import ConfigError, UserError
-from ..strategies.base import (
-    Interrupted,
-    LossWatch,
-    OwnLoop,
-    Phase,
-    StopCheck,
-    Strategy,
-    TaskContext,
-    make_optimizer,
-)
+from ..strategies.base import OwnLoop, Phase, Strategy, TaskContext
+from ..strategies.loop import Interrupted, LossWatch, StopCheck
+from ..strategies.optim import make_optimizer
 from ..strategies.presets import StrategyPreset, register_family
 
 if TYPE_CHECKING:
@@ -502,6 +495,8 @@ class AvalancheStrategy(Strategy):
 
     #: Its own keyword arguments are its only options (``ce_scope`` must stay ``seen``).
     OPTIONS = ("kwargs",)
+    #: Avalanche's own loaders read the training examples on the host.
+    HOST_DATA = True
     avalanche_name = ""
     avalanche_cls_name = ""
 

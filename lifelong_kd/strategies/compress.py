@@ -48,9 +48,9 @@ from .base import (
     masked_ce,
     task_steps,
 )
-from .joint import MODES
 from .memory import Draw, Memory
 from .teacher import Teacher
+from .union import MODES, union_data
 
 #: Strategies that cannot train a ``compress`` teacher: those that have a teacher of their
 #: own, and external ones (their own training loop cannot run on the teacher's network).
@@ -479,8 +479,6 @@ class KD(Compress):
         return replace(config, strategy=replace(config.strategy, mode=self.config.mode))
 
     def train_data(self, ctx: TaskContext) -> TrainData:
-        """The union of tasks 0..t (nothing before the last task with ``mode = final``)."""
-        tasks = list(ctx.stream.tasks[: ctx.index + 1])
-        if self.config.mode == "final" and ctx.index < len(ctx.stream) - 1:
-            return TrainData.empty(tasks[0])
-        return TrainData.union(tasks)
+        """The union of tasks 0..t (nothing before the last task with ``mode = final``:
+        :func:`~lifelong_kd.strategies.union.union_data`)."""
+        return union_data(ctx, self.config.mode)

@@ -13,6 +13,7 @@ import torch
 
 from ..config import MemoryConfig, StrategyConfig
 from .base import Batch, Strategy, TaskContext, masked_ce
+from .features import model_features, model_outputs
 from .memory import Draw, Memory
 
 
@@ -94,32 +95,3 @@ class ER(Strategy):
 def _split(logits: torch.Tensor, draws: list[Draw]) -> list[torch.Tensor]:
     """The rows of ``logits`` that belong to each draw, in order."""
     return list(torch.split(logits, [len(d) for d in draws])) if draws else []
-
-
-def model_outputs(ctx: TaskContext) -> Any:
-    """uint8 images -> the model's logits on their clean inputs, in eval mode, in batches of
-    ``train.eval_batch_size`` (what Avalanche's DER records at a task's end)."""
-    def outputs(images: torch.Tensor) -> torch.Tensor:
-        return _batched(ctx, images, ctx.model)
-    return outputs
-
-
-def model_features(ctx: TaskContext) -> Any:
-    """uint8 images -> the model's penultimate features, as :func:`model_outputs` (herding)."""
-    def features(images: torch.Tensor) -> torch.Tensor:
-        return _batched(ctx, images, ctx.model.features)
-    return features
-
-
-def _batched(ctx: TaskContext, images: torch.Tensor, fn: Any) -> torch.Tensor:
-    """``fn`` over ``images`` in eval mode, batch by batch; no image gives no row, of the
-    output's width all the same (one call on the empty batch)."""
-    was_training = ctx.model.training
-    ctx.model.eval()
-    try:
-        with torch.inference_mode():
-            outs = [fn(ctx.prepare(images[i:i + ctx.eval_batch_size]))
-                    for i in range(0, max(len(images), 1), ctx.eval_batch_size)]
-    finally:
-        ctx.model.train(was_training)
-    return torch.cat(outs).clone()

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from ..config import MemoryConfig, RunConfig, StrategyConfig, check_choice
 from ..data.streams import to_device
 from .base import Batch, Strategy, TaskContext, TrainData
-from .er import model_features
+from .features import model_features
 from .memory import Memory, with_memory
 from .teacher import Teacher
 

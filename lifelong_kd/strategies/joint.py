@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from ..config import RunConfig, check_choice
+from ..config import RunConfig, StrategyConfig, check_choice
 from .base import Strategy, TaskContext, TrainData
-
-MODES = ("incremental", "final")
+from .union import MODES, union_data
 
 
 class Joint(Strategy):
@@ -34,8 +33,12 @@ class Joint(Strategy):
         super().check(config)
         check_choice("strategy.mode", config.strategy.mode, MODES)
 
+    @classmethod
+    def last_row_only(cls, config: StrategyConfig) -> str | None:
+        """``mode = final`` trains nothing before the last task: only the last row means
+        something."""
+        return "strategy.mode = final" if config.mode == "final" else None
+
     def train_data(self, ctx: TaskContext) -> TrainData:
-        tasks = list(ctx.stream.tasks[: ctx.index + 1])
-        if self.config.mode == "final" and ctx.index < len(ctx.stream) - 1:
-            return TrainData.empty(tasks[0])
-        return TrainData.union(tasks)
+        """The union of tasks 0..t (:func:`~lifelong_kd.strategies.union.union_data`)."""
+        return union_data(ctx, self.config.mode)

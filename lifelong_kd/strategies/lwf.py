@@ -18,7 +18,7 @@ from ..config import MemoryConfig, RunConfig, StrategyConfig, check_choice, chec
 from ..errors import ConfigError
 from ..losses import LOSSES, REDUCTIONS, grouped_distillation
 from .base import Batch, OwnLoop, Phase, Strategy, TaskContext, TrainData, distillation_temperature
-from .er import model_features
+from .features import model_features
 from .memory import Memory, with_memory
 from .teacher import Teacher
 
