@@ -60,13 +60,13 @@ from .metrics import (
     REPORT_METRICS,
     continual_metrics,
     intransigence,
-    last_row_only,
     meaningful_metrics,
 )
 from .results import (
     TASK_AGNOSTIC,
     TASK_AWARE,
     is_finished,
+    last_row_only,
     matrix_kinds,
     strategy_config,
     teacher_kinds,
@@ -247,8 +247,8 @@ def continual_values(result: Mapping[str, Any]) -> dict[str, float]:
     result with ``curves`` but no ``continual`` gets them computed
     (:func:`lifelong_kd.metrics.continual_metrics`); empty for a run without either (trained
     with ``train.eval_every = 0``). All nan for a run whose curves mean nothing before its
-    last task (``joint`` with ``mode = final``, :func:`lifelong_kd.metrics.last_row_only`:
-    it trains nothing before then)."""
+    last task (its strategy trains nothing before then, ``joint`` with ``mode = final``:
+    :func:`lifelong_kd.results.last_row_only`)."""
     values = result.get("continual")
     if not isinstance(values, Mapping):
         curves = result.get("curves")
@@ -260,7 +260,7 @@ def continual_values(result: Mapping[str, Any]) -> dict[str, float]:
         value = values.get(metric)
         numeric = isinstance(value, numbers.Real) and not isinstance(value, bool)
         out[metric] = float(value) if numeric else math.nan
-    if int(result.get("n_tasks", 1)) > 1 and last_row_only(strategy_config(result)):
+    if int(result.get("n_tasks", 1)) > 1 and last_row_only(result):
         out = dict.fromkeys(out, math.nan)
     return out
 
@@ -299,7 +299,7 @@ def metric_rows(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             values = dict(matrix.metrics)
             if kind in joint_kinds and len(joint_kinds[kind].rows) == len(matrix.rows):
                 values["intransigence"] = intransigence(matrix.rows, joint_kinds[kind].rows)
-            values = meaningful_metrics(values, strategy_config(run.result), len(matrix.rows))
+            values = meaningful_metrics(values, last_row_only(run.result), len(matrix.rows))
             rows += _rows(run, kind, {m: values[m] for m in REPORT_METRICS if m in values})
         scenario = str(run.result.get("scenario"))
         for kind, matrix in teacher_kinds(run.result).items():

@@ -18,9 +18,11 @@ j of a model trained jointly on tasks 0..j, Chaudhry's a*_j).
 A ``joint`` run with ``mode = final`` trains once on all T tasks: its accuracies are those of
 a model trained on tasks 0..T-1, not 0..j, so they are not a*_j for j < T-1 and are not used.
 
-Some runs' matrices mean something only in their last row: ``joint`` with ``mode = final``
-evaluates the untrained model after tasks 0..T-2. For those only the metrics of
-:data:`LAST_ROW_METRICS` are kept; the others are nan (:func:`meaningful_metrics`).
+Some runs' matrices mean something only in their last row: a strategy that trains nothing
+before the last task (``joint`` with ``mode = final``) evaluates the untrained model after tasks
+0..T-2. The strategy declares it (``Strategy.last_row_only``) and the run records it in
+result.json (``last_row_only``); for those runs only the metrics of :data:`LAST_ROW_METRICS` are
+kept, the others are nan (:func:`meaningful_metrics`).
 """
 
 from __future__ import annotations
@@ -177,43 +179,33 @@ BOUNDS: dict[str, tuple[float, float]] = {
 LAST_ROW_METRICS = frozenset({"average_accuracy"})
 
 
-def last_row_only(strategy: Mapping[str, Any]) -> str | None:
-    """Why only the last row of a run's matrix means something, or None when every row does.
-
-    ``strategy`` is the run's ``config["strategy"]``. ``joint`` with ``mode = final`` trains
-    nothing before the last task (see ``strategies.Joint``), so rows 0..T-2 are the untrained
-    model's accuracies.
-    """
-    if strategy.get("name") == "joint" and strategy.get("mode") == "final":
-        return ("`joint` with `strategy.mode = final` trains only at the last task, so rows "
-                "0..T-2 of its matrix are the untrained model's accuracies")
-    return None
-
-
 def meaningful_metrics(
-    values: Mapping[str, float], strategy: Mapping[str, Any], n_tasks: int,
+    values: Mapping[str, float], last_row_only: str | None, n_tasks: int,
     rows_finished: int | None = None,
 ) -> dict[str, float]:
     """``values`` (metric -> value) with nan for every metric that means nothing for the run.
 
-    For a run whose matrix means something only in its last row (:func:`last_row_only`)
+    ``last_row_only``: why only the last row of the run's matrix means something (the
+    setting its strategy declares, ``Strategy.last_row_only``, as result.json records it:
+    :func:`lifelong_kd.results.last_row_only`), None when every row does. For such a run
     with T = ``n_tasks`` > 1, every metric but those of :data:`LAST_ROW_METRICS` is nan, and
     all of them are nan while the run has not finished its T rows (``rows_finished`` < T: its
     last finished row is not the trained one). Other runs' values are returned unchanged.
     """
     rows = n_tasks if rows_finished is None else rows_finished
-    if n_tasks <= 1 or last_row_only(strategy) is None:
+    if n_tasks <= 1 or last_row_only is None:
         return dict(values)
     return {m: (v if m in LAST_ROW_METRICS and rows >= n_tasks else math.nan)
             for m, v in values.items()}
 
 
 def meaningful_per_task(
-    values: Sequence[float], strategy: Mapping[str, Any], n_tasks: int
+    values: Sequence[float], last_row_only: str | None, n_tasks: int
 ) -> list[float]:
     """A per-task vector (e.g. :func:`per_task_forgetting`), all nan for a run whose matrix
-    means something only in its last row (see :func:`meaningful_metrics`)."""
-    if n_tasks <= 1 or last_row_only(strategy) is None:
+    means something only in its last row (``last_row_only`` not None: see
+    :func:`meaningful_metrics`)."""
+    if n_tasks <= 1 or last_row_only is None:
         return list(values)
     return [math.nan] * len(values)
 

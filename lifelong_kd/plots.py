@@ -904,16 +904,15 @@ def save(fig: Figure, path: Path, formats: Sequence[str] = ("png",)) -> list[Pat
     return out
 
 
-def mask_rows(matrix: Sequence[Sequence[float]], strategy: Mapping[str, Any],
+def mask_rows(matrix: Sequence[Sequence[float]], last_row_only: str | None,
               n_tasks: int) -> np.ndarray:
-    """The matrix with nan in the rows that mean nothing for the run (see
-    :func:`lifelong_kd.metrics.last_row_only`: every row but the last of ``joint`` with
-    ``mode = final``, and every row while such a run has not finished), so that plots leave
-    them out."""
-    from .metrics import last_row_only
-
+    """The matrix with nan in the rows that mean nothing for the run, so that plots leave
+    them out: under ``last_row_only`` (the setting under which its strategy trains nothing
+    before the last task, :func:`lifelong_kd.results.last_row_only`; ``joint`` with
+    ``mode = final``) every row but the last, and every row while such a run has not
+    finished. None: the matrix as it is."""
     m = np.array(matrix, dtype=float)
-    if n_tasks > 1 and last_row_only(strategy) is not None:
+    if n_tasks > 1 and last_row_only is not None:
         m[: (n_tasks - 1 if len(m) == n_tasks else len(m))] = np.nan
     return m
 
@@ -927,8 +926,7 @@ def run_plots(result: dict, out_dir: Path, formats: Sequence[str] = ("png",)) ->
     nothing (``joint`` with ``mode = final`` before its last task) are left out, and such a
     run gets no forgetting plot.
     """
-    from .metrics import last_row_only
-    from .results import matrix_kinds, strategy_config, validate_result
+    from .results import last_row_only, matrix_kinds, validate_result
 
     out_dir = Path(out_dir)
     validate_result(result, out_dir / "result.json")
@@ -937,12 +935,12 @@ def run_plots(result: dict, out_dir: Path, formats: Sequence[str] = ("png",)) ->
         return []
     name = result["strategy"]
     t = int(result["n_tasks"])
-    strategy = strategy_config(result)
-    partial = t > 1 and last_row_only(strategy) is not None
-    m = mask_rows(rows, strategy, t)
+    setting = last_row_only(result)
+    partial = t > 1 and setting is not None
+    m = mask_rows(rows, setting, t)
     if np.isnan(m).all():
         return []
-    note = " (last row only: mode = final)" if partial else ""
+    note = f" (last row only: {setting.removeprefix('strategy.')})" if partial and setting else ""
     k = len(rows)
     square = m[:, :k]
     paths: list[Path] = []
@@ -988,15 +986,14 @@ def comparison_plots(
     bounded whatever the number of tasks; one figure exists at a time, closed after saving,
     also on an error. No ``formats``: no plots."""
     from .aggregate import finished_runs, has_model_costs
-    from .metrics import last_row_only
-    from .results import matrix_kinds, strategy_config
+    from .results import last_row_only, matrix_kinds
 
     runs = finished_runs(results)
     if not runs or not formats:
         return []
     kinds = list(dict.fromkeys(k for run in runs for k in matrix_kinds(run.result)))
     partial = {run.label for run in runs if len(run.result["accuracy_matrix"]) > 1
-               and last_row_only(strategy_config(run.result)) is not None}
+               and last_row_only(run.result) is not None}
     paths: list[Path] = []
     with closing_figures():
         for kind in kinds:
@@ -1007,7 +1004,7 @@ def comparison_plots(
                 if matrix is None:
                     continue
                 matrices.setdefault(run.label, []).append(
-                    mask_rows(matrix.rows, strategy_config(run.result), len(matrix.rows)))
+                    mask_rows(matrix.rows, last_row_only(run.result), len(matrix.rows)))
                 forgetting.setdefault(run.label, []).append(matrix.per_task_forgetting)
             forgetting = {s: f for s, f in forgetting.items()
                           if s not in partial and len(matrices[s][0]) > 1}

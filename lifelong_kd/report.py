@@ -91,10 +91,17 @@ from .metrics import (
     HIGHER_IS_BETTER,
     LAST_ROW_METRICS,
     REPORT_METRICS,
-    last_row_only,
 )
 from .plots import comparison_plots
-from .results import TASK_AGNOSTIC, TASK_AWARE, is_finished, matrix_kinds, strategy_config, write_text
+from .results import (
+    TASK_AGNOSTIC,
+    TASK_AWARE,
+    is_finished,
+    last_row_only,
+    matrix_kinds,
+    strategy_config,
+    write_text,
+)
 
 MATRIX_TITLES = {
     TASK_AGNOSTIC: "task-agnostic matrix (no task identity at test time)",
@@ -878,12 +885,18 @@ def _intransigence_absent(runs: Sequence[Run]) -> str:
 
 
 def _last_row_only_note(runs: Sequence[Run]) -> list[str]:
-    """The one statement of why some variants' metrics are n/a (``joint``, mode final)."""
+    """The one statement of why some variants' metrics are n/a: those whose strategy trains
+    nothing before the last task under a setting it declares (result.json's
+    ``last_row_only``: ``joint`` with ``strategy.mode = final``), each named with the
+    setting."""
     lines = []
     for label in variants_of(runs):
         run = next(run.result for run in runs if run.label == label)
-        reason = last_row_only(strategy_config(run)) if run["n_tasks"] > 1 else None
-        if reason:
+        setting = last_row_only(run) if run["n_tasks"] > 1 else None
+        if setting:
+            reason = (f"{markdown_code(run['strategy'])} with {markdown_code(setting)} trains "
+                      "only at the last task, so rows 0..T-2 of its matrix are the untrained "
+                      "model's accuracies")
             kept = ", ".join(f"`{m}`" for m in LAST_ROW_METRICS)
             lines += [f"{reason}. Only what its last row gives ({kept}) is reported; "
                       "its other metrics mean nothing and are n/a here, empty in the CSV "

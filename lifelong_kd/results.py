@@ -10,7 +10,12 @@ Schema (``schema = 1``), one file per run::
     accuracy_matrix   rows finished so far, each n_tasks floats in [0, 1]  (R[i][j])
     accuracy_matrix_task_aware   class-il only: prediction restricted to the task's classes
     initial_accuracy  the untrained model's accuracy on each task (b_j)
-    metrics           every metric of ``metrics.METRICS`` on the matrix (null if undefined)
+    last_row_only     the setting under which the strategy trains nothing before the last
+                      task (``strategy.mode = final`` of ``joint``), so that only the matrix's
+                      last row means something; null: every row does (``Strategy.last_row_only``;
+                      for files written before it was recorded, :func:`last_row_only`)
+    metrics           every metric of ``metrics.METRICS`` on the matrix (null if undefined,
+                      or meaningless under ``last_row_only``)
     metrics_task_aware, per_task_forgetting(_task_aware)
     timing            total_seconds, train_seconds, eval_seconds
     costs             what the run's models and memory cost (``costs.py``): memory_examples,
@@ -564,10 +569,11 @@ def validate_result(result: Any, path: Path | str) -> dict[str, Any]:
     ``seed`` (an integer), ``n_tasks`` (>= 1), ``accuracy_matrix`` (n_tasks rows of n_tasks
     accuracies when ``status`` is finished, the default; at most n_tasks rows otherwise) and
     ``initial_accuracy`` (n_tasks accuracies). Checked where present: ``status``,
-    ``task_names``, the class-il task-aware matrix and initial accuracies (the same shapes),
-    that ``config`` (with its sections), ``data``, ``environment`` and ``timing`` are
-    tables, and that recorded metrics are tables and per-task forgetting lists. (A result
-    read from a file also has its strategy names checked: :func:`load_result`.)
+    ``task_names``, ``last_row_only`` (a setting or null), the class-il task-aware matrix and
+    initial accuracies (the same shapes), that ``config`` (with its sections), ``data``,
+    ``environment`` and ``timing`` are tables, and that recorded metrics are tables and
+    per-task forgetting lists. (A result read from a file also has its strategy names
+    checked: :func:`load_result`.)
     """
     def bad(problem: str) -> UserError:
         return UserError(f"{path} is not a usable lifelong-kd result: {problem}")
@@ -604,6 +610,9 @@ def validate_result(result: Any, path: Path | str) -> dict[str, Any]:
                               "`initial_accuracy_task_aware`", n)
     if problem:
         raise bad(problem)
+    last = result.get("last_row_only")
+    if last is not None and not (isinstance(last, str) and last):
+        raise bad(f"`last_row_only` is {_shown_name(last)}, not a setting (or null)")
     names = result.get("task_names")
     if names is not None and not (isinstance(names, list)
                                   and all(isinstance(x, str) for x in names)):
@@ -720,6 +729,27 @@ def strategy_config(result: Mapping[str, Any]) -> dict[str, Any]:
     return {"name": result["strategy"], **config.get("strategy", {})}
 
 
+#: The one strategy whose matrix meant something only in its last row before result.json
+#: recorded ``last_row_only``, with that setting (``Joint.last_row_only``): read only for
+#: such older files (:func:`last_row_only`).
+_LAST_ROW_ONLY_BEFORE = ("joint", "mode", "final", "strategy.mode = final")
+
+
+def last_row_only(result: Mapping[str, Any]) -> str | None:
+    """The setting under which the run's strategy trains nothing before the last task, so
+    that only the last row of its matrices means something (``strategy.mode = final``); None
+    when every row does. Read from result.json's ``last_row_only`` (the strategy's
+    declaration, ``Strategy.last_row_only``, recorded at run time), so that no reader of
+    results needs to know a strategy. A file written before it was recorded gets the rule of
+    then: ``joint`` with ``strategy.mode = final`` (the only strategy that declares it)."""
+    if "last_row_only" in result:
+        value = result["last_row_only"]
+        return value if isinstance(value, str) and value else None
+    name, key, value, setting = _LAST_ROW_ONLY_BEFORE
+    strategy = strategy_config(result)
+    return setting if strategy.get("name") == name and strategy.get(key) == value else None
+
+
 def _numbers(values: Any) -> Any:
     if isinstance(values, dict):
         return {k: math.nan if v is None else float(v) for k, v in values.items()}
@@ -729,7 +759,7 @@ def _numbers(values: Any) -> Any:
 def _recorded(result: Mapping[str, Any], rows: list[list[float]], initial: list[float],
               metrics_key: str, per_task_key: str) -> Matrix:
     k = len(rows)
-    strategy, n = strategy_config(result), result["n_tasks"]
+    last, n = last_row_only(result), result["n_tasks"]
     stored = result.get(metrics_key)
     metrics = _numbers(stored) if isinstance(stored, dict) else {}
     if k and not all(m in metrics for m in METRICS):
@@ -739,8 +769,8 @@ def _recorded(result: Mapping[str, Any], rows: list[list[float]], initial: list[
     per_task = (_numbers(stored_per_task) if isinstance(stored_per_task, list)
                 else per_task_forgetting([r[:k] for r in rows]) if k else [])
     return Matrix(rows=rows, initial=initial,
-                  metrics=meaningful_metrics(metrics, strategy, n, k),
-                  per_task_forgetting=meaningful_per_task(per_task, strategy, n))
+                  metrics=meaningful_metrics(metrics, last, n, k),
+                  per_task_forgetting=meaningful_per_task(per_task, last, n))
 
 
 def teacher_kinds(result: Mapping[str, Any]) -> dict[str, Matrix]:
@@ -752,6 +782,8 @@ def teacher_kinds(result: Mapping[str, Any]) -> dict[str, Matrix]:
         return {}
     inner = {**block, "scenario": result.get("scenario"), "n_tasks": result["n_tasks"],
              "strategy": result["strategy"], "config": result.get("config", {})}
+    if "last_row_only" in result:  # the run's declaration holds for its teacher's matrices
+        inner["last_row_only"] = result["last_row_only"]
     return matrix_kinds(inner)
 
 
@@ -836,8 +868,12 @@ def build_result(
     teacher: dict[str, list[Any]] | None = None,
     grid: Sequence[tuple[str, str]] = (),
     curves: Sequence[Sequence[float]] = (),
+    last_row_only: str | None = None,
 ) -> dict[str, Any]:
-    """Assemble the result.json of one run (see the module docstring). ``costs``: what the
+    """Assemble the result.json of one run (see the module docstring). ``last_row_only``:
+    what the run's strategy declares (``Strategy.last_row_only``: the setting under which
+    only the last row of its matrices means something, None when every row does); the
+    metrics that need the other rows are then null. ``costs``: what the
     run's models and memory cost. ``teacher``: the rows of the strategy's own teacher
     (``rows``, ``rows_task_aware``, ``initial``, ``initial_task_aware``), recorded with their
     metrics as the run's are. ``grid``: the settings a grid varied for the run (its
@@ -858,11 +894,12 @@ def build_result(
         "task_names": task_names,
         "accuracy_matrix": rows,
         "initial_accuracy": initial,
-        # metrics that mean nothing for the run (joint, mode = final: rows 0..T-2 untrained) are null
-        "metrics": meaningful_metrics(square_metrics(rows, initial), config["strategy"],
+        "last_row_only": last_row_only,
+        # metrics that mean nothing for the run (under last_row_only: rows 0..T-2 untrained) are null
+        "metrics": meaningful_metrics(square_metrics(rows, initial), last_row_only,
                                       len(task_names), k),
         "per_task_forgetting": meaningful_per_task(
-            per_task_forgetting([r[:k] for r in rows]) if k else [], config["strategy"],
+            per_task_forgetting([r[:k] for r in rows]) if k else [], last_row_only,
             len(task_names)),
     }
     if message:
@@ -871,13 +908,13 @@ def build_result(
         result["accuracy_matrix_task_aware"] = rows_task_aware
         result["initial_accuracy_task_aware"] = initial_task_aware
         result["metrics_task_aware"] = meaningful_metrics(
-            square_metrics(rows_task_aware, initial_task_aware), config["strategy"],
+            square_metrics(rows_task_aware, initial_task_aware), last_row_only,
             len(task_names), k)
         result["per_task_forgetting_task_aware"] = meaningful_per_task(
             per_task_forgetting([r[:k] for r in rows_task_aware]) if k else [],
-            config["strategy"], len(task_names))
+            last_row_only, len(task_names))
     if teacher is not None and teacher.get("rows"):
-        result["teacher"] = _matrix_block(config, scenario, len(task_names), teacher)
+        result["teacher"] = _matrix_block(last_row_only, scenario, len(task_names), teacher)
     if curves:
         result["continual"] = continual_metrics(curves)
     result["timing"] = timing
@@ -889,9 +926,10 @@ def build_result(
     return result
 
 
-def _matrix_block(config: dict[str, Any], scenario: str, n_tasks: int,
+def _matrix_block(last_row_only: str | None, scenario: str, n_tasks: int,
                   rows: dict[str, list[Any]]) -> dict[str, Any]:
-    """A model's matrices with their metrics, as result.json records the run's own."""
+    """A model's matrices with their metrics, as result.json records the run's own (masked
+    as the run's under its strategy's ``last_row_only``)."""
     k = len(rows["rows"])
     block: dict[str, Any] = {}
     kinds = [("", rows["rows"], rows["initial"])]
@@ -901,9 +939,9 @@ def _matrix_block(config: dict[str, Any], scenario: str, n_tasks: int,
         block[f"accuracy_matrix{suffix}"] = matrix
         block[f"initial_accuracy{suffix}"] = initial
         block[f"metrics{suffix}"] = meaningful_metrics(square_metrics(matrix, initial),
-                                                       config["strategy"], n_tasks, k)
+                                                       last_row_only, n_tasks, k)
         block[f"per_task_forgetting{suffix}"] = meaningful_per_task(
-            per_task_forgetting([r[:k] for r in matrix]) if k else [], config["strategy"],
+            per_task_forgetting([r[:k] for r in matrix]) if k else [], last_row_only,
             n_tasks)
     return block
 

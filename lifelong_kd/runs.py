@@ -94,6 +94,7 @@ from .results import (
     write_json,
     write_text,
 )
+from .strategies import strategy_preset
 
 CHECKPOINT = "checkpoint.pt"
 #: The most runs one comparison plans (about 1 ms each to build and validate): a grid of
@@ -712,6 +713,8 @@ def execute_held(
         teacher=state.teacher_matrices() if state is not None else None,
         grid=spec.grid,
         curves=curves,
+        # what the strategy declares for the readers of results, who know no strategy
+        last_row_only=strategy_preset(config.strategy.name).cls.last_row_only(config.strategy),
     )
     try:
         write_json(out_dir / RESULT, result)

@@ -435,6 +435,23 @@ def test_report_from_saved_folders_equals_the_one_compare_wrote(
     assert "report of 6 run(s)" in capsys.readouterr().err
 
 
+def test_a_run_records_what_its_strategy_declares(comparison: Path, tmp_path: Path) -> None:
+    """result.json's ``last_row_only`` is the strategy's declaration
+    (``Strategy.last_row_only``), recorded at run time for the readers of results: null for
+    the comparison's runs, the setting for ``joint`` with ``mode = final``, whose metrics but
+    the last row's are then null."""
+    for path in comparison.glob("*/seed-*/result.json"):
+        assert json.loads(path.read_text())["last_row_only"] is None, path
+    run = tmp_path / "final"
+    assert main(["run", str(toml_file(tmp_path, "toy-digits")), *QUICK_DIGITS,
+                 "--strategy", "joint", "--set", "strategy.mode=final", "--no-plots",
+                 "--out", str(run), "--quiet"]) == 0
+    result = json.loads((run / "result.json").read_text())
+    assert result["last_row_only"] == "strategy.mode = final"
+    assert result["metrics"]["average_accuracy"] is not None
+    assert result["metrics"]["forgetting"] is None
+
+
 def test_report_refuses_folders_from_different_benchmarks(
     comparison: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -121,20 +121,27 @@ def joint_final(seed: int, t: int = 2) -> dict[str, Any]:
 
 
 def test_result_json_nulls_what_a_final_joint_run_cannot_measure(tmp_path: Path) -> None:
+    from lifelong_kd.config import StrategyConfig
     from lifelong_kd.results import build_result, write_json
+    from lifelong_kd.strategies import strategy_preset
 
     def build(strategy: dict[str, Any], rows: list[list[float]], t: int) -> dict[str, Any]:
+        """As a run builds it: with what its strategy declares (``last_row_only``)."""
         config = {"benchmark": "toy", "seed": 0, "strategy": strategy}
+        options = StrategyConfig(**{k: v for k, v in strategy.items() if k != "name"})
+        declared = strategy_preset(strategy["name"]).cls.last_row_only(options)
         return build_result(config=config, scenario="class-il",
                             task_names=[f"t{j}" for j in range(t)], rows=rows,
                             rows_task_aware=rows, initial=[0.1] * t,
-                            initial_task_aware=[0.5] * t, timing={}, data={})
+                            initial_task_aware=[0.5] * t, timing={}, data={},
+                            last_row_only=declared)
 
     rows = [[0.1, 0.1, 0.1], [0.1, 0.1, 0.1], [0.8, 0.9, 1.0]]
     result = build({"name": "joint", "mode": "final"}, rows, 3)
     results.validate_result(result, tmp_path / "result.json")  # its nan metrics, before JSON
     write_json(tmp_path / "result.json", result)
     stored = json.loads((tmp_path / "result.json").read_text())
+    assert stored["last_row_only"] == "strategy.mode = final"
     for key in ("metrics", "metrics_task_aware"):
         assert stored[key]["average_accuracy"] == pytest.approx(0.9)
         assert {m for m, v in stored[key].items() if v is None} == set(M.METRICS) - {
@@ -183,6 +190,50 @@ def test_report_leaves_out_the_metrics_of_a_final_joint_run(tmp_path: Path) -> N
     joint_pairs = [line for line in text.splitlines() if line.startswith("| joint | ")
                    and "| bwt" in line]
     assert joint_pairs and all("| n/a |" in line for line in joint_pairs)
+
+
+def test_what_result_json_records_decides_which_rows_mean_something(tmp_path: Path) -> None:
+    """Issue 26: the readers of results know no strategy by name. result.json's
+    ``last_row_only`` (what the run's strategy declares, ``Strategy.last_row_only``) decides
+    which metrics mean nothing, whatever the strategy; the rule by name (``joint`` with
+    ``mode = final``) holds only for a file written before it was recorded."""
+    declared = [fake_result("lwf", s, m) for s, m in LWF.items()]
+    for result in declared:
+        result["last_row_only"] = "strategy.warm_up = only"  # any strategy may declare it
+    assert results.last_row_only(declared[0]) == "strategy.warm_up = only"
+    (matrix,) = results.matrix_kinds(declared[0]).values()
+    assert math.isnan(matrix.metrics["forgetting"])
+    assert not math.isnan(matrix.metrics["average_accuracy"])
+    recorded_none = joint_final(0)
+    recorded_none["last_row_only"] = None  # recorded: every row means something
+    assert results.last_row_only(recorded_none) is None
+    (matrix,) = results.matrix_kinds(recorded_none).values()
+    assert not math.isnan(matrix.metrics["learning_accuracy"])
+    assert results.last_row_only(joint_final(0)) == "strategy.mode = final"  # an older file
+    assert results.last_row_only(fake_result("naive", 0, NAIVE[0])) is None
+    runs = [fake_result("naive", s, m) for s, m in NAIVE.items()] + declared
+    report.write_comparison(runs, tmp_path, formats=())
+    text = (tmp_path / "report.md").read_text()
+    assert ("`lwf` with `strategy.warm_up = only` trains only at the last task, so rows "
+            "0..T-2 of its matrix are the untrained model's accuracies.") in text
+    for bad in (3, "", ["strategy.mode = final"]):
+        broken = {**declared[0], "last_row_only": bad}
+        with pytest.raises(UserError, match="last_row_only"):
+            results.validate_result(broken, tmp_path / "result.json")
+
+
+def test_only_joint_declares_a_last_row_only_setting() -> None:
+    """The declaration that replaced metrics' rule by name: ``joint`` with ``mode = final``,
+    and no other built-in strategy, whatever its mode."""
+    from lifelong_kd.config import StrategyConfig
+    from lifelong_kd.strategies import PRESETS, Joint, Strategy
+
+    assert Joint.last_row_only(StrategyConfig(mode="final")) == "strategy.mode = final"
+    assert Joint.last_row_only(StrategyConfig(mode="incremental")) is None
+    assert Strategy.last_row_only(StrategyConfig(mode="final")) is None
+    for name, preset in PRESETS.items():
+        if preset.cls is not Joint:
+            assert preset.cls.last_row_only(StrategyConfig(mode="final")) is None, name
 
 
 class Drawn:
