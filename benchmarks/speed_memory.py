@@ -6,7 +6,7 @@ momentum 0.9, batch 128) with a reservoir memory of 500 examples and draws of 12
 (``lifelong_kd.engine.train_stream``, in this process) trains each strategy in turn; the
 data are read once. For every run the script records:
 
-- the step time: the seconds spent in the engine's training phases (``engine._run_phase``:
+- the step time: the seconds spent in the engine's training phases (``engine.run_phase``:
   batching, forward, loss, backward, optimiser step, and the memory's work inside the loss)
   divided by the optimiser steps taken; the evaluation after each task is not counted;
 - the examples per step: the batch's plus those drawn from memory (``er``: one draw, twice
@@ -106,7 +106,7 @@ def instrumented(timing: Timing) -> Iterator[None]:
     from lifelong_kd.strategies.memory import Memory
 
     originals: dict[str, Any] = {name: getattr(Memory, name) for name in ("add", "draw", "update")}
-    run_phase = engine._run_phase
+    run_phase = engine.run_phase
 
     def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -133,13 +133,13 @@ def instrumented(timing: Timing) -> Iterator[None]:
 
     for name, fn in originals.items():
         setattr(Memory, name, timed(name, fn))
-    engine._run_phase = phase
+    engine.run_phase = phase
     try:
         yield
     finally:
         for name, fn in originals.items():
             setattr(Memory, name, fn)
-        engine._run_phase = run_phase
+        engine.run_phase = run_phase
 
 
 def config_of(strategy: str, subset: tuple[int, int] | None) -> Any:

@@ -233,7 +233,7 @@ class CurveProbe:
         self.pending.clear()
 
 
-def _context(config: RunConfig, stream: Stream, state: RunState, index: int) -> TaskContext:
+def task_context(config: RunConfig, stream: Stream, state: RunState, index: int) -> TaskContext:
     device = torch.device(config.train.device)
     masks = stream.train_masks(index, config.strategy.ce_scope)
     shape = (1, -1, 1, 1)
@@ -372,12 +372,12 @@ def train_stream(
     model, strategy = state.model, state.strategy
     if strategy.MEMORY != "none":  # checked before the data for the datasets of known classes
         check_budget(config, config.strategy.name, stream.n_outputs)
-    strategy.setup(_context(config, stream, state, min(state.next_task, len(stream) - 1)))
-    probe = (CurveProbe(_context(config, stream, state, 0), strategy, state)
+    strategy.setup(task_context(config, stream, state, min(state.next_task, len(stream) - 1)))
+    probe = (CurveProbe(task_context(config, stream, state, 0), strategy, state)
              if config.train.eval_every > 0 else None)
     if not state.initial:
         t0 = time.perf_counter()
-        ctx0 = _context(config, stream, state, 0)
+        ctx0 = task_context(config, stream, state, 0)
         state.initial, state.initial_task_aware = evaluate(ctx0, strategy, -1)
         view = strategy.teacher_evaluation(ctx0)
         if view is not None:
@@ -385,7 +385,7 @@ def train_stream(
         state.eval_seconds += time.perf_counter() - t0
     for index in range(state.next_task, len(stream)):
         t0 = time.perf_counter()
-        ctx = _context(config, stream, state, index)
+        ctx = task_context(config, stream, state, index)
         ctx.current_train_data = strategy.train_data(ctx)
         strategy.before_task(ctx)
         phases = strategy.phases(ctx)
@@ -398,7 +398,7 @@ def train_stream(
             if isinstance(phase, OwnLoop):
                 phase.run(ctx, should_stop)
             else:
-                _run_phase(ctx, state, phase, progress, should_stop, probe)
+                run_phase(ctx, state, phase, progress, should_stop, probe)
         if probe is not None:
             probe.point(ctx, index)
         check_finite_weights(_model_tensors(model), index, stream[index].name)
@@ -427,7 +427,7 @@ def train_stream(
     return state
 
 
-def _run_phase(
+def run_phase(
     ctx: TaskContext,
     state: RunState,
     phase: Phase,
@@ -549,7 +549,7 @@ def measure_costs(config: RunConfig, stream: Stream, state: RunState, *,
     examples; the memory's examples and bytes; the training seconds."""
     strategy = state.strategy
     index = min(max(state.next_task - 1, 0), len(stream) - 1)
-    ctx = _context(config, stream, state, index)
+    ctx = task_context(config, stream, state, index)
     x = ctx.prepare(stream[index].test_x[:256])
     out: dict[str, Any] = dict(strategy.costs())
     training = state.model.training

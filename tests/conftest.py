@@ -69,15 +69,11 @@ def one_thread():
 
 def toy_dataset(n_classes: int = 10, per_class: int = 4, size: int = 4):
     """A tiny dataset of random uint8 ``size`` x ``size`` images, ``per_class`` per class, the
-    same images as training and test set (enough for 3 tasks of 2 classes)."""
-    import numpy as np
+    same images as training and test set (enough for 3 tasks of 2 classes): the strategy test
+    kit's (:func:`lifelong_kd.testing.toy_dataset`)."""
+    from lifelong_kd.testing import toy_dataset as kit_dataset
 
-    from lifelong_kd.data.sources import make_dataset
-
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, size=(n_classes * per_class, 1, size, size), dtype=np.uint8)
-    y = np.repeat(np.arange(n_classes), per_class)
-    return make_dataset("toy", x, y, x, y, tuple(str(i) for i in range(n_classes)), "memory")
+    return kit_dataset(n_classes, per_class, size)
 
 
 #: Paper presets whose series did not finish in the session that added them (issue 14): the

@@ -152,7 +152,7 @@ def test_lwf_avalanche_distillation_term_equals_avalanches(
     Avalanche's LearningWithoutForgetting penalty, value and gradient, to 1e-5."""
     from avalanche.training import LearningWithoutForgetting
 
-    from lifelong_kd.engine import Batch, TrainData, _context, new_state
+    from lifelong_kd.engine import Batch, TrainData, new_state, task_context
     from lifelong_kd.interop.avalanche import _modules, to_avalanche_benchmark
 
     config = _config(benchmark, "lwf-avalanche", items)
@@ -166,7 +166,7 @@ def test_lwf_avalanche_distillation_term_equals_avalanches(
             p.add_(0.1 * torch.randn_like(p))
     teacher = teacher.eval().requires_grad_(False)
     ours.teacher = teacher
-    ctx = _context(config, stream, state, index)
+    ctx = task_context(config, stream, state, index)
     data = TrainData.of_task(stream[index])
     ctx.current_train_data = data
     ours.before_task(ctx)

@@ -35,6 +35,17 @@ def test_every_case_is_recorded() -> None:
         assert GOLDEN[name]["argv"] == argv, name
 
 
+def test_every_builtin_preset_has_a_golden_case() -> None:
+    """The golden cases are a hand list (tests/golden/cases.py): a preset added to the registry
+    without one is pinned by nothing, so this names it."""
+    from lifelong_kd.strategies.registry import PRESETS
+
+    covered = {argv[argv.index("--strategy") + 1] for argv in cases().values()}
+    missing = sorted(set(PRESETS) - covered)
+    assert not missing, (f"no golden case runs {', '.join(missing)}: add one to "
+                         "tests/golden/cases.py and record it with tests/golden/make_golden.py")
+
+
 @pytest.fixture
 def one_thread():
     before = torch.get_num_threads()

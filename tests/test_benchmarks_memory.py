@@ -79,10 +79,10 @@ def test_instrumentation_is_removed_afterwards() -> None:
     from lifelong_kd import engine
     from lifelong_kd.strategies.memory import Memory
 
-    before = (Memory.add, Memory.draw, Memory.update, engine._run_phase)
+    before = (Memory.add, Memory.draw, Memory.update, engine.run_phase)
     with speed_memory.instrumented(speed_memory.Timing()):
-        assert Memory.add is not before[0] and engine._run_phase is not before[3]
-    assert (Memory.add, Memory.draw, Memory.update, engine._run_phase) == before
+        assert Memory.add is not before[0] and engine.run_phase is not before[3]
+    assert (Memory.add, Memory.draw, Memory.update, engine.run_phase) == before
 
 
 def test_table_ratio_and_share() -> None:

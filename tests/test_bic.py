@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from lifelong_kd.config import MemoryConfig
 from lifelong_kd.data.streams import build_stream
-from lifelong_kd.engine import Batch, _context, _run_phase, new_state, restore_state, train_stream
+from lifelong_kd.engine import Batch, new_state, restore_state, run_phase, task_context, train_stream
 from lifelong_kd.errors import ConfigError
 from lifelong_kd.presets import build_config
 from lifelong_kd.strategies import Teacher
@@ -51,7 +51,7 @@ def setup(index: int = 0, per_class: int = 20, **sets):
 
 
 def start(config, stream, state, index):
-    ctx = _context(config, stream, state, index)
+    ctx = task_context(config, stream, state, index)
     ctx.current_train_data = state.strategy.train_data(ctx)
     state.strategy.before_task(ctx)
     return ctx
@@ -59,7 +59,7 @@ def start(config, stream, state, index):
 
 def finish(state, ctx):
     for phase in state.strategy.phases(ctx):
-        _run_phase(ctx, state, phase, False, None)
+        run_phase(ctx, state, phase, False, None)
     state.strategy.after_task(ctx)
 
 
@@ -201,7 +201,7 @@ def test_stage_two_trains_only_the_tasks_alpha_and_beta():
     assert (stage2.epochs, stage2.steps) == (3, 3)          # 4 examples, batches of 16
     # the engine checks the strategy's own weights: the pairs are among its parameters
     assert all(any(p is q for q in bic.parameters(ctx.model)) for p in bic.alphas + bic.betas)
-    _run_phase(ctx, state, main, False, None)
+    run_phase(ctx, state, main, False, None)
     # the loss of stage 2, by hand on the whole validation set
     val = stage2.data
     b = batch(ctx, val, torch.arange(len(val)))
@@ -216,7 +216,7 @@ def test_stage_two_trains_only_the_tasks_alpha_and_beta():
         bic.alphas[1].fill_(1.0)
         bic.betas[1].fill_(0.0)
     model_before = copy.deepcopy(ctx.model.state_dict())
-    _run_phase(ctx, state, stage2, False, None)
+    run_phase(ctx, state, stage2, False, None)
     for key, value in ctx.model.state_dict().items():
         assert torch.equal(value, model_before[key]), key
     assert (float(bic.alphas[1].detach()), float(bic.betas[1].detach())) != (1.0, 0.0)

@@ -24,7 +24,7 @@ from torch import nn
 from lifelong_kd import runs
 from lifelong_kd.config import RunConfig, StrategyConfig
 from lifelong_kd.data.streams import build_stream
-from lifelong_kd.engine import Batch, TaskContext, _context, new_state, train_stream
+from lifelong_kd.engine import Batch, TaskContext, new_state, task_context, train_stream
 from lifelong_kd.errors import ConfigError
 from lifelong_kd.models import build_model
 from lifelong_kd.presets import SuiteMember, build_config, suite_members, suite_reports
@@ -86,7 +86,7 @@ def setup(index: int, scenario: str = "class-il", name: str = "compress", built:
     config = build_config("split-digits", name, overrides)
     stream = build_stream(config, toy_dataset())
     state = new_state(config, stream)
-    ctx = _context(config, stream, state, index)
+    ctx = task_context(config, stream, state, index)
     ctx.current_train_data = state.strategy.train_data(ctx)
     strategy = state.strategy
     assert isinstance(strategy, Compress)
@@ -314,7 +314,7 @@ def test_feature_loss_between_widths_trains_a_projector_kept_in_the_checkpoint()
     state = new_state(config, stream)
     strategy = state.strategy
     assert isinstance(strategy, Compress)
-    strategy.setup(_context(config, stream, state, 0))
+    strategy.setup(task_context(config, stream, state, 0))
     projector = strategy.projector
     assert isinstance(projector, nn.Linear)
     assert (projector.in_features, projector.out_features) == (8, 12)
@@ -330,12 +330,12 @@ def test_feature_loss_between_widths_trains_a_projector_kept_in_the_checkpoint()
     # the same width: no projector
     same = build_config("split-digits", "compress", {**overrides, "teacher.hidden": [8]})
     state = new_state(same, stream)
-    state.strategy.setup(_context(same, stream, state, 0))
+    state.strategy.setup(task_context(same, stream, state, 0))
     assert state.strategy.projector is None and state.strategy.state_dict()["projector"] is None
     # and a logits loss between widths needs none either
     logits = build_config("split-digits", "compress", {**overrides, "strategy.distill_loss": "kl"})
     state = new_state(logits, stream)
-    state.strategy.setup(_context(logits, stream, state, 0))
+    state.strategy.setup(task_context(logits, stream, state, 0))
     assert state.strategy.projector is None
 
 
@@ -407,7 +407,7 @@ def test_lwf_distillation_follows_the_temperature_schedule(step):
         "strategy.temperature_schedule": "linear", "strategy.temperature_end": 5.0})
     stream = build_stream(config, toy_dataset())
     state = new_state(config, stream)
-    ctx = _context(config, stream, state, 2)
+    ctx = task_context(config, stream, state, 2)
     ctx.current_train_data = state.strategy.train_data(ctx)
     strategy = state.strategy
     strategy.teacher = perturbed_copy(ctx)

@@ -83,7 +83,7 @@ def test_the_probe_restores_the_modes_of_the_modules() -> None:
     config = build_config("split-digits", "naive", parse_set([*SETS, "train.eval_every=1"]))
     stream = _stream(config)
     state = engine.new_state(config, stream)
-    ctx = engine._context(config, stream, state, 0)
+    ctx = engine.task_context(config, stream, state, 0)
     probe = engine.CurveProbe(ctx, state.strategy, state)
     state.model.eval()
     state.model.head.train()

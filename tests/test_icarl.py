@@ -20,7 +20,7 @@ from torch import nn
 
 from lifelong_kd.cli import main
 from lifelong_kd.data.streams import build_stream
-from lifelong_kd.engine import Batch, RunState, TaskContext, _context, new_state, train_stream
+from lifelong_kd.engine import Batch, RunState, TaskContext, new_state, task_context, train_stream
 from lifelong_kd.errors import ConfigError
 from lifelong_kd.presets import build_config
 from lifelong_kd.strategies import Teacher
@@ -50,7 +50,7 @@ def setup(scenario: str = "class-il", **sets: Any):
 
 
 def context(config, stream, state: RunState, index: int) -> TaskContext:
-    ctx = _context(config, stream, state, index)
+    ctx = task_context(config, stream, state, index)
     ctx.current_train_data = state.strategy.train_data(ctx)
     return ctx
 
@@ -111,7 +111,7 @@ def test_nme_prediction_is_the_nearest_normalised_class_mean_computed_by_hand():
     config, stream, state = setup()
     strategy = state.strategy
     assert isinstance(strategy, ICaRL) and strategy.config.prediction == "nme"
-    ctx = dataclasses.replace(_context(config, stream, state, 1), model=Identity())
+    ctx = dataclasses.replace(task_context(config, stream, state, 1), model=Identity())
     # 6 outputs; classes 0-3 have exemplars, 4 and 5 do not (class 5's "mean" would win)
     means = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.6, 0.8],
                           [0.0, -1.0], [0.8, -0.6]])
@@ -130,7 +130,7 @@ def test_nme_prediction_is_the_nearest_normalised_class_mean_computed_by_hand():
     # the nearest class with exemplars (0.8, -0.6) is 0.632 from class 0, 1.265 from 3
     assert scores.argmax(dim=1).tolist() == [0, 1, 2, 3, 0]
     strategy.config = dataclasses.replace(strategy.config, prediction="logits")
-    model_ctx = _context(config, stream, state, 1)
+    model_ctx = task_context(config, stream, state, 1)
     x_img = torch.zeros(2, *stream.input_shape)
     assert torch.equal(strategy.predict(model_ctx, x_img), state.model(x_img))
 
@@ -246,7 +246,7 @@ def test_memory_is_herded_per_class_and_joins_the_training_data():
         order = torch.argsort(strategy.memory.priority, stable=True)
         x, y, t = x[order], y[order], t[order]
         task = stream[st.next_task - 1]
-        ctx = _context(config, stream, st, st.next_task - 1)
+        ctx = task_context(config, stream, st, st.next_task - 1)
         with torch.no_grad():
             st.model.eval()
             feats = st.model.features(ctx.prepare(task.train_x[:])).double().numpy()

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from lifelong_kd.data.streams import build_stream
-from lifelong_kd.engine import Batch, _context, new_state, restore_state, train_stream
+from lifelong_kd.engine import Batch, new_state, restore_state, task_context, train_stream
 from lifelong_kd.presets import build_config
 from lifelong_kd.strategies import LwF, Teacher
 
@@ -36,7 +36,7 @@ def setup(name: str = "lwf", per_class: int = 6, **sets):
 
 
 def context(config, stream, state, index):
-    ctx = _context(config, stream, state, index)
+    ctx = task_context(config, stream, state, index)
     ctx.current_train_data = state.strategy.train_data(ctx)
     return ctx
 

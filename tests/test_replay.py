@@ -18,7 +18,7 @@ from lifelong_kd import runs
 from lifelong_kd.config import ADDED_KEYS, MEMORY_POLICIES, MemoryConfig, RunConfig, parse_set
 from lifelong_kd.data.augment import random_crop_flip
 from lifelong_kd.data.streams import build_stream
-from lifelong_kd.engine import Batch, TaskContext, TrainData, _context, new_state
+from lifelong_kd.engine import Batch, TaskContext, TrainData, new_state, task_context
 from lifelong_kd.errors import ConfigError
 from lifelong_kd.models import Model
 from lifelong_kd.presets import build_config
@@ -50,7 +50,7 @@ def setup(name: str, index: int = 2, scenario: str = "task-il", **sets):
     config = build_config("split-digits", name, overrides)
     stream = build_stream(config, toy_dataset())
     state = new_state(config, stream)
-    ctx = _context(config, stream, state, index)
+    ctx = task_context(config, stream, state, index)
     ctx.current_train_data = state.strategy.train_data(ctx)
     assert isinstance(state.strategy, ER)
     return state.strategy, ctx

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from lifelong_kd.data.sources import load_dataset
 from lifelong_kd.data.streams import build_stream
-from lifelong_kd.engine import Batch, TaskContext, _context, new_state, train_stream
+from lifelong_kd.engine import Batch, TaskContext, new_state, task_context, train_stream
 from lifelong_kd.errors import ConfigError
 from lifelong_kd.metrics import forgetting
 from lifelong_kd.models import MLP, ConvNet, ReducedResNet18
@@ -39,7 +39,7 @@ def setup(name: str, scenario: str = "class-il", index: int = 2, **sets):
     config = build_config("split-digits", name, overrides)
     stream = build_stream(config, toy_dataset())
     state = new_state(config, stream)
-    ctx = _context(config, stream, state, index)
+    ctx = task_context(config, stream, state, index)
     ctx.current_train_data = state.strategy.train_data(ctx)
     return config, stream, state, ctx
 
@@ -389,7 +389,7 @@ def test_joint_trains_on_the_union_and_keeps_task_ids():
     config, stream, state, _ = setup("joint", "task-il")
     sizes = [len(task.train_y) for task in stream]
     for index in range(3):
-        data = state.strategy.train_data(_context(config, stream, state, index))
+        data = state.strategy.train_data(task_context(config, stream, state, index))
         assert len(data) == sum(sizes[: index + 1])
         assert data.t.tolist() == [t for t in range(index + 1) for _ in range(sizes[t])]
         assert torch.equal(data.y, torch.cat([task.train_y for task in stream.tasks[: index + 1]]))
@@ -398,7 +398,7 @@ def test_joint_trains_on_the_union_and_keeps_task_ids():
 
 def test_joint_cross_entropy_uses_each_examples_own_head():
     config, stream, state, _ = setup("joint", "task-il")
-    ctx = _context(config, stream, state, 2)
+    ctx = task_context(config, stream, state, 2)
     data = state.strategy.train_data(ctx)
     ctx.current_train_data = data
     idx = torch.arange(len(data))
@@ -414,7 +414,7 @@ def test_joint_cross_entropy_uses_each_examples_own_head():
 def test_joint_final_mode_trains_only_at_the_last_task():
     config, stream, state, _ = setup("joint", "class-il", **{"strategy.mode": "final"})
     for index in range(3):
-        ctx = _context(config, stream, state, index)
+        ctx = task_context(config, stream, state, index)
         data = state.strategy.train_data(ctx)
         assert len(data) == (sum(len(t.train_y) for t in stream) if index == 2 else 0)
     untrained = {n: p.detach().clone() for n, p in new_state(config, stream).model.named_parameters()}
@@ -546,7 +546,7 @@ def test_state_dict_round_trip_gives_the_same_loss(name):
     config, stream, state, ctx = setup(name, "class-il", index=1,
                                        **({"strategy.ewc_online": True} if name == "ewc" else {}))
     strategy = state.strategy
-    first = _context(config, stream, state, 0)
+    first = task_context(config, stream, state, 0)
     first.current_train_data = strategy.train_data(first)
     strategy.after_task(first)
     saved = io.BytesIO()

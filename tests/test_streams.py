@@ -8,7 +8,7 @@ import torch
 
 from lifelong_kd.data.sources import make_dataset
 from lifelong_kd.data.streams import build_stream
-from lifelong_kd.engine import _context, evaluate, new_state
+from lifelong_kd.engine import evaluate, new_state, task_context
 from lifelong_kd.errors import ConfigError
 from lifelong_kd.presets import build_config
 
@@ -119,7 +119,7 @@ def test_scenario_masks_give_the_right_predictions():
         config = cfg(**{"stream.scenario": scenario, "stream.n_tasks": 2})
         stream = build_stream(config, ds)
         state = new_state(config, stream)
-        ctx = _context(config, stream, state, 0)
+        ctx = task_context(config, stream, state, 0)
         for trained, expected in ((0, expected_after_0), (1, expected_after_1)):
             masks = [stream.eval_mask(trained, j) for j in range(2)]
             preds = [int(logits.masked_fill(~m, float("-inf")).argmax()) for m in masks]
@@ -158,7 +158,7 @@ def test_normalize_false_feeds_pixels_in_unit_range():
     assert standard.mean == ds.mean and standard.std == ds.std
     assert raw.mean == (0.0,) and raw.std == (1.0,)
     config = cfg(**{"data.normalize": "false"})
-    ctx = _context(config, raw, new_state(config, raw), 0)
+    ctx = task_context(config, raw, new_state(config, raw), 0)
     x = ctx.prepare(raw[0].train_x[:])
     assert torch.allclose(x, raw[0].train_x[:].float() / 255.0)
     assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
