@@ -21,6 +21,9 @@ from lifelong_kd import runs
 from lifelong_kd.config import parse_set
 from lifelong_kd.executors import RAY_RETRIES, RayExecutor
 
+# the comparison plots off (autouse) and the matrices of a result, as test_executors has them
+from .test_executors import _matrices, _no_comparison_plots  # noqa: F401
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 #: Split-Digits in class-il, 2 tasks of 3 steps (as tests/test_executors.py).
@@ -81,14 +84,6 @@ def two_nodes() -> Any:
         shutil.rmtree(home, ignore_errors=True)
 
 
-@pytest.fixture(autouse=True)
-def _no_comparison_plots(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("lifelong_kd.report.comparison_plots", lambda *args, **kwargs: [])
-
-
-def _matrices(result: dict[str, Any]) -> tuple[Any, ...]:
-    return (result["accuracy_matrix"], result.get("accuracy_matrix_task_aware"),
-            result["initial_accuracy"])
 
 
 def _serial(strategies: list[str], seeds: list[int], settings: list[str], out: Path
