@@ -14,6 +14,7 @@ import pytest
 from matplotlib.colors import to_hex
 
 from lifelong_kd import plots
+from lifelong_kd.plots.figures import _mean_band
 
 from .test_report import fake_result
 
@@ -103,7 +104,7 @@ def test_mean_band_over_the_seeds_that_have_each_point() -> None:
     values = np.array([[60.0, 50.0, 10.0, np.nan],
                        [70.0, 70.0, np.nan, np.nan],
                        [80.0, np.nan, np.nan, np.nan]])
-    mean, lo, hi = plots._mean_band(values, "ci95", (0.0, 100.0))
+    mean, lo, hi = _mean_band(values, "ci95", (0.0, 100.0))
     # column 0: 60, 70, 80: mean 70, s = 10, half = t2 * 10 / sqrt(3)
     # column 1: 50, 70: mean 60, s = sqrt(200), half = t1 * sqrt(200) / sqrt(2) = 10 t1 -> [0, 100]
     # column 2: one value: no band; column 3: none: nan
@@ -113,11 +114,11 @@ def test_mean_band_over_the_seeds_that_have_each_point() -> None:
     assert (lo[1], hi[1]) == (0.0, 100.0)
     assert np.isnan(lo[2:]).all() and np.isnan(hi[2:]).all()
     # +- one standard deviation, unclipped
-    mean, lo, hi = plots._mean_band(values, "std")
+    mean, lo, hi = _mean_band(values, "std")
     assert (lo[0], hi[0]) == pytest.approx((60.0, 80.0))
     assert (lo[1], hi[1]) == pytest.approx((60 - math.sqrt(200), 60 + math.sqrt(200)))
     # one seed: the mean, no band
-    mean, lo, hi = plots._mean_band(values[:1], "ci95")
+    mean, lo, hi = _mean_band(values[:1], "ci95")
     assert mean[:3].tolist() == [60.0, 50.0, 10.0] and np.isnan(mean[3])
     assert np.isnan(lo).all() and np.isnan(hi).all()
 

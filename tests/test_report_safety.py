@@ -22,6 +22,7 @@ from lifelong_kd import metrics as M
 from lifelong_kd import plots, report, results, stats
 from lifelong_kd.cli import main
 from lifelong_kd.errors import UserError
+from lifelong_kd.plots.figures import _mean_band
 
 from .test_report import JOINT, LWF, NAIVE, fake_result
 
@@ -107,7 +108,7 @@ def test_plot_bands_stay_on_the_axis() -> None:
         assert band.max() == pytest.approx(100.0)  # clipped, not dropped
     finally:
         plots.pyplot().close(fig)
-    mean, lo, hi = plots._mean_band(np.array([[100.0], [100.0], [70.0]]), "ci95", (0.0, 100.0))
+    mean, lo, hi = _mean_band(np.array([[100.0], [100.0], [70.0]]), "ci95", (0.0, 100.0))
     assert hi[0] == 100.0 and lo[0] == pytest.approx(90 - T975_2 * 10)
 
 
