@@ -32,7 +32,7 @@ from . import config as config_module
 from . import losses as losses_module
 from . import schedules as schedules_module
 from .data import sources as sources_module
-from .data.streams import KNOWN_CLASS_COUNTS
+from .data.facts import KNOWN_CLASS_COUNTS, KNOWN_INPUT_SHAPES
 from .models import MODELS
 from .strategies.presets import FAMILIES, PRESETS, StrategyPreset
 
@@ -424,7 +424,7 @@ def datasets_page() -> str:
     aliases: dict[str, list[str]] = {}
     for alias, target in sources_module.DATASET_ALIASES.items():
         aliases.setdefault(target, []).append(alias)
-    shapes = sources_module.KNOWN_INPUT_SHAPES
+    shapes = KNOWN_INPUT_SHAPES
     out = [_header("the dataset registry (DATASETS in lifelong_kd/data/sources.py)"),
            "# Datasets\n",
            "The names `data.dataset` accepts. Each is read from the data directory (`--data-dir`, "

@@ -26,15 +26,22 @@ import torch
 from PIL import Image
 
 from lifelong_kd.cli import main
-from lifelong_kd.data import sources
-from lifelong_kd.data.sources import (
+from lifelong_kd.data import cache as data_cache
+from lifelong_kd.data import cifar as data_cifar
+from lifelong_kd.data import digits as data_digits
+from lifelong_kd.data import idx as data_idx
+from lifelong_kd.data import imagefolder as data_imagefolder
+from lifelong_kd.data import sources, streams
+from lifelong_kd.data.facts import (
     CIFAR10_CLASSES,
+    DATASET_FACTS,
     FASHION_MNIST_CLASSES,
-    imagefolder_cache_dir,
-    load_dataset,
-    read_idx,
+    KNOWN_CLASS_COUNTS,
+    KNOWN_INPUT_SHAPES,
 )
-from lifelong_kd.data.streams import KNOWN_CLASS_COUNTS
+from lifelong_kd.data.idx import read_idx
+from lifelong_kd.data.imagefolder import imagefolder_cache_dir
+from lifelong_kd.data.sources import load_dataset
 from lifelong_kd.errors import DataError
 from lifelong_kd.presets import BENCHMARK_DIR, build_config, preset_names
 
@@ -144,13 +151,13 @@ def as_nchw(images: list[np.ndarray]) -> np.ndarray:
 def count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record every image decode (the in-process path; tiny folders never start a pool)."""
     calls: list[str] = []
-    original: Callable[[str], np.ndarray] = sources._decode_image
+    original: Callable[[str], np.ndarray] = data_imagefolder._decode_image
 
     def counting(path: str) -> np.ndarray:
         calls.append(path)
         return original(path)
 
-    monkeypatch.setattr(sources, "_decode_image", counting)
+    monkeypatch.setattr(data_imagefolder, "_decode_image", counting)
     return calls
 
 
@@ -466,8 +473,8 @@ def test_image_folder_process_pool_gives_the_same_arrays(tmp_path, data_dir, mon
     serial = load_dataset("imagefolder", data_dir, path=str(root))
     for p in imagefolder_cache_dir().glob("*.npz"):
         p.unlink()
-    monkeypatch.setattr(sources, "_POOL_MIN_FILES", 1)
-    monkeypatch.setattr(sources, "_n_workers", lambda: 2)
+    monkeypatch.setattr(data_imagefolder, "_POOL_MIN_FILES", 1)
+    monkeypatch.setattr(data_imagefolder, "_n_workers", lambda: 2)
     pooled = load_dataset("imagefolder", data_dir, path=str(root))
     assert pooled.fingerprint == serial.fingerprint
     # an unreadable file found by a worker is still named
@@ -548,6 +555,33 @@ def test_known_class_counts_cover_every_fixed_dataset():
     assert set(sources.DATASETS) - set(KNOWN_CLASS_COUNTS) == {"imagefolder"}
 
 
+def test_one_table_of_dataset_facts_and_the_older_names_are_views_of_it():
+    assert set(DATASET_FACTS) == set(sources.DATASETS) - {"imagefolder"}
+    assert KNOWN_CLASS_COUNTS == {"mnist": 10, "fashion-mnist": 10, "digits": 10, "cifar10": 10,
+                                  "cifar100": 100, "cifar10-jpeg": 10}
+    assert KNOWN_INPUT_SHAPES == {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28),
+                                  "digits": (1, 8, 8), "cifar10": (3, 32, 32),
+                                  "cifar100": (3, 32, 32), "cifar10-jpeg": (3, 32, 32)}
+    for name, facts in DATASET_FACTS.items():
+        assert (KNOWN_CLASS_COUNTS[name], KNOWN_INPUT_SHAPES[name]) == (facts.n_classes,
+                                                                        facts.input_shape)
+    assert streams.KNOWN_CLASS_COUNTS is KNOWN_CLASS_COUNTS
+    assert sources.KNOWN_INPUT_SHAPES is KNOWN_INPUT_SHAPES
+    for name, facts in DATASET_FACTS.items():
+        assert facts.classes is None or len(facts.classes) == facts.n_classes, name
+
+
+def test_readers_give_the_facts_of_their_dataset(tmp_path):
+    write_mnist_layout(tmp_path / "MNIST" / "raw")
+    write_mnist_layout(tmp_path / "FashionMNIST" / "raw")
+    write_cifar10(tmp_path)
+    write_cifar100(tmp_path)
+    for name in ("mnist", "fashion-mnist", "digits", "cifar10", "cifar100"):
+        ds, facts = load_dataset(name, tmp_path, offline=True), DATASET_FACTS[name]
+        assert (ds.n_classes, ds.input_shape) == (facts.n_classes, facts.input_shape), name
+        assert facts.classes is None or ds.classes == facts.classes, name
+
+
 def test_channel_stats_match_the_float_formula():
     x = torch.randint(0, 256, (50, 3, 4, 4), dtype=torch.uint8)
     mean, std = sources.channel_stats(x)
@@ -580,19 +614,24 @@ def hand_fingerprint(*arrays: np.ndarray) -> str:
 
 @pytest.fixture
 def uncached(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
-    """Call it to make every load decode its files, as before the caches existed."""
+    """Call it to make every load decode its files, as before the caches existed (the readers
+    that go through :func:`~lifelong_kd.data.cache.cached_load`)."""
 
     def build_only(kind, name, path, files, build, extra=""):  # noqa: ANN001, ANN202
         return build()
 
-    return lambda: monkeypatch.setattr(sources, "cached_load", build_only)
+    def patch() -> None:
+        for reader in (data_idx, data_cifar, data_digits):
+            monkeypatch.setattr(reader, "cached_load", build_only)
+
+    return patch
 
 
 @pytest.fixture
 def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record every IDX file and CIFAR pickle decoded."""
     calls: list[str] = []
-    idx, pickle_reader = sources.read_idx, sources.read_cifar_pickle
+    idx, pickle_reader = data_idx.read_idx, data_cifar.read_cifar_pickle
 
     def counting_idx(path: Path) -> np.ndarray:
         calls.append(Path(path).name)
@@ -602,8 +641,8 @@ def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         calls.append(Path(path).name)
         return pickle_reader(path)
 
-    monkeypatch.setattr(sources, "read_idx", counting_idx)
-    monkeypatch.setattr(sources, "read_cifar_pickle", counting_pickle)
+    monkeypatch.setattr(data_idx, "read_idx", counting_idx)
+    monkeypatch.setattr(data_cifar, "read_cifar_pickle", counting_pickle)
     return calls
 
 
@@ -613,8 +652,8 @@ def refuse_writes(*args: object, **kwargs: object) -> None:
 
 
 def only_cache(kind: str) -> Path:
-    (cache,) = sources.cache_dir(kind).glob("*.npz")
-    assert not [p for p in sources.cache_dir(kind).iterdir() if p.suffix != ".npz"]  # no temp
+    (cache,) = data_cache.cache_dir(kind).glob("*.npz")
+    assert not [p for p in data_cache.cache_dir(kind).iterdir() if p.suffix != ".npz"]  # no temp
     return cache
 
 
@@ -678,7 +717,7 @@ def _rewrite(cache: Path, fresh_checksum: bool = True, **changes: object) -> Non
         else:
             arrays[k] = v
     if fresh_checksum and "checksum" in arrays:
-        arrays["checksum"] = np.array(sources._checksum(arrays))
+        arrays["checksum"] = np.array(data_cache._checksum(arrays))
     np.savez(cache, **arrays)
 
 
@@ -743,7 +782,7 @@ def test_unwritable_cache_folder_is_a_warning_not_an_error(tmp_path, monkeypatch
     load_dataset("mnist", tmp_path, offline=True)
     assert len(count_reads) == 8
     # root ignores chmod: the folder refuses new files here
-    monkeypatch.setattr(sources.tempfile, "mkstemp", refuse_writes)
+    monkeypatch.setattr(data_cache.tempfile, "mkstemp", refuse_writes)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert_same_dataset(load_dataset("mnist", tmp_path, offline=True), ds)
@@ -752,7 +791,7 @@ def test_unwritable_cache_folder_is_a_warning_not_an_error(tmp_path, monkeypatch
     only_cache("mnist").unlink()
     with pytest.warns(UserWarning, match=r"could not write the mnist cache .*Permission denied"):
         assert_same_dataset(load_dataset("mnist", tmp_path, offline=True), ds)
-    assert len(count_reads) == 12 and not list(sources.cache_dir("mnist").iterdir())
+    assert len(count_reads) == 12 and not list(data_cache.cache_dir("mnist").iterdir())
 
 
 def test_cifar_warm_load_equals_the_uncached_load_and_follows_the_meta_file(
@@ -787,7 +826,7 @@ def test_cifar100_cache_round_trip(tmp_path, count_reads):
 
 
 def test_digits_warm_load_needs_no_scikit_learn(monkeypatch, uncached):
-    source = sources._sklearn_digits_file()
+    source = data_digits._sklearn_digits_file()
     assert source is not None and source.name == "digits.csv.gz"
     cold = load_dataset("digits", Path("unused"))
     assert only_cache("digits").is_file()
@@ -809,9 +848,9 @@ def test_image_folder_cache_holds_the_fingerprint_and_ignores_older_layouts(
     with np.load(cache) as z:
         assert str(z["fingerprint"]) == cold.fingerprint
         assert tuple(z["mean"]) == cold.mean and tuple(z["std"]) == cold.std
-        assert str(z["checksum"]) == sources._checksum({k: z[k] for k in z.files})
+        assert str(z["checksum"]) == data_cache._checksum({k: z[k] for k in z.files})
     # a cache of the layout before checksums: another key, so another file, never read
-    monkeypatch.setattr(sources, "_DECODED_CACHE_VERSION", 1)
+    monkeypatch.setattr(data_cache, "_DECODED_CACHE_VERSION", 1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert_same_dataset(load_dataset("imagefolder", data_dir, path=str(root)), cold)

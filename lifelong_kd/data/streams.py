@@ -39,7 +39,8 @@ import torch
 
 from ..config import RunConfig
 from ..errors import ConfigError, DataError
-from .sources import Dataset
+from .dataset import Dataset
+from .facts import KNOWN_CLASS_COUNTS
 
 #: An index into a set of images: one position, a slice, or a tensor of positions.
 Index = int | slice | torch.Tensor
@@ -497,11 +498,6 @@ def stream_outputs(config: RunConfig, n_classes: int) -> int:
     ``config`` on a dataset of ``n_classes`` classes."""
     k = _n_classes_per_task(config, n_classes)
     return k if _shared_outputs(config) else config.stream.n_tasks * k
-
-
-#: Class counts of the known datasets, for checks before any data is loaded.
-KNOWN_CLASS_COUNTS = {"mnist": 10, "fashion-mnist": 10, "digits": 10, "cifar10": 10,
-                      "cifar100": 100, "cifar10-jpeg": 10}
 
 
 def check_stream_config(config: RunConfig) -> None:

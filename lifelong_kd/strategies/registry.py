@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import SCENARIOS, MemoryConfig, RunConfig, StrategyConfig
-from ..data.streams import KNOWN_CLASS_COUNTS, stream_outputs
+from ..data.facts import KNOWN_CLASS_COUNTS
+from ..data.streams import stream_outputs
 from ..errors import ConfigError
 from .base import Strategy
 from .memory import check_budget
