@@ -13,7 +13,7 @@ A :class:`RunSpec` is one run: its validated configuration and its folder. Its i
 and, once the data is loaded, the data fingerprint) decides whether a finished run in its
 folder is this run: ``compare`` reuses it then, and refuses a folder that holds another run
 before anything trains. An executor is anything with :meth:`SerialExecutor.run`'s
-signature: ``lifelong_kd/executors.py`` has those that run specs in parallel (local
+signature: ``lifelong_kd/executors/`` has those that run specs in parallel (local
 processes, Ray). Folders keep their layout, ``<out>/<strategy>/seed-<n>`` (a variant of a
 grid: ``<out>/<strategy>/<key=value,...>/seed-<n>``), so committed results are found and
 reused.
