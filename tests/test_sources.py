@@ -15,6 +15,7 @@ import json
 import os
 import pickle
 import stat
+import subprocess
 import sys
 import warnings
 from collections.abc import Callable
@@ -999,3 +1000,29 @@ def test_new_presets_exist_with_their_shapes():
         config = build_config(name)
         assert (config.stream.n_tasks, config.data.dataset) == (n_tasks, dataset), name
     assert "CIFAR-10 (JPEG copy)" in build_config("split-cifar10-jpeg").description
+
+
+def test_the_decoding_pool_ends_under_a_sigterm_handler_that_does_not_exit(tmp_path):
+    """A decoding worker has the default SIGTERM and SIGINT whatever its parent had: one forked
+    from a process whose SIGTERM handler does not exit (the command line's stop request, which
+    waits for the current step) survived the pool's terminate(), and the pool's join hung
+    (seen once in CI). The workers now end by themselves (close, then join) and, if killed,
+    die. A subprocess, so that a regression is a timeout here and not a hung suite."""
+    root = tmp_path / "imgs"
+    make_image_folder(root, n_train=4)
+    code = (
+        "import signal, sys\n"
+        "from lifelong_kd.data import imagefolder\n"
+        "signal.signal(signal.SIGTERM, lambda *a: None)\n"
+        "signal.signal(signal.SIGINT, lambda *a: None)\n"
+        "with imagefolder.decoding_pool(2) as pool:\n"
+        "    print(pool.apply(signal.getsignal, (signal.SIGTERM,)) == signal.SIG_DFL,\n"
+        "          pool.apply(signal.getsignal, (signal.SIGINT,)) == signal.SIG_DFL)\n"
+        "imagefolder._POOL_MIN_FILES = 1\n"
+        "imagefolder._n_workers = lambda: 2\n"
+        "print(len(imagefolder.load_image_folder(sys.argv[1], progress=False).train_y))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True,
+                          text=True, timeout=120, env=os.environ.copy())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True", "12"], done.stdout

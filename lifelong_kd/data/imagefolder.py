@@ -4,7 +4,9 @@ CIFAR-10 JPEG copy, which is one."""
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.pool
 import os
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,6 +164,21 @@ def _n_workers() -> int:
     return max(1, min(n, 8))
 
 
+def _default_signals() -> None:
+    """A decoding worker ends on SIGTERM and SIGINT, whatever handlers the process it was
+    forked from had: the pool ends its workers with SIGTERM once the images are decoded, and
+    a worker that inherited a handler that does not exit (the command line's stop request,
+    which waits for the current step) would never end, nor the pool's join."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def decoding_pool(workers: int) -> multiprocessing.pool.Pool:
+    """A pool of ``workers`` processes whose SIGTERM and SIGINT are the defaults
+    (:func:`_default_signals`)."""
+    return multiprocessing.get_context().Pool(workers, _default_signals)
+
+
 def _decode_all(paths: list[str], progress: bool, desc: str) -> np.ndarray:
     """Decode every image (a process pool for many files) into uint8 (N, C, H, W).
 
@@ -184,10 +201,17 @@ def _decode_all(paths: list[str], progress: bool, desc: str) -> np.ndarray:
         if workers > 1 and len(paths) >= _POOL_MIN_FILES:
             size = max(64, min(1000, -(-len(paths) // (workers * 8))))
             chunks = [paths[i:i + size] for i in range(0, len(paths), size)]
-            with multiprocessing.get_context().Pool(workers) as pool:
+            pool = decoding_pool(workers)
+            try:
                 for i, batch in enumerate(pool.imap(_decode_chunk, chunks)):
                     take(batch, i * size)
                     bar.update(len(batch))
+                pool.close()  # the workers end by themselves: none killed holding a lock
+            except BaseException:
+                pool.terminate()
+                raise
+            finally:
+                pool.join()
         else:
             for i, p in enumerate(paths):
                 take([_decode_or_error(p)], i)
