@@ -186,12 +186,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .config import valid_keys
     from .data.sources import DATASETS
     from .interop.avalanche import KNOWN
     from .losses import LOSSES
     from .models import MODEL_DESCRIPTIONS
-    from .presets import preset_description, preset_names
+    from .presets import preset_description, preset_names, valid_keys
     from .schedules import DESCRIPTIONS as SCHEDULE_DESCRIPTIONS
     from .strategies import PRESETS
 

@@ -21,7 +21,7 @@ import math
 import types
 import typing
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any
 
 import tomllib
@@ -35,6 +35,14 @@ INITS = ("default", "xavier")
 OPTIMIZERS = ("sgd", "adam")
 #: ``memory.policy``: how the exemplar memory chooses what it keeps (``strategies/memory.py``).
 MEMORY_POLICIES = ("reservoir", "class_balanced", "task_balanced", "herding", "random")
+
+
+def added(default: Any = MISSING, *, default_factory: Any = MISSING) -> Any:
+    """A field added after results were first recorded: its default must reproduce how runs
+    behaved before it; a run at that default hashes as if the key were absent, so earlier runs
+    keep their identity (:data:`ADDED_KEYS`)."""
+    return field(default=default, default_factory=default_factory,  # type: ignore[call-overload]
+                 metadata={"added": True})
 
 
 @dataclass(frozen=True)
@@ -117,83 +125,24 @@ class TrainConfig:
     #: Compile the model's backbone and head with ``torch.compile`` (compiling happens in the
     #: run's timed work: the first evaluation and the first steps); compiled kernels round
     #: differently, so a compiled run's numbers differ in their last digits from an eager one's.
-    compile: bool = False
+    compile: bool = added(False)
     #: Continual evaluation (De Lange et al. 2023): every ``eval_every`` optimiser steps (0: off)
     #: the accuracy of every task seen so far on a fixed seeded subset of its test set, to
     #: ``curves.csv``; ``eval_subset`` test examples per task (0: all).
-    eval_every: int = 0
-    eval_subset: int = 1000
+    eval_every: int = added(0)
+    eval_subset: int = added(1000)
 
 
 @dataclass(frozen=True)
 class StrategyConfig:
-    """The strategy and its options (see ``strategies/``, where each strategy class checks the
-    options it reads); options a strategy does not use have no effect on it."""
+    """The strategy by name and the values of its options (``strategy.<key>``). Each strategy
+    declares its options beside it (its ``Options`` dataclass, ``strategies/``): once a run's
+    configuration is resolved (``presets.build_config``), ``options`` holds every option of
+    the running strategy and nothing else, as plain data."""
 
     name: str = "naive"
-    #: Weight of the distillation term (``alpha_schedule = constant``).
-    alpha: float = 1.0
-    temperature: float = 2.0
-    #: Multiply the distillation term by T^2 (Hinton et al. 2015, section 2).
-    t2_scaling: bool = False
-    distill_loss: str = "kl"
-    #: ``old``: distil only the outputs of classes/heads seen before this task; ``all``: those
-    #: and the current task's; ``padded``: the student's softmax over old and current outputs
-    #: against the teacher's over the old ones, zero on the current (van de Ven & Tolias 2019).
-    logits: str = "old"
-    #: How the per-group distillation terms combine (task-il: one group per earlier head):
-    #: ``sum`` (Li & Hoiem 2016, section 3: one term per old task; Avalanche) or ``mean``
-    #: (van de Ven & Tolias 2019).
-    distill_reduction: str = "sum"
-    #: ``same``: the teacher sees the student's (possibly augmented) batch; ``clean``.
-    teacher_input: str = "same"
-    alpha_schedule: str = "constant"
-    #: ``class-il``: cross-entropy over every class ``seen`` so far, the ``current`` task's, or
-    #: ``all`` the outputs, classes of later tasks included (Mammoth's SGD and Joint).
-    ce_scope: str = "seen"
-    #: Epochs training only the new task's head before the whole network.
-    warmup_epochs: int = 0
-    #: ``joint``: ``incremental`` (train on all data so far at every task) or ``final``.
-    mode: str = "incremental"
-    #: ``ewc``: weight of the quadratic penalty.
-    ewc_lambda: float = 100.0
-    #: ``ewc``: online EWC (Schwarz et al. 2018) with decay ``ewc_gamma``.
-    ewc_online: bool = False
-    ewc_gamma: float = 1.0
-    #: ``ewc``: training examples used to estimate the Fisher information (0: all).
-    fisher_samples: int = 1000
-    #: ``ewc``: ``true`` Fisher (expectation over the model's own predictive distribution) or
-    #: ``empirical`` (the squared gradients of the examples' labels).
-    ewc_fisher: str = "true"
-    #: ``derpp``: weight of the cross-entropy on memory examples (Buzzega et al. 2020, eq. 6).
-    beta: float = 0.5
-    #: ``derpp``: draw the examples of the beta term from memory independently of the alpha
-    #: term's (Mammoth) or use the same draw for both (Avalanche).
-    independent_draws: bool = True
-    #: How a class is predicted: ``logits`` (the argmax of the model's outputs) or ``nme``
-    #: (nearest mean of exemplars, Rebuffi et al. 2017, section 2.1).
-    prediction: str = "logits"
-    #: ``bic``: share of the memory (and the same number per new class) held out as the
-    #: validation set of the bias-correction stage (Wu et al. 2019, section 4: 0.1).
-    validation: float = 0.1
-    #: ``bic``: epochs of the bias-correction stage (stage 2) after every task but the first.
-    bias_epochs: int = 2
-    #: How the temperature of the distillation terms moves during training (``schedules.py``):
-    #: ``constant`` (``temperature`` throughout), ``linear``, ``cosine`` or ``exponential``
-    #: from ``temperature`` to ``temperature_end``, or ``annealing`` (Annealing-KD, Jafari et
-    #: al. 2021: ``temperature`` is tau_max; ``kd`` and ``compress`` only).
-    temperature_schedule: str = "constant"
-    temperature_end: float = 1.0
-    #: The schedule runs over each ``task``'s steps, or once across the whole ``stream``.
-    schedule_span: str = "task"
-    #: ``annealing``: share of each task's steps in phase 1 (logit matching), the rest being
-    #: phase 2 (cross-entropy).
-    annealing_share: float = 0.5
-    #: Keyword arguments of an external strategy (``avalanche:<Name>``, see
-    #: ``interop/avalanche.py``), as a table: ``--set strategy.kwargs={mem_size=500}``, or
-    #: ``--set strategy.mem_size=500`` for one of that strategy's own arguments. The
-    #: built-in strategies ignore it.
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    #: The running strategy's options by name (before resolution: the values given).
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -202,16 +151,16 @@ class MemoryConfig:
     a budget of examples kept from earlier tasks, and how they are chosen and drawn."""
 
     #: Examples kept in all (0: no memory).
-    size: int = 0
+    size: int = added(0)
     #: Examples kept per class instead (0: use ``size``); the memory grows with the classes.
-    per_class: int = 0
+    per_class: int = added(0)
     #: ``reservoir`` (every example seen has the same chance; updated at every step),
     #: ``class_balanced`` / ``task_balanced`` (an equal share per class / task seen, random
     #: inside it), ``herding`` (per class, nearest the class mean in feature space),
     #: ``random`` (per class, drawn anew from memory and the new task at every task's end).
-    policy: str = "reservoir"
+    policy: str = added("reservoir")
     #: Examples drawn from memory per step (0: ``train.batch_size``).
-    batch_size: int = 0
+    batch_size: int = added(0)
 
 
 @dataclass(frozen=True)
@@ -222,18 +171,18 @@ class TeacherConfig:
     student's value (``model.*``), so by default the teacher has the student's architecture.
     LwF-style strategies ignore this section: their teacher is the previous student."""
 
-    name: str = ""
-    hidden: tuple[int, ...] = ()
-    head: str = ""
-    nf: int = 0
-    channels: tuple[int, ...] = ()
-    init: str = ""
+    name: str = added("")
+    hidden: tuple[int, ...] = added(())
+    head: str = added("")
+    nf: int = added(0)
+    channels: tuple[int, ...] = added(())
+    init: str = added("")
     #: ``compress``: the strategy preset that trains the teacher on each task (``naive``,
     #: ``lwf``, ``er``, ``der``, ``derpp``, ...); it keeps the run's ``memory``, if any.
-    strategy: str = "naive"
+    strategy: str = added("naive")
     #: Strategy options of the teacher's strategy, over its preset's
     #: (``--set teacher.settings={alpha=0.5}``).
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = added(default_factory=dict)
 
 
 #: The architecture keys of ``teacher`` (those of ``model``).
@@ -251,21 +200,6 @@ def teacher_given(teacher: Any) -> dict[str, Any]:
 def teacher_model(config: RunConfig) -> ModelConfig:
     """The teacher's :class:`ModelConfig`: ``teacher.*`` where set, the student's elsewhere."""
     return replace(config.model, **teacher_given(config.teacher))
-
-
-#: Keys added after results were first recorded, with the default that reproduces how runs
-#: behaved before them: a configuration holding that default hashes as if the key were absent,
-#: so earlier runs keep their identity (``results.identity_settings``).
-ADDED_KEYS: dict[str, Any] = {
-    "memory.size": 0, "memory.per_class": 0, "memory.policy": "reservoir",
-    "memory.batch_size": 0, "strategy.beta": 0.5, "strategy.independent_draws": True,
-    "strategy.prediction": "logits", "strategy.validation": 0.1, "strategy.bias_epochs": 2,
-    "strategy.temperature_schedule": "constant", "strategy.temperature_end": 1.0,
-    "strategy.schedule_span": "task", "strategy.annealing_share": 0.5,
-    "teacher.name": "", "teacher.hidden": [], "teacher.head": "", "teacher.nf": 0,
-    "teacher.channels": [], "teacher.init": "", "teacher.strategy": "naive", "teacher.settings": {},
-    "train.compile": False, "train.eval_every": 0, "train.eval_subset": 1000,
-}
 
 
 @dataclass(frozen=True)
@@ -288,8 +222,12 @@ class RunConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        """The configuration as plain data (tuples become lists), as stored in result.json."""
-        return _plain(asdict(self))
+        """The configuration as plain data (tuples become lists), as stored in result.json:
+        the strategy's options are keys of the ``strategy`` table beside its ``name``."""
+        out = _plain(asdict(self))
+        strategy = out["strategy"]
+        out["strategy"] = {"name": strategy["name"], **strategy["options"]}
+        return out
 
 
 SECTIONS: dict[str, type] = {
@@ -314,6 +252,17 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+#: Keys added after results were first recorded (fields declared with :func:`added`), with
+#: the default that reproduces how runs behaved before them: a configuration holding that
+#: default hashes as if the key were absent, so earlier runs keep their identity
+#: (``results.identity_settings``; a strategy's options: ``strategies/options.py``).
+ADDED_KEYS: dict[str, Any] = {
+    f"{section}.{f.name}": _plain(f.default_factory() if f.default is MISSING  # type: ignore[misc]
+                                  else f.default)
+    for section, cls in SECTIONS.items() for f in fields(cls) if f.metadata.get("added")
+}
 
 
 def _normal(text: str) -> str:
@@ -346,7 +295,9 @@ def closest_name(
 
 
 def valid_keys() -> list[str]:
-    """Every dotted key that ``--set`` and presets accept."""
+    """Every dotted key of this module's sections that ``--set`` and presets accept: of the
+    strategy section, ``strategy.name`` (its options are the strategies' own:
+    ``presets.valid_keys`` adds them)."""
     return list(_valid_keys())
 
 
@@ -354,17 +305,17 @@ def valid_keys() -> list[str]:
 def _valid_keys() -> tuple[str, ...]:
     keys = list(TOP_LEVEL)
     for section, cls in SECTIONS.items():
-        keys += [f"{section}.{f.name}" for f in fields(cls)]
+        keys += [f"{section}.{f.name}" for f in fields(cls) if f.name != "options"]
     return tuple(keys)
 
 
-def unknown_key(key: str) -> ConfigError:
-    """The error for a dotted key that is not one of :func:`valid_keys`, with the closest one."""
-    close = difflib.get_close_matches(key, valid_keys(), n=1, cutoff=0.5)
+def unknown_key(key: str, valid: Sequence[str] | None = None) -> ConfigError:
+    """The error for a dotted key that is not one of ``valid`` (default :func:`valid_keys`),
+    with the closest one."""
+    valid = list(valid) if valid is not None else valid_keys()
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
     hint = f" (did you mean `{close[0]}`?)" if close else ""
-    return ConfigError(
-        f"unknown configuration key `{key}`{hint}; valid keys: {', '.join(valid_keys())}"
-    )
+    return ConfigError(f"unknown configuration key `{key}`{hint}; valid keys: {', '.join(valid)}")
 
 
 def _type_name(tp: Any) -> str:
@@ -384,14 +335,14 @@ def _type_name(tp: Any) -> str:
     return str(tp)
 
 
-def _coerce(key: str, value: Any, tp: Any) -> Any:
+def coerce(key: str, value: Any, tp: Any) -> Any:
     """Convert ``value`` (from TOML or a ``--set`` string) to the field type ``tp``."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         # a str member only takes strings that no other member can parse
         for member in sorted(typing.get_args(tp), key=lambda t: t is str):
             with contextlib.suppress(ConfigError):
-                return _coerce(key, value, member)
+                return coerce(key, value, member)
         raise ConfigError(f"`{key}` = {value!r} is not {_type_name(tp)}")
     if origin is dict:
         if isinstance(value, dict):
@@ -407,7 +358,7 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             value = [value]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"`{key}` = {value!r} is not {_type_name(tp)}")
-        return tuple(_coerce(key, v, item) for v in value)
+        return tuple(coerce(key, v, item) for v in value)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -486,12 +437,15 @@ def from_flat(flat: dict[str, Any]) -> RunConfig:
     per_section: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     for key, value in flat.items():
         section, _, sub = key.partition(".")
-        if section in SECTIONS and sub:
+        if section == "strategy" and sub not in ("", "name", "options"):
+            # a strategy's option: typed and checked by the strategy's options class
+            per_section["strategy"].setdefault("options", {})[sub] = value
+        elif section in SECTIONS and sub:
             cls = SECTIONS[section]
             tp = _type_hints(cls)[sub]
-            per_section[section][sub] = _coerce(key, value, tp)
+            per_section[section][sub] = coerce(key, value, tp)
         else:
-            top[key] = _coerce(key, value, hints[key])
+            top[key] = coerce(key, value, hints[key])
     return RunConfig(**top, **{s: SECTIONS[s](**v) for s, v in per_section.items()})
 
 
@@ -506,11 +460,30 @@ def check_choice(
         raise ConfigError(f"`{key}` = {value!r} is not valid{hint}; valid: {', '.join(valid)}")
 
 
+def check_range(
+    key: str, value: float, low: float | None = None, high: float | None = None, *,
+    low_open: bool = False, high_open: bool = False, note: str = "",
+) -> None:
+    """``value`` must lie between ``low`` and ``high`` (each included unless ``*_open``; None:
+    no bound): the one wording of every "out of range" error, ``note`` saying what the value
+    is, as ```strategy.validation` = 0.0 is out of range; it must be in (0, 1): the share ...``.
+    """
+    below = low is not None and (value <= low if low_open else value < low)
+    above = high is not None and (value >= high if high_open else value > high)
+    if not (below or above):
+        return
+    if low is not None and high is not None:
+        rule = f"it must be in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    elif low is not None:
+        rule = f"it must be {'>' if low_open else '>='} {low}"
+    else:
+        rule = f"it must be {'<' if high_open else 'at most'} {high}"
+    raise ConfigError(f"`{key}` = {value!r} is out of range; {rule}{note}")
+
+
 def check_positive(key: str, value: float, strict: bool = True) -> None:
     """``value`` must be > 0 (``strict``) or >= 0."""
-    if (value <= 0) if strict else (value < 0):
-        bound = "> 0" if strict else ">= 0"
-        raise ConfigError(f"`{key}` = {value!r} is out of range; it must be {bound}")
+    check_range(key, value, 0, low_open=strict)
 
 
 def _check_benchmark_name(name: str) -> None:

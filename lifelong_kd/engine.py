@@ -235,7 +235,7 @@ class CurveProbe:
 
 def task_context(config: RunConfig, stream: Stream, state: RunState, index: int) -> TaskContext:
     device = torch.device(config.train.device)
-    masks = stream.train_masks(index, config.strategy.ce_scope)
+    masks = stream.train_masks(index, state.strategy.options.ce_scope)
     shape = (1, -1, 1, 1)
     return TaskContext(
         config=config, stream=stream, index=index, model=state.model, device=device,

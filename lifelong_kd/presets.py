@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,19 +43,28 @@ from .config import (
     ConfigError,
     ModelConfig,
     RunConfig,
+    StrategyConfig,
     check_choice,
     check_ranges,
     closest_name,
     from_flat,
     teacher_model,
     unknown_key,
-    valid_keys,
 )
+from .config import valid_keys as section_keys
 from .data.sources import DATASET_ALIASES, DATASETS, KNOWN_INPUT_SHAPES
 from .data.streams import check_stream_config
 from .models import MODELS
 from .strategies import strategy_preset
-from .strategies.registry import FAMILIES
+from .strategies.options import option_names, option_values
+from .strategies.registry import FAMILIES, option_keys
+
+
+def valid_keys() -> list[str]:
+    """Every dotted key that ``--set`` and presets accept: those of the configuration's
+    sections (``config.valid_keys``) and ``strategy.<key>`` for every option of a registered
+    strategy."""
+    return [*section_keys(), *option_keys()]
 
 # ------------------------------------------------------------------ finding and reading presets
 
@@ -191,9 +200,10 @@ def _member(entry: Any, path: Path) -> SuiteMember:
     beside = path.parent / benchmark
     if benchmark.endswith(".toml") and not Path(benchmark).is_absolute() and beside.is_file():
         benchmark = str(beside)
+    known = valid_keys()
     for key in settings:
-        if key not in valid_keys():
-            raise unknown_key(key)
+        if key not in known:
+            raise unknown_key(key, known)
     return SuiteMember(benchmark, name or Path(benchmark).stem, dict(settings))
 
 
@@ -370,7 +380,7 @@ def check_grid(grid: Mapping[str, Sequence[Any]], overrides: Mapping[str, Any]) 
                               f"the data and the stream ({', '.join(SHARED_SECTIONS)}.*); run one "
                               f"compare per value with --set {key}=... and --out")
         if key not in valid_keys() and not key.startswith("strategy."):
-            raise unknown_key(key)
+            raise unknown_key(key, valid_keys())
         if key in overrides:
             raise ConfigError(f"`{key}` is both set (--set {key}={overrides[key]}) and varied "
                               "(--grid, or the preset's [grid]); give it one way")
@@ -384,13 +394,13 @@ def check_grid(grid: Mapping[str, Sequence[Any]], overrides: Mapping[str, Any]) 
 
 def reads(strategy: str, key: str) -> bool:
     """Whether the runs of ``strategy`` depend on setting ``key``: a strategy option it
-    reads (its class's ``OPTIONS``, an external strategy's own arguments), the memory for a
+    reads (its class's ``Options``, an external strategy's own arguments), the memory for a
     strategy that keeps one, the teacher for one that trains its own; every other section
     (model, train) for all. A grid varies a key only for the strategies that read it."""
     preset = strategy_preset(strategy)
     section, _, name = key.partition(".")
     if section == "strategy":
-        return name in preset.cls.OPTIONS or name in preset.kwargs_names
+        return name in option_names(preset.cls.Options) or name in preset.kwargs_names
     if section == "memory":
         return preset.cls.MEMORY != "none"
     if section == "teacher":
@@ -432,7 +442,7 @@ def build_config(
         raise ConfigError(f"`strategy.name` = {name!r} is not a string")
     config = _resolve(name, flat, per_strategy.get(name, {}), overrides, seed)
     shared = {k: v for k, v in overrides.items()
-              if k in valid_keys() and not k.startswith("strategy.")}
+              if k in section_keys() and not k.startswith("strategy.")}
     for other, table in per_strategy.items():
         if other == name:
             continue
@@ -454,9 +464,11 @@ def _resolve(
     flat = {**preset_flat, **own_table}
     # An external strategy (interop/avalanche.py) takes its own arguments as strategy.<arg>.
     own = preset.kwargs_names
+    mine = option_names(preset.cls.Options)
+    known = valid_keys()
     for key in list(flat) + list(overrides):
-        if key not in valid_keys() and not (key.startswith("strategy.") and key[9:] in own):
-            raise unknown_key(key)
+        if key not in known and not (key.startswith("strategy.") and key[9:] in (*own, *mine)):
+            raise unknown_key(key, known)
     # a preset fixes strategy options by name, and other settings (memory.policy) by dotted key
     merged: dict[str, Any] = {k if "." in k else f"strategy.{k}": v
                               for k, v in preset.options.items()}
@@ -464,10 +476,15 @@ def _resolve(
     merged.update(overrides)
     if own:
         _route_kwargs(merged, preset.options, {**flat, **overrides}, own)
+    # the options of other strategies have no effect on this one's run, nor on its identity
+    merged = {k: v for k, v in merged.items()
+              if not k.startswith("strategy.") or k == "strategy.name" or k[9:] in mine}
     merged["strategy.name"] = name
     if seed is not None:
         merged["seed"] = seed
     config = from_flat(merged)
+    options = preset.make_options(config)  # typed and checked: every option, with its value
+    config = replace(config, strategy=StrategyConfig(name, option_values(options)))
     validate(config)
     return config
 

@@ -34,7 +34,10 @@ from . import schedules as schedules_module
 from .data import sources as sources_module
 from .data.facts import KNOWN_CLASS_COUNTS, KNOWN_INPUT_SHAPES
 from .models import MODELS
+from .presets import valid_keys
+from .strategies.options import AnnealingOptions, option_names
 from .strategies.presets import FAMILIES, PRESETS, StrategyPreset
+from .strategies.registry import options_classes
 
 #: The folder holding the package: source paths are printed relative to it.
 PACKAGE_PARENT = Path(__file__).resolve().parent.parent
@@ -189,10 +192,32 @@ def _defaults(cls: type) -> dict[str, Any]:
     return {f.name: _default(f) for f in dataclasses.fields(cls)}
 
 
-def _key_default(key: str) -> Any:
-    """The default of a dotted key (``memory.size``) or of a strategy option (``alpha``)."""
+def option_comments(cls: type) -> dict[str, str]:
+    """The ``#:`` comment of every option of the options class ``cls``, those of the classes
+    it extends included."""
+    comments: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            comments.update(field_comments(klass))
+    return comments
+
+
+def _options_classes() -> dict[str, list[type]]:
+    """Every option of a registered strategy -> the options classes that declare it."""
+    out: dict[str, list[type]] = {}
+    for cls in options_classes():
+        for name in option_names(cls):
+            out.setdefault(name, []).append(cls)
+    return out
+
+
+def _key_default(key: str, options: type | None = None) -> Any:
+    """The default of a dotted key (``memory.size``) or of a strategy option (``alpha``) of
+    the options class ``options`` (default: the first that declares it)."""
     section, _, name = key.rpartition(".")
-    return _defaults(config_module.SECTIONS[section or "strategy"])[name]
+    if section:
+        return _defaults(config_module.SECTIONS[section])[name]
+    return _defaults(options or _options_classes()[name][0])[name]
 
 
 #: Keys whose valid values a registry or a module constant names: key -> (module, constant).
@@ -203,9 +228,9 @@ _CHOICE_CONSTANTS: dict[str, tuple[str, str]] = {
     "model.init": ("lifelong_kd.config", "INITS"),
     "train.optimizer": ("lifelong_kd.config", "OPTIMIZERS"),
     "memory.policy": ("lifelong_kd.config", "MEMORY_POLICIES"),
-    "strategy.ce_scope": ("lifelong_kd.strategies.base", "CE_SCOPES"),
+    "strategy.ce_scope": ("lifelong_kd.strategies.options", "CE_SCOPES"),
     "strategy.logits": ("lifelong_kd.strategies.lwf", "LOGITS"),
-    "strategy.teacher_input": ("lifelong_kd.strategies.lwf", "TEACHER_INPUTS"),
+    "strategy.teacher_input": ("lifelong_kd.strategies.options", "TEACHER_INPUTS"),
     "strategy.alpha_schedule": ("lifelong_kd.strategies.lwf", "ALPHA_SCHEDULES"),
     "strategy.distill_reduction": ("lifelong_kd.losses", "REDUCTIONS"),
     "strategy.temperature_schedule": ("lifelong_kd.schedules", "SCHEDULES"),
@@ -236,7 +261,8 @@ def choices() -> dict[str, tuple[str, ...]]:
 
 
 def _what(section: str, name: str, comments: dict[str, dict[str, str]]) -> str:
-    """What a key is: its ``#:`` comment in config.py, then its valid values where known."""
+    """What a key is: its ``#:`` comment (in config.py, or beside a strategy's options), then
+    its valid values where known."""
     text = _inline(comments[section].get(name, ""))
     valid = choices().get(f"{section}.{name}")
     if valid:
@@ -244,15 +270,20 @@ def _what(section: str, name: str, comments: dict[str, dict[str, str]]) -> str:
     return text
 
 
-def _options_table(keys: Iterable[str], values: dict[str, Any] | None = None) -> str:
-    """Rows ``key | default | what it is`` (the ``#:`` comment in config.py) or, given a
-    preset's ``values``, ``key | value under the preset | default``."""
+def _options_table(keys: Iterable[str], values: dict[str, Any] | None = None,
+                   options: type | None = None) -> str:
+    """Rows ``key | default | what it is`` (the ``#:`` comment in config.py, or beside the
+    options class ``options``) or, given a preset's ``values``, ``key | value under the
+    preset | default``."""
     comments = {s: field_comments(c) for s, c in config_module.SECTIONS.items()}
+    by_name = _options_classes()
+    comments["strategy"] = {k: option_comments(options or by_name[k][0]).get(k, "")
+                            for k in by_name if options is None or k in option_names(options)}
     rows = []
     for key in keys:
         section, _, name = key.rpartition(".")
         section = section or "strategy"
-        default = _code(_key_default(key))
+        default = _code(_key_default(key, options))
         if values is None:
             rows.append([f"`{section}.{name}`", default, _what(section, name, comments)])
         else:
@@ -267,7 +298,7 @@ def _options_table(keys: Iterable[str], values: dict[str, Any] | None = None) ->
 
 def _preset_keys(preset: StrategyPreset) -> list[str]:
     """The options a preset's strategy reads, then the other keys the preset sets."""
-    keys = list(dict.fromkeys(getattr(preset.cls, "OPTIONS", ())))
+    keys = list(option_names(preset.cls.Options))
     if getattr(preset.cls, "MEMORY", "none") != "none":
         keys += [f"memory.{f.name}" for f in dataclasses.fields(config_module.MemoryConfig)]
     if getattr(preset.cls, "TEACHER", False):
@@ -307,7 +338,7 @@ def strategies_page() -> str:
                 f"- Scenarios: {', '.join(p.scenarios)}",
                 f"- Exemplar memory: {memory}; a teacher network of its own (`teacher.*`): "
                 + ("yes" if getattr(p.cls, "TEACHER", False) else "no") + "\n",
-                _options_table(_preset_keys(p), p.options) + "\n"]
+                _options_table(_preset_keys(p), p.options, p.cls.Options) + "\n"]
     out.append("## Classes\n")
     for cls in classes:
         names = ", ".join(f"[`{p.name}`](#{_slug(p.name)})" for p in presets if p.cls is cls)
@@ -315,8 +346,8 @@ def strategies_page() -> str:
         out += [f"### class {cls.__name__}\n", docstring_summary(cls) + "\n",
                 f"- Source: {source_location(cls)}",
                 f"- Presets: {names}",
-                "- Options it reads (`OPTIONS`): "
-                + ", ".join(f"`strategy.{o}`" for o in getattr(cls, "OPTIONS", ())),
+                f"- Options (`{cls.Options.__name__}`, {source_location(cls.Options)}): "
+                + ", ".join(f"`strategy.{o}`" for o in option_names(cls.Options)),
                 f"- Exemplar memory (`MEMORY`): {getattr(cls, 'MEMORY', 'none')}"
                 + (f"; policies (`POLICIES`): {policies}"
                    if getattr(cls, "MEMORY", "none") != "none" else ""),
@@ -388,16 +419,16 @@ def schedules_page() -> str:
     doc = inspect.getdoc(schedules_module) or ""
     formulas = _schedule_formulas(doc)
     readers = [p.name for p in PRESETS.values()
-               if "temperature_schedule" in getattr(p.cls, "OPTIONS", ())]
+               if "temperature_schedule" in option_names(p.cls.Options)]
     functions = {name: schedules_module.temperature for name in schedules_module.SCHEDULES}
     out = [_header("SCHEDULES and DESCRIPTIONS in lifelong_kd/schedules.py"),
            "# Temperature schedules\n",
            rest_to_markdown(_paragraphs(doc)[0] + "\n\n" + _paragraphs(doc)[-1]) + "\n",
            "Read by the presets " + ", ".join(f"`{n}`" for n in readers)
-           + " (their classes' `OPTIONS` hold `temperature_schedule`). Spans (`schedule_span`): "
+           + " (their classes' `Options` hold `temperature_schedule`). Spans (`schedule_span`): "
            + ", ".join(f"`{s}`" for s in schedules_module.SPANS) + ".\n",
            _options_table(["temperature_schedule", "temperature", "temperature_end",
-                           "schedule_span", "annealing_share"]) + "\n",
+                           "schedule_span", "annealing_share"], options=AnnealingOptions) + "\n",
            _table(["schedule", "what it is", "T(p)"],
                   [[f"[`{name}`](#{_slug(name)})",
                     _inline(schedules_module.DESCRIPTIONS.get(name, "")),
@@ -454,7 +485,7 @@ def datasets_page() -> str:
 
 
 def configuration_page() -> str:
-    """``configuration.md``: every key :func:`lifelong_kd.config.valid_keys` accepts."""
+    """``configuration.md``: every key :func:`lifelong_kd.presets.valid_keys` accepts."""
     run = config_module.RunConfig
     top_comments = field_comments(run)
     comments = {s: field_comments(c) for s, c in config_module.SECTIONS.items()}
@@ -465,7 +496,7 @@ def configuration_page() -> str:
            rest_to_markdown(_paragraphs(inspect.getdoc(config_module) or "")[0]) + "\n",
            "A key is written `section.name` after `--set` and with `--grid`, and as `name = value` "
            "under `[section]` in a preset (TOML). `lifelong-kd list --keys` lists them. "
-           f"{len(config_module.valid_keys())} keys in all.\n",
+           f"{len(valid_keys())} keys in all.\n",
            f"## Top level\n\n`RunConfig`, {source_location(run)}.\n",
            _table(["key", "type", "default", "what it is"],
                   [[f"`{key}`", f"`{_type_name(hints[key])}`", _code(run_defaults[key]),
@@ -478,9 +509,31 @@ def configuration_page() -> str:
                 _table(["key", "type", "default", "what it is"],
                        [[f"`{section}.{f.name}`", f"`{_type_name(cls_hints[f.name])}`",
                          _code(_default(f)), _what(section, f.name, comments)]
-                        for f in dataclasses.fields(cls)]),
+                        for f in dataclasses.fields(cls) if f.name != "options"]),
                 ""]
+        if section == "strategy":
+            out += [_strategy_options_section(), ""]
     return "\n".join(out)
+
+
+def _strategy_options_section() -> str:
+    """The options of every registered strategy: ``strategy.<key>``, its type, its default,
+    the options classes that declare it (each beside its strategy) and what it is."""
+    rows = []
+    for name, classes in _options_classes().items():
+        first = classes[0]
+        comment = option_comments(first).get(name, "")
+        valid = choices().get(f"strategy.{name}")
+        text = _inline(comment)
+        if valid:
+            text = (text + " " if text else "") + "Valid: " + ", ".join(f"`{v}`" for v in valid) + "."
+        rows.append([f"`strategy.{name}`", f"`{_type_name(typing.get_type_hints(first)[name])}`",
+                     _code(_key_default(name, first)),
+                     ", ".join(f"`{c.__name__}`" for c in classes), text])
+    return ("### Strategy options\n\nEach strategy declares its options beside it (its "
+            "`Options` class: [Strategies](strategies.md)); a run records, and its identity "
+            "covers, only those of its strategy: the others have no effect on it.\n\n"
+            + _table(["key", "type", "default", "declared by", "what it is"], rows))
 
 
 # ------------------------------------------------------------------------------ output

@@ -94,6 +94,7 @@ from .metrics import (
 )
 from .plots import comparison_plots
 from .results import (
+    LEGACY_STRATEGY_OPTIONS,
     TASK_AGNOSTIC,
     TASK_AWARE,
     is_finished,
@@ -380,34 +381,41 @@ def _train_text(train: dict[str, Any]) -> str:
     return f"{length}; {_settings(train, skip)}"
 
 
-def _options_read(name: str) -> tuple[set[str], tuple[str, ...] | None]:
-    """(the options the preset ``name`` fixes, the options its strategy class reads: its
-    ``OPTIONS``, None when the strategy is unknown to this version)."""
+def _legacy_options(name: str) -> tuple[set[str], tuple[str, ...] | None]:
+    """For a result written before it recorded its ``options``: (the options the preset
+    ``name`` fixes, the options its strategy class reads; None when the strategy is unknown
+    to this version), from the strategy classes of this version."""
     from .strategies import strategy_preset
+    from .strategies.options import option_names
 
     try:
         preset = strategy_preset(name)
     except UserError:
         if name.startswith("avalanche:"):  # Avalanche is not installed here
-            from .interop.avalanche import AvalancheStrategy
-
-            return set(), AvalancheStrategy.OPTIONS
+            return set(), ("kwargs",)
         return set(), None
-    return set(preset.options), getattr(preset.cls, "OPTIONS", None)
+    return set(preset.options), option_names(preset.cls.Options)
 
 
 def _strategy_options(run: Run) -> str:
-    """The options of ``run``'s strategy that matter: among those its strategy class reads
-    (its ``OPTIONS``; ``naive`` ignores ``mode``), those its preset fixes and those set to
-    something other than the default."""
-    from .config import StrategyConfig
-
-    options = run.result.get("config", {}).get("strategy", {})
-    defaults = StrategyConfig().__dict__
-    fixed, reads = _options_read(run.strategy)
-    shown = {k: v for k, v in options.items()
-             if k != "name" and (reads is None or k in reads)
-             and (k in fixed or (k in defaults and _value(defaults[k]) != _value(v)))}
+    """The options of ``run``'s strategy that matter: those its preset fixes and those set to
+    something other than the default, among those its strategy reads (what result.json's
+    ``declared`` records; for an older file, what the strategy classes say: ``naive`` ignores
+    ``mode``)."""
+    options = dict(run.result.get("config", {}).get("strategy", {}))
+    options.pop("name", None)
+    declared = run.result.get("declared")
+    if isinstance(declared, dict):
+        defaults = declared.get("option_defaults", {})
+        fixed = set(declared.get("preset_options", []))
+        shown = {k: v for k, v in options.items()
+                 if k in fixed or k not in defaults or _value(defaults[k]) != _value(v)}
+    else:
+        defaults = LEGACY_STRATEGY_OPTIONS
+        fixed, reads = _legacy_options(run.strategy)
+        shown = {k: v for k, v in options.items()
+                 if (reads is None or k in reads)
+                 and (k in fixed or (k in defaults and _value(defaults[k]) != _value(v)))}
     return _settings(shown) if shown else "no options"
 
 
@@ -442,14 +450,20 @@ def _teacher_text(result: dict[str, Any]) -> str:
     if not isinstance(result.get("teacher"), dict):
         return ""
     from .config import teacher_given
-    from .strategies import strategy_preset
 
     cfg = result.get("config", {})
     model, teacher = cfg.get("model", {}), cfg.get("teacher", {})
     merged = {**model, **teacher_given(teacher)}
-    name = teacher.get("strategy", "naive")
-    with contextlib.suppress(UserError):
-        name = getattr(strategy_preset(result["strategy"]).cls, "TEACHER_STRATEGY", None) or name
+    declared = result.get("declared")
+    if isinstance(declared, dict) and "teacher_strategy" in declared:
+        name = declared["teacher_strategy"]
+    else:  # a file written before it was recorded: ask the strategy classes
+        from .strategies import strategy_preset
+
+        name = teacher.get("strategy", "naive")
+        with contextlib.suppress(UserError):
+            name = (getattr(strategy_preset(result["strategy"]).cls, "TEACHER_STRATEGY", None)
+                    or name)
     settings = teacher.get("settings") or {}
     extra = f" with {_settings(settings)}" if settings else ""
     return (f"{_model_text(merged, result['scenario'])}, trained with {markdown_code(name)}"

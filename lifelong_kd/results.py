@@ -25,7 +25,12 @@ Schema (``schema = 1``), one file per run::
     teacher           strategies with a teacher model of their own (``compress``, ``kd``): its
                       accuracy_matrix, initial_accuracy, metrics, per_task_forgetting (and the
                       task-aware ones in class-il), evaluated as the run's model is
-    config            the fully resolved configuration
+    config            the fully resolved configuration (``strategy``: its name and every option
+                      the running strategy reads)
+    declared          what the strategy declares for readers that import no strategy (absent
+                      from files written before it was recorded): ``option_defaults`` (each
+                      of its options' default), ``preset_options`` (those its preset fixes),
+                      ``teacher_strategy`` (the preset training its teacher, ``kd``, ``compress``)
     environment       python, torch, torchvision, numpy, lifelong_kd, platform, git commit
     data              dataset name, path, fingerprint (sha256 of the arrays), sizes
 
@@ -213,15 +218,45 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+#: The strategy options of every run recorded before each strategy declared its own (one
+#: table of 26 options, every run recording all of them, used or not), with their defaults then.
+#: A configuration that lacks one (every run since records only the options of its
+#: strategy) hashes as if it held that default, so a run keeps the identity it had: the
+#: identity covers the options its strategy reads, and the others as constants. Frozen:
+#: options added since are their strategies' own (``strategies/options.py``).
+LEGACY_STRATEGY_OPTIONS: dict[str, Any] = {
+    "alpha": 1.0, "temperature": 2.0, "t2_scaling": False, "distill_loss": "kl",
+    "logits": "old", "distill_reduction": "sum", "teacher_input": "same",
+    "alpha_schedule": "constant", "ce_scope": "seen", "warmup_epochs": 0,
+    "mode": "incremental", "ewc_lambda": 100.0, "ewc_online": False, "ewc_gamma": 1.0,
+    "fisher_samples": 1000, "ewc_fisher": "true", "beta": 0.5, "independent_draws": True,
+    "prediction": "logits", "validation": 0.1, "bias_epochs": 2,
+    "temperature_schedule": "constant", "temperature_end": 1.0, "schedule_span": "task",
+    "annealing_share": 0.5, "kwargs": {},
+}
+#: Of :data:`LEGACY_STRATEGY_OPTIONS`, those added after results were first recorded: at
+#: this default a run hashes as if the key were absent (as :data:`config.ADDED_KEYS`).
+LEGACY_ADDED_OPTIONS = ("beta", "independent_draws", "prediction", "validation", "bias_epochs",
+                        "temperature_schedule", "temperature_end", "schedule_span",
+                        "annealing_share")
+
+
 def identity_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     """A run's configuration as the dotted keys that determine its result (everything but
     :data:`NOT_IDENTITY`), with canonical values. A key added after results were first
-    recorded (``config.ADDED_KEYS``) counts only when it differs from the default that
-    reproduces the earlier behaviour, so earlier runs keep their identity."""
+    recorded (``config.ADDED_KEYS``, :data:`LEGACY_ADDED_OPTIONS`) counts only when it
+    differs from the default that reproduces the earlier behaviour, and an option of
+    :data:`LEGACY_STRATEGY_OPTIONS` the configuration lacks counts as its default, so earlier
+    runs keep their identity."""
+    strategy = config.get("strategy")
+    if isinstance(strategy, Mapping):
+        config = {**config, "strategy": {**LEGACY_STRATEGY_OPTIONS, **strategy}}
+    added = {**ADDED_KEYS, **{f"strategy.{k}": LEGACY_STRATEGY_OPTIONS[k]
+                              for k in LEGACY_ADDED_OPTIONS}}
     flat = _flat(config)
     return {k: _canonical(v) for k, v in flat.items()
             if k not in NOT_IDENTITY
-            and not (k in ADDED_KEYS and _canonical(v) == _canonical(ADDED_KEYS[k]))}
+            and not (k in added and _canonical(v) == _canonical(added[k]))}
 
 
 def _part(key: str) -> str:
@@ -331,13 +366,41 @@ def identity_of(result: Mapping[str, Any]) -> RunIdentity:
                         if isinstance(grid, Mapping) else ())
 
 
+def as_recorded(current: Mapping[str, Any], recorded: Any) -> Mapping[str, Any]:
+    """``current`` (a configuration as plain data) with the strategy options it does not hold
+    taken from ``recorded`` (a stored configuration): options its strategy does not read,
+    which have no effect on its run. A run recorded before each strategy declared its own
+    options holds every option of the one table, some set by a preset for another strategy
+    (``[strategy] mode = "final"`` for ``joint`` beside ``naive``); compared with today's
+    configuration of the same run through this, it is the same run."""
+    mine = current.get("strategy")
+    theirs = recorded.get("strategy") if isinstance(recorded, Mapping) else None
+    if not (isinstance(mine, Mapping) and isinstance(theirs, Mapping)):
+        return current
+    unread = {k: v for k, v in theirs.items() if k not in mine}
+    return {**current, "strategy": {**unread, **mine}} if unread else current
+
+
+def identity_as_recorded(
+    current: Mapping[str, Any], recorded: Mapping[str, Any], grid: Sequence[tuple[str, str]] = (),
+) -> RunIdentity:
+    """The identity of the run of ``current`` to compare with the recorded run ``recorded``
+    (a result): :func:`run_identity` of :func:`as_recorded`, with the recorded data."""
+    data = recorded.get("data")
+    fingerprint = data.get("fingerprint") if isinstance(data, Mapping) else None
+    return run_identity(as_recorded(current, recorded.get("config")),
+                        fingerprint if isinstance(fingerprint, str) else None, grid)
+
+
 def identity_differences(recorded: Any, current: Mapping[str, Any]) -> list[str]:
     """What differs between a recorded configuration and ``current`` among the settings of
-    the identity, each as ``key = <recorded> there, <current> now``; empty when none does."""
+    the identity (the strategy options ``current``'s strategy does not read aside:
+    :func:`as_recorded`), each as ``key = <recorded> there, <current> now``; empty when none
+    does."""
     if not isinstance(recorded, Mapping):
         return ["no configuration recorded"]
     absent = "(absent)"
-    a, b = identity_settings(recorded), identity_settings(current)
+    a, b = identity_settings(recorded), identity_settings(as_recorded(current, recorded))
     return [f"{k} = {json.dumps(a.get(k, absent))} there, {json.dumps(b.get(k, absent))} now"
             for k in sorted(set(a) | set(b)) if a.get(k, absent) != b.get(k, absent)]
 
@@ -439,7 +502,7 @@ def is_finished(result: Mapping[str, Any]) -> bool:
 _SCENARIOS = ("task-il", "class-il", "domain-il")
 _STATUSES = ("finished", "interrupted", "diverged")
 #: Sections of a result (and of its config) that must be tables where they are present.
-_TABLES = ("config", "data", "environment", "timing")
+_TABLES = ("config", "data", "environment", "timing", "declared")
 _CONFIG_TABLES = ("data", "stream", "model", "train", "strategy")
 
 
@@ -487,6 +550,9 @@ def _matrix_problem(value: Any, name: str, n: int, finished: bool) -> str | None
 #: What follows an external family's prefix in a strategy name (``avalanche:Replay``): the name
 #: of a class of that library, so a Python identifier.
 _FAMILY_MEMBER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: The form of a strategy name a run writes: a preset's name (letters, digits, ``-``, ``+``,
+#: ``.``, ``_``), or a family's prefix and a class name.
+_NAME_FORM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*(:[A-Za-z_][A-Za-z0-9_]*)?")
 
 
 def strategy_names() -> tuple[list[str], list[str]]:
@@ -528,18 +594,22 @@ def check_strategy_names(result: dict[str, Any], path: Path | str) -> dict[str, 
     must each name a strategy (:func:`is_strategy_name`), and the first two the same one. A
     name that is none was not written by a run of this project (or was edited by hand): a
     report would show it and name a variant after it. Results built in memory by a run are
-    not checked here: their names come from the registry.
+    not checked here: their names come from the registry. A result that records what its
+    strategy declares (``declared``) has its names checked for their form only, so that a
+    report of such results imports no strategy (nor torch).
     """
-    problem = _strategy_problem(result)
+    problem = _strategy_problem(result, strategy_names() if "declared" not in result else None)
     if problem:
         raise UserError(f"{path} is not a usable lifelong-kd result: {problem}")
     return result
 
 
-def _strategy_problem(result: Mapping[str, Any]) -> str | None:
+def _strategy_problem(result: Mapping[str, Any],
+                      names: tuple[list[str], list[str]] | None) -> str | None:
     """The problem with the strategy names ``result`` records (:func:`check_strategy_names`),
-    or None."""
-    names = strategy_names()
+    or None. ``names``: :func:`strategy_names`; None for a result that records what its
+    strategy declares (``declared``: written by a run of a version that records it, whose
+    report imports no strategy), whose names are checked for their form only."""
     config = result.get("config", {})
     recorded = [("strategy", result["strategy"])]
     if "name" in config.get("strategy", {}):
@@ -548,6 +618,10 @@ def _strategy_problem(result: Mapping[str, Any]) -> str | None:
     if isinstance(teacher, Mapping) and "strategy" in teacher:
         recorded.append(("config.teacher.strategy", teacher["strategy"]))
     for key, name in recorded:
+        if names is None:
+            if not (isinstance(name, str) and _NAME_FORM.fullmatch(name)):
+                return f"`{key}` is {_shown_name(name)}, not a strategy name"
+            continue
         if not is_strategy_name(name, names):
             presets, families = names
             close = closest_name(name, presets) if isinstance(name, str) else None
@@ -869,6 +943,7 @@ def build_result(
     grid: Sequence[tuple[str, str]] = (),
     curves: Sequence[Sequence[float]] = (),
     last_row_only: str | None = None,
+    declared: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble the result.json of one run (see the module docstring). ``last_row_only``:
     what the run's strategy declares (``Strategy.last_row_only``: the setting under which
@@ -879,7 +954,9 @@ def build_result(
     metrics as the run's are. ``grid``: the settings a grid varied for the run (its
     identity's stamp names them). ``curves``: the continual evaluation's rows (``train.eval_every``;
     written to curves.csv by :func:`curves_csv`), whose metrics go to ``continual``
-    (:func:`lifelong_kd.metrics.continual_metrics`)."""
+    (:func:`lifelong_kd.metrics.continual_metrics`). ``declared``: what the strategy
+    declares for the report (its options' defaults, those its preset fixes, its teacher's
+    strategy)."""
     k = len(rows)
     result: dict[str, Any] = {
         "schema": SCHEMA,
@@ -921,6 +998,8 @@ def build_result(
     if costs is not None:
         result["costs"] = costs
     result["config"] = config
+    if declared is not None:
+        result["declared"] = declared
     result["environment"] = environment()
     result["data"] = data
     return result

@@ -86,6 +86,7 @@ from .results import (
     curves_csv,
     grid_stamp,
     grid_value,
+    identity_as_recorded,
     identity_differences,
     identity_of,
     matrix_csv,
@@ -95,6 +96,7 @@ from .results import (
     write_text,
 )
 from .strategies import strategy_preset
+from .strategies.options import option_defaults
 
 CHECKPOINT = "checkpoint.pt"
 #: The most runs one comparison plans (about 1 ms each to build and validate): a grid of
@@ -714,7 +716,8 @@ def execute_held(
         grid=spec.grid,
         curves=curves,
         # what the strategy declares for the readers of results, who know no strategy
-        last_row_only=strategy_preset(config.strategy.name).cls.last_row_only(config.strategy),
+        last_row_only=_last_row_only(config),
+        declared=_declared(config),
     )
     try:
         write_json(out_dir / RESULT, result)
@@ -737,6 +740,25 @@ def execute_held(
         with contextlib.suppress(FileNotFoundError):
             ckpt.unlink()
     return result
+
+
+def _last_row_only(config: RunConfig) -> str | None:
+    """What the run's strategy declares (``Strategy.last_row_only``) for the readers of
+    results, who know no strategy."""
+    preset = strategy_preset(config.strategy.name)
+    return preset.cls.last_row_only(preset.make_options(config))
+
+
+def _declared(config: RunConfig) -> dict[str, Any]:
+    """result.json's ``declared``: what the report needs of the strategy and reads without
+    importing any: its options' defaults, those its preset fixes, its teacher's strategy."""
+    preset = strategy_preset(config.strategy.name)
+    out: dict[str, Any] = {"option_defaults": option_defaults(preset.cls.Options),
+                           "preset_options": [k for k in preset.options if "." not in k]}
+    if preset.cls.TEACHER:
+        out["teacher_strategy"] = (getattr(preset.cls, "TEACHER_STRATEGY", None)
+                                   or config.teacher.strategy)
+    return out
 
 
 def _costs(config: RunConfig, stream: Any, state: Any, status: str) -> dict[str, Any] | None:
@@ -841,7 +863,8 @@ def check_plan(specs: Sequence[RunSpec], out_dir: Path, force: bool) -> None:
     for spec in specs:
         check_output_folder(spec.folder)
         old = None if force else _recorded(spec.folder)
-        if old is not None and identity_of(old).config_hash != spec.identity.config_hash:
+        if old is not None and (identity_of(old).config_hash
+                                != identity_as_recorded(spec.config.to_dict(), old).config_hash):
             mismatched.append((spec.folder, identity_differences(old.get("config"),
                                                                   spec.config.to_dict())))
     if mismatched:
@@ -873,7 +896,8 @@ def reusable(spec: RunSpec, provider: DataProvider) -> dict[str, Any] | None:
     if folder_status(spec.folder) != "finished":
         return None
     old = read_result(spec.folder)
-    planned = spec.identity.with_data(provider.get(spec.config).fingerprint)
+    planned = identity_as_recorded(spec.config.to_dict(), old).with_data(
+        provider.get(spec.config).fingerprint)
     recorded = identity_of(old)
     return old if recorded.data_fingerprint and recorded.key == planned.key else None
 

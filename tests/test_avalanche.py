@@ -75,13 +75,13 @@ def test_missing_extra_names_the_install_command(
 
 def test_strategy_arguments_go_to_kwargs(avalanche: None) -> None:
     config = _config("split-digits", "avalanche:Replay", ["strategy.mem_size=50"])
-    assert config.strategy.kwargs == {"mem_size": 50}
+    assert config.strategy.options["kwargs"] == {"mem_size": 50}
     assert config.to_dict()["strategy"]["kwargs"] == {"mem_size": 50}
     lwf = _config("split-digits", "avalanche:LwF", [])
-    assert lwf.strategy.kwargs == {"alpha": 1.0, "temperature": 2.0}  # the preset's defaults
+    assert lwf.strategy.options["kwargs"] == {"alpha": 1.0, "temperature": 2.0}  # the preset's defaults
     lwf = _config("split-digits", "avalanche:LwF",
                   ["strategy.kwargs={alpha = 0.5, temperature = 3.0}", "strategy.alpha=0.25"])
-    assert lwf.strategy.kwargs == {"alpha": 0.25, "temperature": 3.0}  # single keys win
+    assert lwf.strategy.options["kwargs"] == {"alpha": 0.25, "temperature": 3.0}  # single keys win
     with pytest.raises(ConfigError, match="unknown configuration key `strategy.mem_sise`"):
         _config("split-digits", "avalanche:Replay", ["strategy.mem_sise=50"])
     with pytest.raises(ConfigError, match="has no argument `foo`"):
@@ -177,8 +177,8 @@ def test_lwf_avalanche_distillation_term_equals_avalanches(
     kd_ours = ours.loss(ctx, batch, features, logits) - ours.ce(ctx, batch, logits)
 
     bench = to_avalanche_benchmark(stream, test=False)
-    theirs = LearningWithoutForgetting(alpha=config.strategy.alpha,
-                                       temperature=config.strategy.temperature)
+    theirs = LearningWithoutForgetting(alpha=config.strategy.options["alpha"],
+                                       temperature=config.strategy.options["temperature"])
     if stream.scenario == "task-il":
         units = torch.stack([stream.eval_mask(0, t) for t in range(len(stream))])
         heads = _modules()["TaskHeads"]

@@ -24,7 +24,7 @@ from lifelong_kd.cli import main
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 sys.path.insert(0, str(GOLDEN_DIR))
-from cases import cases  # noqa: E402
+from cases import cases, registry_cases  # noqa: E402
 
 GOLDEN = json.loads((GOLDEN_DIR / "matrices.json").read_text())["cases"]
 
@@ -36,14 +36,27 @@ def test_every_case_is_recorded() -> None:
 
 
 def test_every_builtin_preset_has_a_golden_case() -> None:
-    """The golden cases are a hand list (tests/golden/cases.py): a preset added to the registry
-    without one is pinned by nothing, so this names it."""
-    from lifelong_kd.strategies.registry import PRESETS
+    """Every built-in preset is run by a case (those of tests/golden/cases.py, the others
+    generated from the registry) and, by :func:`test_every_case_is_recorded`, pinned: a new
+    preset fails until ``tests/golden/make_golden.py`` has recorded it."""
+    from lifelong_kd.strategies.presets import BUILT_IN
 
     covered = {argv[argv.index("--strategy") + 1] for argv in cases().values()}
-    missing = sorted(set(PRESETS) - covered)
-    assert not missing, (f"no golden case runs {', '.join(missing)}: add one to "
-                         "tests/golden/cases.py and record it with tests/golden/make_golden.py")
+    assert {p.name for p in BUILT_IN} <= covered
+    assert not registry_cases(cases())  # today every built-in preset has a listed case
+
+
+def test_a_new_preset_gets_a_generated_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lifelong_kd.strategies import presets
+    from lifelong_kd.strategies.compress import Compress
+
+    extra = presets.StrategyPreset("toy-new", Compress, "a test's preset", "tests")
+    monkeypatch.setattr(presets, "BUILT_IN", (*presets.BUILT_IN, extra))
+    generated = cases()["preset/toy-new"]
+    assert generated[:3] == ["split-digits", "--strategy", "toy-new"]
+    assert "stream.scenario=class-il" in generated and "teacher.hidden=[64]" in generated
+    assert "memory.size=40" in generated
+    assert "preset/toy-new" not in GOLDEN  # so test_every_case_is_recorded would name it
 
 
 @pytest.fixture

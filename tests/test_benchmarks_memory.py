@@ -129,7 +129,7 @@ def test_our_side_of_the_memory_cases(case: str) -> None:
         assert config.memory.policy == "task_balanced"
     else:  # Avalanche's ClassBalancedBufferWithLogits, DER with beta 0
         assert config.memory.policy == "class_balanced"
-        assert (config.strategy.alpha, config.strategy.beta) == (0.1, 0.0)
+        assert (config.strategy.options["alpha"], config.strategy.options["beta"]) == (0.1, 0.0)
 
 
 @pytest.mark.usefixtures("avalanche")

@@ -165,8 +165,7 @@ def test_compare_without_benchmark_runs_the_quickstart_suite(tmp_path, capsys):
 def test_list_names_every_preset_with_its_description_and_every_key(capsys):
     import tomllib
 
-    from lifelong_kd.config import valid_keys
-    from lifelong_kd.presets import BENCHMARK_DIR, preset_names
+    from lifelong_kd.presets import BENCHMARK_DIR, preset_names, valid_keys
 
     assert main(["list"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lifelong_kd import runs
-from lifelong_kd.config import RunConfig, StrategyConfig
+from lifelong_kd.config import RunConfig
 from lifelong_kd.data.streams import build_stream
 from lifelong_kd.engine import Batch, TaskContext, new_state, task_context, train_stream
 from lifelong_kd.errors import ConfigError
@@ -33,6 +33,7 @@ from lifelong_kd.schedules import temperature
 from lifelong_kd.strategies import Teacher
 from lifelong_kd.strategies.base import distillation_temperature
 from lifelong_kd.strategies.compress import Compress, teacher_run_config, teacher_seed
+from lifelong_kd.strategies.options import DistillationOptions
 
 from .conftest import ROOT
 from .conftest import toy_dataset as _toy
@@ -373,7 +374,8 @@ def fake_ctx(step: int, steps: int, index: int = 0, n_tasks: int = 3) -> Any:
 
 @pytest.mark.parametrize(("schedule", "first", "middle", "last"), SCHEDULED)
 def test_distillation_temperature_over_a_task(schedule, first, middle, last):
-    config = StrategyConfig(temperature=4.0, temperature_end=1.0, temperature_schedule=schedule)
+    config = DistillationOptions(temperature=4.0, temperature_end=1.0,
+                                 temperature_schedule=schedule)
     got = [distillation_temperature(config, fake_ctx(step, 5)) for step in (0, 2, 4)]
     assert got == pytest.approx([first, middle, last], abs=1e-12)
     if schedule not in ("constant", "annealing"):
@@ -387,8 +389,8 @@ def test_distillation_temperature_over_a_task(schedule, first, middle, last):
 
 @pytest.mark.parametrize(("schedule", "first", "middle", "last"), SCHEDULED)
 def test_distillation_temperature_across_the_stream(schedule, first, middle, last):
-    config = StrategyConfig(temperature=4.0, temperature_end=1.0, temperature_schedule=schedule,
-                            schedule_span="stream")
+    config = DistillationOptions(temperature=4.0, temperature_end=1.0,
+                                 temperature_schedule=schedule, schedule_span="stream")
     # 3 tasks of 5 steps: p = (5 index + step) / 14
     points = [(0, 0), (1, 2), (2, 4)]   # p = 0, 7/14, 14/14
     got = [distillation_temperature(config, fake_ctx(s, 5, index=i)) for i, s in points]
@@ -519,7 +521,9 @@ def test_an_annealing_compress_run_finishes(tmp_path):
     ("compress", {"teacher.strategy": "kd"}, ["teacher.strategy", "'kd'"]),
     ("compress", {"teacher.strategy": "compress-lwf"}, ["teacher.strategy", "'compress-lwf'"]),
     ("compress", {"teacher.strategy": "lwv"}, ["unknown strategy `lwv`", "did you mean `lwf`"]),
-    ("compress", {"teacher.settings": {"alhpa": 0.5}}, ["teacher.settings", "alhpa", "alpha"]),
+    ("compress", {"teacher.strategy": "lwf", "teacher.settings": {"alhpa": 0.5}},
+     ["teacher.settings", "alhpa", "alpha"]),
+    ("compress", {"teacher.settings": {"alpha": 0.5}}, ["teacher.settings", "`alpha`", "`naive`"]),
     ("compress", {"teacher.settings": {"name": "lwf"}}, ["teacher.settings", "`name`"]),
     ("compress", {"teacher.strategy": "lwf", "teacher.settings": {"alpha": -1}},
      ["the teacher's strategy `lwf`", "strategy.alpha"]),
@@ -541,11 +545,11 @@ def test_the_teachers_strategy_gets_its_preset_and_the_teachers_settings():
         "teacher.hidden": [30], "teacher.settings": {"alpha": 0.25}, "strategy.alpha": 0.5})
     teacher = teacher_run_config(config)
     assert teacher.strategy.name == "lwf"
-    assert teacher.strategy.alpha == 0.25            # teacher.settings over the lwf preset's
-    assert teacher.strategy.warmup_epochs == 1       # the lwf preset's own option
-    assert teacher.strategy.distill_loss == "soft_ce"
+    assert teacher.strategy.options["alpha"] == 0.25            # teacher.settings over the lwf preset's
+    assert teacher.strategy.options["warmup_epochs"] == 1       # the lwf preset's own option
+    assert teacher.strategy.options["distill_loss"] == "soft_ce"
     assert teacher.model.hidden == (30,) and teacher.model.name == config.model.name
-    assert config.strategy.alpha == 0.5 and config.model.hidden == (100, 100)
+    assert config.strategy.options["alpha"] == 0.5 and config.model.hidden == (100, 100)
     assert teacher.train == config.train and teacher.seed == config.seed
     # a preset's own option fixes the teacher's strategy (compress-lwf: lwf)
     assert build_config("split-digits", "compress-lwf").teacher.strategy == "lwf"
@@ -684,7 +688,7 @@ ISSUE_15_KEYS = ("strategy.temperature_schedule", "strategy.temperature_end",
 @pytest.mark.parametrize("strategy", list(HASHES_BEFORE))
 def test_runs_at_the_defaults_keep_their_identity_from_before_issue_15(strategy):
     config = (RunConfig() if strategy is None else build_config("split-digits", strategy)).to_dict()
-    assert "teacher" in config and "temperature_schedule" in config["strategy"]
+    assert "teacher" in config
     settings = identity_settings(config)
     assert not [k for k in settings if k.startswith("teacher.") or k in ISSUE_15_KEYS]
     assert run_identity(config).config_hash == HASHES_BEFORE[strategy]
@@ -701,4 +705,4 @@ def test_lwf_class_il_hash_from_before_issue_15_is_kept():
     config = build_config("split-digits", "lwf", {"stream.scenario": "class-il",
                                                   "strategy.temperature": 3.0})
     assert run_identity(config.to_dict()).config_hash == "dd350b3899e5b562"
-    assert math.isclose(config.strategy.temperature_end, 1.0)
+    assert math.isclose(config.strategy.options["temperature_end"], 1.0)

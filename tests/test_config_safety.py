@@ -247,11 +247,11 @@ def test_bad_avalanche_arguments_are_rejected_at_configuration(avalanche, strate
 def test_good_avalanche_arguments_still_pass(avalanche):
     config = build_config("split-digits", "avalanche:EWC", parse_set(
         ["strategy.mode=online", "strategy.decay_factor=0.9", "strategy.ewc_lambda=1"]))
-    assert config.strategy.kwargs == {"ewc_lambda": 1, "mode": "online", "decay_factor": 0.9}
+    assert config.strategy.options["kwargs"] == {"ewc_lambda": 1, "mode": "online", "decay_factor": 0.9}
     assert build_config("split-digits", "avalanche:LwF", parse_set(
-        ["strategy.alpha=[0, 0.5]"])).strategy.kwargs["alpha"] == [0, 0.5]
+        ["strategy.alpha=[0, 0.5]"])).strategy.options["kwargs"]["alpha"] == [0, 0.5]
     assert build_config("split-digits", "avalanche:Replay", parse_set(
-        ["strategy.mem_size=1"])).strategy.kwargs == {"mem_size": 1}
+        ["strategy.mem_size=1"])).strategy.options["kwargs"] == {"mem_size": 1}
 
 
 def test_avalanche_strategy_names_are_suggested_whatever_the_case(avalanche):

@@ -34,7 +34,6 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from lifelong_kd import engine
-from lifelong_kd.config import StrategyConfig
 from lifelong_kd.data import streams
 from lifelong_kd.data.sources import Dataset, make_dataset
 from lifelong_kd.data.streams import (
@@ -386,7 +385,7 @@ def test_a_diverged_loss_is_caught_at_the_next_check_without_waiting_per_step(
     stream = build_stream(config, DATA)
     with emulated(monkeypatch) as emu:
         state = engine.new_state(config, stream)
-        state.strategy = _BlowsUp(config.strategy)
+        state.strategy = _BlowsUp()
         with pytest.raises(Diverged, match=r"^the loss became inf in task 0 \(0-based\), "
                                            r"epoch 6, step 37; lower train.lr"):
             train_stream(config, stream, state, progress=False)
@@ -464,7 +463,7 @@ def test_the_stream_goes_to_the_device_once_and_shared_stays_shared(
         HOST_DATA = True
 
     assert place_stream(config, stream, OnTheHost) is stream
-    assert place_stream(config, stream, OnTheHost(config.strategy)) is stream
+    assert place_stream(config, stream, OnTheHost()) is stream
 
 
 def test_to_device_leaves_the_cpu_path_as_it_was():
@@ -550,7 +549,7 @@ def test_evaluation_counts_on_the_device_and_reads_once_per_row(monkeypatch: pyt
     be wrong -> 0. After task 1 among {0..3}: task 0 -> 1, 3, 2 -> 1/3; task 1 -> 1, 2 -> 1/2.
     Task-aware (own units): task 0 -> 1, 0, 1 -> 2/3; task 1 -> 3, 2 -> 1, both rows. The
     second batch of task 0 holds one image (eval_batch_size 2)."""
-    stream, strategy = _hand_stream(), Strategy(StrategyConfig())
+    stream, strategy = _hand_stream(), Strategy()
     expected = {0: ([2 / 3, 0.0], [2 / 3, 1.0]), 1: ([1 / 3, 1 / 2], [2 / 3, 1.0])}
     for trained, rows in expected.items():
         assert evaluate(_eval_context(stream, HOST), strategy, trained) == rows
@@ -572,4 +571,4 @@ def test_a_row_with_scores_that_are_not_finite_names_its_first_task():
         [[255, 0, 0, 0], [0, 0, 7, 3]], dtype=torch.uint8).view(-1, 1, 1, 4)))
     stream = dataclasses.replace(stream, tasks=(stream[0], t1))
     with pytest.raises(Diverged, match=r"test examples of task 1 `t1` are inf or NaN after task 0"):
-        evaluate(_eval_context(stream, HOST), _FlaggedScores(StrategyConfig()), 0)
+        evaluate(_eval_context(stream, HOST), _FlaggedScores(), 0)

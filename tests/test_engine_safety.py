@@ -317,8 +317,8 @@ class _OwnWeights(Strategy):
     """A strategy that trains a weight of its own (unused by the loss), which blows up after
     task 1."""
 
-    def __init__(self, config) -> None:  # noqa: ANN001
-        super().__init__(config)
+    def __init__(self, options=None) -> None:  # noqa: ANN001
+        super().__init__(options)
         self.bias = torch.nn.Parameter(torch.zeros(3))
 
     def parameters(self, model) -> list[torch.Tensor]:  # noqa: ANN001
@@ -334,7 +334,7 @@ def test_a_strategys_own_weights_that_become_nan_are_diverged():
     config = cfg(n_tasks=3, **{"stream.classes_per_task": 2})
     stream = build_stream(config, toy())
     state = new_state(config, stream)
-    state = RunState(model=state.model, strategy=_OwnWeights(config.strategy), generator=state.generator)
+    state = RunState(model=state.model, strategy=_OwnWeights(), generator=state.generator)
     with pytest.raises(Diverged, match=r"^the strategy's own weights became inf or NaN in task 1 "
                                        r"\(0-based\) `classes c2,c3` \(first: `parameter 0`\)"):
         train_stream(config, stream, state, progress=False)
@@ -375,7 +375,7 @@ def test_a_nan_loss_is_diverged_naming_its_step_without_a_host_sync_per_step(
     config = cfg(n_tasks=1, **{"stream.classes_per_task": 2, "train.iterations": total})
     stream = build_stream(config, toy())
     state = new_state(config, stream)
-    state = RunState(model=state.model, strategy=_NanAt(config.strategy), generator=state.generator)
+    state = RunState(model=state.model, strategy=_NanAt(), generator=state.generator)
     _NanAt.bad, _NanAt.steps = bad, 0
 
     def no_item(self):  # noqa: ANN001, ANN202

@@ -101,13 +101,13 @@ def test_plan_makes_one_variant_per_point_with_its_own_folder_and_identity(tmp_p
     assert lwf[0].stamp == "lwf/strategy.alpha=0.5,train.lr=0.01/seed-0"
     assert lwf[0].folder == tmp_path / "lwf" / "strategy.alpha=0.5,train.lr=0.01" / "seed-0"
     assert lwf[0].variant == "lwf [strategy.alpha = 0.5, train.lr = 0.01]"
-    assert [(s.config.strategy.alpha, s.config.train.lr) for s in lwf[::2]] == [
+    assert [(s.config.strategy.options["alpha"], s.config.train.lr) for s in lwf[::2]] == [
         (0.5, 0.01), (0.5, 0.1), (2.0, 0.01), (2.0, 0.1)]
     # the same grid, its keys in the other order: the same runs in the same folders
     swapped = runs.plan("split-digits", ["naive", "lwf"], [0, 1], _overrides(), tmp_path,
                         dict(reversed(grid.items())))
     assert [(s.folder, s.identity) for s in swapped] == [(s.folder, s.identity) for s in specs]
-    assert specs[0].config.strategy.alpha == 1.0  # naive keeps the default it ignores
+    assert "alpha" not in specs[0].config.strategy.options  # naive does not read it
     hashes = {s.identity.config_hash for s in specs}
     assert len(hashes) == len(specs)
     assert specs[0].identity.title == f"{specs[0].stamp} ({specs[0].identity.config_hash[:10]})"

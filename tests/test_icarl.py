@@ -110,7 +110,7 @@ class Identity(nn.Module):
 def test_nme_prediction_is_the_nearest_normalised_class_mean_computed_by_hand():
     config, stream, state = setup()
     strategy = state.strategy
-    assert isinstance(strategy, ICaRL) and strategy.config.prediction == "nme"
+    assert isinstance(strategy, ICaRL) and strategy.options.prediction == "nme"
     ctx = dataclasses.replace(task_context(config, stream, state, 1), model=Identity())
     # 6 outputs; classes 0-3 have exemplars, 4 and 5 do not (class 5's "mean" would win)
     means = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.6, 0.8],
@@ -129,7 +129,7 @@ def test_nme_prediction_is_the_nearest_normalised_class_mean_computed_by_hand():
     # nearest mean: 0, 1, 2, 3; the last input is exactly class 5's "mean" yet gets class 0,
     # the nearest class with exemplars (0.8, -0.6) is 0.632 from class 0, 1.265 from 3
     assert scores.argmax(dim=1).tolist() == [0, 1, 2, 3, 0]
-    strategy.config = dataclasses.replace(strategy.config, prediction="logits")
+    strategy.options = dataclasses.replace(strategy.options, prediction="logits")
     model_ctx = task_context(config, stream, state, 1)
     x_img = torch.zeros(2, *stream.input_shape)
     assert torch.equal(strategy.predict(model_ctx, x_img), state.model(x_img))

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from lifelong_kd import reference
-from lifelong_kd.config import valid_keys
 from lifelong_kd.data.sources import DATASETS
 from lifelong_kd.losses import LOSSES
+from lifelong_kd.presets import valid_keys
 from lifelong_kd.schedules import SCHEDULES
 from lifelong_kd.strategies.presets import PRESETS
 

@@ -22,7 +22,16 @@ from lifelong_kd.engine import Batch, TaskContext, TrainData, new_state, task_co
 from lifelong_kd.errors import ConfigError
 from lifelong_kd.models import Model
 from lifelong_kd.presets import build_config
-from lifelong_kd.results import NOT_IDENTITY, _canonical, _digest, _flat, identity_of, run_identity
+from lifelong_kd.results import (
+    LEGACY_ADDED_OPTIONS,
+    LEGACY_STRATEGY_OPTIONS,
+    NOT_IDENTITY,
+    _canonical,
+    _digest,
+    _flat,
+    identity_of,
+    run_identity,
+)
 from lifelong_kd.strategies.der import DER
 from lifelong_kd.strategies.er import ER
 from lifelong_kd.strategies.features import model_features, model_outputs
@@ -151,7 +160,7 @@ def test_der_losses_equal_their_formulas(name, sets, two_draws):
     a second, independent draw (Mammoth) or on the same one (Avalanche)."""
     der, ctx = setup(name, **{"memory.size": 6, "memory.batch_size": 4, **sets})
     assert isinstance(der, DER)
-    alpha, beta = der.config.alpha, der.config.beta
+    alpha, beta = der.options.alpha, der.options.beta
     assert alpha > 0 and (beta > 0) == (name == "derpp")
     fill(der, ctx, [0, 1], logits=True)
     x_m, y_m, t_m, z_m = snapshot(der)
@@ -323,9 +332,11 @@ def test_runs_recorded_before_the_memory_section_keep_their_identity():
     # and a configuration built today without memory settings hashes as it did before
     config = build_config("split-digits", "naive").to_dict()
     old_style = {k: v for k, v in config.items() if k not in ("memory", "teacher")}
-    for section in ("strategy", "train"):  # the keys added to them since
-        old_style[section] = {k: v for k, v in config[section].items()
-                              if f"{section}.{k}" not in ADDED_KEYS}
+    old_style["train"] = {k: v for k, v in config["train"].items()
+                          if f"train.{k}" not in ADDED_KEYS}  # the keys added to it since
+    # the runs of then recorded every option of the one table but those added since
+    old_style["strategy"] = {**{k: v for k, v in LEGACY_STRATEGY_OPTIONS.items()
+                                if k not in LEGACY_ADDED_OPTIONS}, **config["strategy"]}
     assert run_identity(config).config_hash == hash_before_memory(old_style)
 
 

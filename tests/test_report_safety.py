@@ -122,15 +122,15 @@ def joint_final(seed: int, t: int = 2) -> dict[str, Any]:
 
 
 def test_result_json_nulls_what_a_final_joint_run_cannot_measure(tmp_path: Path) -> None:
-    from lifelong_kd.config import StrategyConfig
     from lifelong_kd.results import build_result, write_json
     from lifelong_kd.strategies import strategy_preset
+    from lifelong_kd.strategies.options import make_options
 
     def build(strategy: dict[str, Any], rows: list[list[float]], t: int) -> dict[str, Any]:
         """As a run builds it: with what its strategy declares (``last_row_only``)."""
         config = {"benchmark": "toy", "seed": 0, "strategy": strategy}
-        options = StrategyConfig(**{k: v for k, v in strategy.items() if k != "name"})
-        declared = strategy_preset(strategy["name"]).cls.last_row_only(options)
+        cls = strategy_preset(strategy["name"]).cls
+        declared = cls.last_row_only(make_options(cls.Options, strategy))
         return build_result(config=config, scenario="class-il",
                             task_names=[f"t{j}" for j in range(t)], rows=rows,
                             rows_task_aware=rows, initial=[0.1] * t,
@@ -226,15 +226,17 @@ def test_what_result_json_records_decides_which_rows_mean_something(tmp_path: Pa
 def test_only_joint_declares_a_last_row_only_setting() -> None:
     """The declaration that replaced metrics' rule by name: ``joint`` with ``mode = final``,
     and no other built-in strategy, whatever its mode."""
-    from lifelong_kd.config import StrategyConfig
     from lifelong_kd.strategies import PRESETS, Joint, Strategy
+    from lifelong_kd.strategies.joint import JointOptions
+    from lifelong_kd.strategies.options import make_options
 
-    assert Joint.last_row_only(StrategyConfig(mode="final")) == "strategy.mode = final"
-    assert Joint.last_row_only(StrategyConfig(mode="incremental")) is None
-    assert Strategy.last_row_only(StrategyConfig(mode="final")) is None
+    assert Joint.last_row_only(JointOptions(mode="final")) == "strategy.mode = final"
+    assert Joint.last_row_only(JointOptions(mode="incremental")) is None
+    assert Strategy.last_row_only(Strategy.Options()) is None
     for name, preset in PRESETS.items():
         if preset.cls is not Joint:
-            assert preset.cls.last_row_only(StrategyConfig(mode="final")) is None, name
+            options = make_options(preset.cls.Options, {"mode": "final"})
+            assert preset.cls.last_row_only(options) is None, name
 
 
 class Drawn:
@@ -334,32 +336,32 @@ def test_intransigence_absent_states_the_real_reason(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- 12: options
 
 
-def test_every_strategy_class_names_the_options_it_reads() -> None:
-    from dataclasses import fields
-
+def test_every_strategy_class_declares_the_options_it_reads() -> None:
+    """Every option a strategy class reads (``self.options.<key>``) is a field of its options
+    class; the classes extend one another as their strategies do."""
     from lifelong_kd import strategies
-    from lifelong_kd.config import StrategyConfig
     from lifelong_kd.interop.avalanche import AvalancheStrategy
-
-    names = {f.name for f in fields(StrategyConfig)}
     from lifelong_kd.strategies.bic import BiC
     from lifelong_kd.strategies.compress import KD, Compress
     from lifelong_kd.strategies.der import DER
     from lifelong_kd.strategies.er import ER
     from lifelong_kd.strategies.icarl import ICaRL
+    from lifelong_kd.strategies.options import option_names
 
     classes = [strategies.Strategy, strategies.LwF, strategies.Joint, strategies.EWC,
                ER, DER, ICaRL, BiC, Compress, KD, AvalancheStrategy]
     assert {p.cls for p in strategies.PRESETS.values()} <= set(classes)
     for cls in classes:
-        assert set(cls.OPTIONS) <= names - {"name"}, cls
-        read = set(re.findall(r"self\.config\.(\w+)", inspect.getsource(cls)))
-        assert read - {"name"} <= set(cls.OPTIONS), (cls, read - set(cls.OPTIONS))
-    assert strategies.Strategy.OPTIONS == ("ce_scope",)
-    assert set(strategies.Joint.OPTIONS) == {"mode", "ce_scope"}
-    assert "mode" not in strategies.LwF.OPTIONS and "warmup_epochs" in strategies.LwF.OPTIONS
-    assert {"ewc_lambda", "fisher_samples", "ce_scope"} <= set(strategies.EWC.OPTIONS)
-    assert AvalancheStrategy.OPTIONS == ("kwargs",)
+        read = set(re.findall(r"self\.options\.(\w+)", inspect.getsource(cls)))
+        names = set(option_names(cls.Options))
+        assert read <= names, (cls, read - names)
+    assert option_names(strategies.Strategy.Options) == ("ce_scope",)
+    assert set(option_names(strategies.Joint.Options)) == {"mode", "ce_scope"}
+    lwf = option_names(strategies.LwF.Options)
+    assert "mode" not in lwf and "warmup_epochs" in lwf
+    assert {"ewc_lambda", "fisher_samples", "ce_scope"} <= set(option_names(strategies.EWC.Options))
+    assert set(option_names(AvalancheStrategy.Options)) == {"ce_scope", "kwargs"}
+    assert issubclass(BiC.Options, strategies.LwF.Options)
 
 
 def test_report_lists_only_the_options_a_strategy_reads() -> None:

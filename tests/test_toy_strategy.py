@@ -4,22 +4,25 @@ The toy strategy below, ``Shifted``, stands for a method's own file (it would be
 ``lifelong_kd/strategies/shifted.py``): plain fine-tuning plus a module of its own, a trained
 shift b added to every output (a bias correction), which the optimiser trains next to the
 model (``parameters``), which the prediction uses (``predict``: logits + b) and which a
-checkpoint holds (``state_dict``). Registering its preset is the one line that would go into
+checkpoint holds (``state_dict``). It has two options of its own (``ShiftedOptions``: the
+shift's starting value and the weight of an L2 penalty on it), which users set as
+``--set strategy.shift_init=0.5``. Registering its preset is the one line that would go into
 ``lifelong_kd/strategies/presets.py``. The files a new strategy touches:
 
-- its own file (``lifelong_kd/strategies/<name>.py``): the class, its ``OPTIONS`` and ``check``;
+- its own file (``lifelong_kd/strategies/<name>.py``): the class and its options class;
 - ``lifelong_kd/strategies/presets.py``: its preset(s) (name, class, option values, description,
-  source, scenarios), or a ``register(...)`` call in its own file, as here.
+  source, scenarios), or a ``register(...)`` call in its own file, as here;
+- its test (``tests/test_<name>.py``), with its golden case (``GOLDEN``, see
+  ``tests/test_golden.py``).
 
 Nothing in the engine, the runner, the command line, the configuration or the report changes.
-(A strategy with options that no existing one has would add them to ``StrategyConfig`` in
-config.py, or take them as external arguments through its preset's ``kwargs_names``.)
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,39 +31,60 @@ import torch
 from torch import nn
 
 from lifelong_kd.cli import main
+from lifelong_kd.config import check_positive
 from lifelong_kd.strategies import PRESETS, Batch, Strategy, StrategyPreset, TaskContext, register
 from lifelong_kd.strategies.loop import Interrupted
+from lifelong_kd.strategies.options import Options
 
 # ------------------------------------------------------- the strategy's own "file"
 
 
+@dataclass(frozen=True)
+class ShiftedOptions(Options):
+    """The options of :class:`Shifted`."""
+
+    #: The value every output's shift starts from.
+    shift_init: float = 0.0
+    #: Weight of the L2 penalty ``shift_decay * ||b||^2`` added to the loss.
+    shift_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive("strategy.shift_decay", self.shift_decay, strict=False)
+
+
 class Shifted(Strategy):
     """Fine-tuning with a trained shift of the outputs: scores = logits + b, b one learnt
-    number per output unit (zero at the start), trained with the model on the cross-entropy
-    of the shifted scores and used at prediction."""
+    number per output unit (``shift_init`` at the start), trained with the model on the
+    cross-entropy of the shifted scores plus ``shift_decay * ||b||^2``, and used at
+    prediction."""
 
-    OPTIONS = ("ce_scope",)
+    Options = ShiftedOptions
+    options: ShiftedOptions
     #: Test hook: raise Interrupted before training this task (as a stop request would).
     stop_before: int | None = None
     predictions = 0
 
-    def __init__(self, config: Any):
-        super().__init__(config)
+    def __init__(self, options: ShiftedOptions | None = None):
+        super().__init__(options)
         self.shift: nn.Parameter | None = None
 
     def before_task(self, ctx: TaskContext) -> None:
         if ctx.index == Shifted.stop_before:
             raise Interrupted(f"interrupted during task {ctx.index} (0-based)")
         if self.shift is None:
-            self.shift = nn.Parameter(torch.zeros(ctx.stream.n_outputs, device=ctx.device))
+            self.shift = nn.Parameter(torch.full((ctx.stream.n_outputs,), self.options.shift_init,
+                                                 device=ctx.device))
 
     def parameters(self, model: nn.Module) -> list[torch.Tensor]:
         assert self.shift is not None
         return [*super().parameters(model), self.shift]
 
     def train_loss(self, ctx: TaskContext, batch: Batch) -> torch.Tensor:
+        assert self.shift is not None
         features, logits = ctx.model.forward_features(batch.x)
-        return self.loss(ctx, batch, features, logits + self.shift)
+        loss = self.loss(ctx, batch, features, logits + self.shift)
+        return loss + self.options.shift_decay * self.shift.square().sum()
 
     def predict(self, ctx: TaskContext, x: torch.Tensor) -> torch.Tensor:
         Shifted.predictions += 1
@@ -161,3 +185,34 @@ def test_a_name_is_registered_once(registered: StrategyPreset) -> None:
         register(PRESET)
     with pytest.raises(ValueError, match="exists already"):
         register(StrategyPreset("avalanche:Mine", Shifted, "-", "-"))
+
+
+def test_its_options_are_set_checked_and_recorded(registered: StrategyPreset, tmp_path: Path,
+                                                 data_dir: Path) -> None:
+    """``--set strategy.<its option>`` reaches the strategy (built with it, its shift starts
+    there); a bad value is refused naming the key; result.json records its options (and only
+    its), with their defaults, so that the report reads them without importing the class; a
+    key only another strategy reads has no effect on the run, nor on its identity."""
+    from lifelong_kd.errors import ConfigError
+    from lifelong_kd.presets import build_config
+    from lifelong_kd.results import run_identity
+    from lifelong_kd.strategies import build_strategy
+
+    assert _run(tmp_path / "set", "--set", "strategy.shift_init=0.5", "--set",
+                "strategy.shift_decay=10") == 0
+    result = _result(tmp_path / "set")
+    assert result["config"]["strategy"] == {"name": "toy-shifted", "ce_scope": "seen",
+                                            "shift_init": 0.5, "shift_decay": 10.0}
+    assert result["declared"]["option_defaults"] == {"ce_scope": "seen", "shift_init": 0.0,
+                                                     "shift_decay": 0.0}
+    config = build_config("split-digits", "toy-shifted", {"strategy.shift_init": "0.5"})
+    strategy = build_strategy(config.strategy)
+    assert isinstance(strategy, Shifted) and strategy.options.shift_init == 0.5
+    with pytest.raises(ConfigError, match=r"`strategy.shift_decay` = -1.0 is out of range"):
+        build_config("split-digits", "toy-shifted", {"strategy.shift_decay": -1})
+    plain = build_config("split-digits", "toy-shifted")
+    other = build_config("split-digits", "toy-shifted", {"strategy.alpha": 3.0})  # lwf's
+    assert other == plain
+    assert (run_identity(plain.to_dict()).config_hash
+            != run_identity(build_config("split-digits", "toy-shifted",
+                                         {"strategy.shift_init": 0.5}).to_dict()).config_hash)

@@ -52,12 +52,13 @@ from ..errors import ConfigError, UserError
 from ..strategies.base import OwnLoop, Phase, Strategy, TaskContext
 from ..strategies.loop import Interrupted, LossWatch, StopCheck
 from ..strategies.optim import make_optimizer
+from ..strategies.options import Options
 from ..strategies.presets import StrategyPreset, register_family
 
 if TYPE_CHECKING:
     import torch
 
-    from ..config import MemoryConfig, StrategyConfig
+    from ..config import MemoryConfig
     from ..data.streams import Images, Stream
 
 #: What to install when Avalanche is missing.
@@ -247,7 +248,7 @@ class AvalanchePreset(StrategyPreset):
     def check(self, config: RunConfig) -> None:
         """The strategy's own arguments (:meth:`check_kwargs`), then what every preset
         checks."""
-        kwargs = config.strategy.kwargs
+        kwargs = self.make_options(config).kwargs
         if set(kwargs) - set(self.kwargs_names):
             bad = sorted(set(kwargs) - set(self.kwargs_names))[0]
             raise ConfigError(f"strategy `{self.name}` has no argument `{bad}`; its arguments: "
@@ -480,6 +481,17 @@ def _modules() -> dict[str, type]:
     return {"ActiveUnits": ActiveUnits, "TaskHeads": TaskHeads, "Control": Control}
 
 
+@dataclass(frozen=True)
+class AvalancheOptions(Options):
+    """The options of an Avalanche strategy: its own keyword arguments (``ce_scope`` must
+    stay ``seen``)."""
+
+    #: Keyword arguments of the Avalanche strategy, as a table: ``--set
+    #: strategy.kwargs={mem_size=500}``, or ``--set strategy.mem_size=500`` for one of that
+    #: strategy's own arguments.
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
 class AvalancheStrategy(Strategy):
     """Trains each task with an Avalanche strategy; our engine evaluates after each task.
 
@@ -493,15 +505,16 @@ class AvalancheStrategy(Strategy):
     nearest-mean-of-exemplars classifier is its :meth:`predict`.
     """
 
-    #: Its own keyword arguments are its only options (``ce_scope`` must stay ``seen``).
-    OPTIONS = ("kwargs",)
+    Options = AvalancheOptions
+    options: AvalancheOptions
     #: Avalanche's own loaders read the training examples on the host.
     HOST_DATA = True
     avalanche_name = ""
     avalanche_cls_name = ""
 
-    def __init__(self, config: StrategyConfig, memory: MemoryConfig | None = None):
-        super().__init__(config, memory)
+    def __init__(self, options: AvalancheOptions | None = None,
+                 memory: MemoryConfig | None = None):
+        super().__init__(options, memory)
         self._av: Any = None
         self._bench: Any = None
         self._wrapper: Any = None
@@ -511,10 +524,9 @@ class AvalancheStrategy(Strategy):
         self._ncm: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
-    def check(cls, config: RunConfig) -> None:
-        super().check(config)
-        if config.strategy.ce_scope != "seen":
-            raise ConfigError(f"`strategy.ce_scope` = {config.strategy.ce_scope!r} is not "
+    def check(cls, config: RunConfig, options: AvalancheOptions) -> None:  # type: ignore[override]
+        if options.ce_scope != "seen":
+            raise ConfigError(f"`strategy.ce_scope` = {options.ce_scope!r} is not "
                               f"supported by `{config.strategy.name}`; Avalanche strategies use "
                               "`seen`")
 
@@ -556,13 +568,13 @@ class AvalancheStrategy(Strategy):
         params = inspect.signature(av_cls.__init__).parameters
         args = {k: v for k, v in common.items() if k in params}
         try:
-            self._av = av_cls(**args, **self.config.kwargs)
+            self._av = av_cls(**args, **self.options.kwargs)
         except UserError:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever Avalanche raises, one clear line
             text = " ".join(str(exc).split())
-            raise ConfigError(f"`{self.config.name}` could not be built with its arguments "
-                              f"{self.config.kwargs}: {type(exc).__name__}"
+            raise ConfigError(f"`avalanche:{self.avalanche_name}` could not be built with its arguments "
+                              f"{self.options.kwargs}: {type(exc).__name__}"
                               f"{': ' + text if text else ''}") from None
 
     # ------------------------------------------------------------------ the protocol
@@ -573,7 +585,7 @@ class AvalancheStrategy(Strategy):
     def train_task(self, ctx: TaskContext, should_stop: StopCheck | None = None) -> None:
         """Train task ``ctx.index`` with the Avalanche strategy."""
         if ctx.index != self._trained:
-            raise UserError(f"`{self.config.name}` cannot continue a run from a checkpoint "
+            raise UserError(f"`avalanche:{self.avalanche_name}` cannot continue a run from a checkpoint "
                             "(Avalanche's state is not in it); use --force to start again")
         if self._av is None:
             self._build(ctx)
@@ -618,15 +630,15 @@ class AvalancheStrategy(Strategy):
         return F.linear(ctx.model.features(x), *self._ncm)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"avalanche": self.config.name, "tasks_trained": self._trained}
+        return {"avalanche": f"avalanche:{self.avalanche_name}", "tasks_trained": self._trained}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("tasks_trained", 0) > 0:
-            raise UserError(f"`{self.config.name}` cannot continue a run from a checkpoint "
+            raise UserError(f"`avalanche:{self.avalanche_name}` cannot continue a run from a checkpoint "
                             "(Avalanche's state is not in it); use --force to start again")
 
 
-register_family("avalanche:", avalanche_preset)
+register_family("avalanche:", avalanche_preset, AvalancheOptions)
 
 __all__ = ["INSTALL_HINT", "KNOWN", "AvalanchePreset", "AvalancheStrategy", "avalanche_preset",
            "to_avalanche_benchmark"]

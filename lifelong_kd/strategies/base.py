@@ -44,7 +44,9 @@ what happens around a task (a teacher's copy, a    :meth:`~Strategy.setup`,
 memory update, a cache of outputs)                 :meth:`~Strategy.before_task`,
                                                    :meth:`~Strategy.after_task`
 how a class is predicted (nearest mean: iCaRL)     :meth:`~Strategy.predict`
-which options are valid                            :meth:`~Strategy.check` (and ``OPTIONS``)
+the options users set (``strategy.<key>``)        :attr:`~Strategy.Options`: a frozen dataclass
+                                                   that checks its values; :meth:`~Strategy.check`
+                                                   for a check across sections
 what a checkpoint keeps of the strategy            :meth:`~Strategy.state_dict`,
                                                    :meth:`~Strategy.load_state_dict`
 ================================================  =============================================
@@ -58,11 +60,12 @@ hold to resume the strategy bit for bit is in :meth:`Strategy.state_dict`, as pl
 tensors (checkpoints are read with ``torch.load(weights_only=True)``).
 
 The class attributes of :class:`Strategy` declare what the layers that know no strategy by name
-need to know (``OPTIONS``, ``MEMORY``, ``POLICIES``, ``TEACHER``, ``HOST_DATA``, and
+need to know (``Options``, ``MEMORY``, ``POLICIES``, ``TEACHER``, ``HOST_DATA``, and
 :meth:`Strategy.last_row_only`, which the run records in result.json for the metrics, plots
-and report). A method subclasses :class:`Strategy`, overrides the hooks it needs, and checks
-the options it reads (:meth:`Strategy.check`); its presets (the named conventions users type)
-are in ``strategies/presets.py``. The optimiser is built by ``strategies/optim.py``; what a
+and report). A method subclasses :class:`Strategy`, declares its options beside it (a
+subclass of :class:`~lifelong_kd.strategies.options.Options`, read as ``self.options``) and
+overrides the hooks it needs; its presets (the named conventions users type) are in
+``strategies/presets.py``. The optimiser is built by ``strategies/optim.py``; what a
 training loop shares (stop requests, divergence, the loss checks) is in ``strategies/loop.py``.
 """
 
@@ -77,17 +80,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import MEMORY_POLICIES, MemoryConfig, RunConfig, StrategyConfig, TrainConfig, check_choice
+from ..config import MEMORY_POLICIES, MemoryConfig, RunConfig, TrainConfig
 from ..data.streams import Images, ImageUnion, Stream, Task
 from ..schedules import progress, stream_progress, temperature
 from .loop import StopCheck
+from .options import DistillationOptions, Options
 
 if TYPE_CHECKING:
     from ..models import Model
-
-#: ``strategy.ce_scope``: the outputs of the cross-entropy in class-il (see ``StrategyConfig``).
-CE_SCOPES = ("seen", "current", "all")
-
 
 # -------------------------------------------------------------------------- strategy
 
@@ -99,8 +99,9 @@ class Strategy:
     what); :meth:`loss`, the loss from the model's outputs, is the one most override.
     """
 
-    #: The ``StrategyConfig`` fields this strategy reads (the report lists only those).
-    OPTIONS: tuple[str, ...] = ("ce_scope",)
+    #: The options this strategy reads (``strategy.<key>``), as a frozen dataclass that
+    #: checks its values (``strategies/options.py``); the instance is ``self.options``.
+    Options: type[Options] = Options
     #: Whether the strategy keeps an exemplar memory (``memory.*``): ``none`` (the memory
     #: settings have no effect on it), ``optional`` (used when ``memory.size`` or
     #: ``memory.per_class`` is set), ``required``.
@@ -116,19 +117,18 @@ class Strategy:
     #: placing it on an accelerator once (``engine.place_stream``).
     HOST_DATA: bool = False
 
-    def __init__(self, config: StrategyConfig, memory: MemoryConfig | None = None):
-        self.config = config
+    def __init__(self, options: Options | None = None, memory: MemoryConfig | None = None):
+        self.options = options if options is not None else self.Options()
         self.memory_config = memory if memory is not None else MemoryConfig()
 
     @classmethod
-    def check(cls, config: RunConfig) -> None:
-        """Refuse (ConfigError naming the key, the value and what is valid) a value of an
-        option this class reads, before any data is loaded. Subclasses check theirs and call
-        this."""
-        check_choice("strategy.ce_scope", config.strategy.ce_scope, CE_SCOPES)
+    def check(cls, config: RunConfig, options: Options) -> None:
+        """Refuse (ConfigError naming the key, the value and what is valid), before any data is
+        loaded, what the options class cannot check alone: a combination of this strategy's
+        ``options`` with the run's other settings (``config``). Nothing by default."""
 
     @classmethod
-    def last_row_only(cls, config: StrategyConfig) -> str | None:
+    def last_row_only(cls, options: Options) -> str | None:
         """The setting under which this strategy trains nothing before the stream's last
         task, as ``key = value`` (``joint``: ``strategy.mode = final``), so that only the last
         row of its accuracy matrix means something (rows 0..T-2 are the untrained model's
@@ -413,16 +413,16 @@ def masked_ce(
     return F.cross_entropy(logits.masked_fill(~ctx.train_masks[t], float("-inf")), y)
 
 
-def distillation_temperature(config: StrategyConfig, ctx: TaskContext) -> float:
+def distillation_temperature(options: DistillationOptions, ctx: TaskContext) -> float:
     """The temperature T of the distillation terms at the step the engine is taking:
     ``temperature`` under the ``constant`` schedule (and ``annealing``, whose stepped T the
     strategy reads from :func:`lifelong_kd.schedules.annealing`); else ``temperature_schedule``
     from ``temperature`` to ``temperature_end`` at progress p over the phase's steps
     (``schedule_span = task``) or across the stream (``stream``, every task taken to have as
     many steps as this one): :func:`lifelong_kd.schedules.temperature`."""
-    if config.temperature_schedule in ("constant", "annealing") or ctx.steps <= 1:
-        return config.temperature
+    if options.temperature_schedule in ("constant", "annealing") or ctx.steps <= 1:
+        return options.temperature
     step = min(ctx.step, ctx.steps - 1)
-    p = (progress(step, ctx.steps) if config.schedule_span == "task"
+    p = (progress(step, ctx.steps) if options.schedule_span == "task"
          else stream_progress(ctx.index, len(ctx.stream), step, ctx.steps))
-    return temperature(config.temperature_schedule, config.temperature, config.temperature_end, p)
+    return temperature(options.temperature_schedule, options.temperature, options.temperature_end, p)

@@ -14,11 +14,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..config import MemoryConfig, RunConfig, StrategyConfig
+from ..config import MemoryConfig, check_range
 from ..data.streams import Images, to_device
 from ..errors import ConfigError
 from .base import Batch, OwnLoop, Phase, Strategy, TaskContext, TrainData
-from .lwf import LwF
+from .lwf import LwF, LwFOptions
 
 #: The memory policies BiC accepts: its memory and its validation set are split per class.
 POLICIES = ("class_balanced", "herding", "random")
@@ -57,6 +57,26 @@ class Split:
     index: int
     train: TrainData
     validation: TrainData
+
+
+@dataclass(frozen=True)
+class BiCOptions(LwFOptions):
+    """The options of :class:`BiC`, beside LwF's."""
+
+    #: Share of the memory (and the same number per new class) held out as the validation set
+    #: of the bias-correction stage (Wu et al. 2019, section 4: 0.1).
+    validation: float = 0.1
+    #: Epochs of the bias-correction stage (stage 2) after every task but the first.
+    bias_epochs: int = 2
+
+    def __post_init__(self) -> None:
+        """``0 < validation < 1`` and ``1 <= bias_epochs <= 100000``, besides LwF's options."""
+        super().__post_init__()
+        check_range("strategy.validation", self.validation, 0, 1, low_open=True, high_open=True,
+                    note=": the share of each class's exemplars held out for BiC's bias "
+                         "correction (0.1 in Wu et al. 2019)")
+        check_range("strategy.bias_epochs", self.bias_epochs, 1, 100_000,
+                    note=" (epochs of BiC's bias-correction stage)")
 
 
 class BiC(LwF):
@@ -111,14 +131,15 @@ class BiC(LwF):
     :meth:`state_dict`); the first task's stays (1, 0).
     """
 
-    OPTIONS = (*LwF.OPTIONS, "validation", "bias_epochs")
+    Options = BiCOptions
+    options: BiCOptions
     MEMORY = "required"
     POLICIES = POLICIES  # checked before any data is loaded (StrategyPreset.check)
     #: Weight of the L2 penalty beta^2 / 2 of stage 2 (FACIL bic.py l.184-185).
     BETA_PENALTY = 0.1
 
-    def __init__(self, config: StrategyConfig, memory: MemoryConfig | None = None):
-        super().__init__(config, memory)
+    def __init__(self, options: BiCOptions | None = None, memory: MemoryConfig | None = None):
+        super().__init__(options, memory)
         if self.memory is not None and self.memory_config.policy not in POLICIES:
             raise ConfigError(f"BiC keeps its memory and its validation set per class: "
                               f"`memory.policy` = {self.memory_config.policy!r} is not valid for "
@@ -133,19 +154,6 @@ class BiC(LwF):
         self._split: Split | None = None
         self._owner: tuple[int, torch.device, torch.Tensor] | None = None
 
-    @classmethod
-    def check(cls, config: RunConfig) -> None:
-        """``0 < validation < 1`` and ``1 <= bias_epochs <= 100000``, besides LwF's options."""
-        super().check(config)
-        st = config.strategy
-        if not 0 < st.validation < 1:
-            raise ConfigError(f"`strategy.validation` = {st.validation!r} is out of range; it must "
-                              "be in (0, 1): the share of each class's exemplars held out for "
-                              "BiC's bias correction (0.1 in Wu et al. 2019)")
-        if not 1 <= st.bias_epochs <= 100_000:
-            raise ConfigError(f"`strategy.bias_epochs` = {st.bias_epochs} is out of range; it must "
-                              "be in [1, 100000] (epochs of BiC's bias-correction stage)")
-
     # --------------------------------------------------------------------------- data
     def n_seen(self, ctx: TaskContext) -> int:
         """Classes (output units) of the tasks up to ``ctx.index``."""
@@ -157,7 +165,7 @@ class BiC(LwF):
         task, t = ctx.stream[ctx.index], ctx.index
         # at least 1: a budget below one exemplar per class is refused before training
         # (memory.check_budget)
-        n_val, _ = split_sizes(self.memory_config, self.config.validation, self.n_seen(ctx))
+        n_val, _ = split_sizes(self.memory_config, self.options.validation, self.n_seen(ctx))
         # the split is drawn on the host (one read of the labels per task); its parts are
         # gathered where the task's examples are (the run's device on an accelerator)
         y = task.train_y.cpu()
@@ -255,7 +263,7 @@ class BiC(LwF):
         training (alpha_t, beta_t) only, the whole model in eval mode."""
         assert self._split is not None and self._split.index == ctx.index
         data = self._split.validation
-        epochs = self.config.bias_epochs
+        epochs = self.options.bias_epochs
         steps = epochs * math.ceil(len(data) / ctx.config.train.batch_size)
         t = ctx.index
         return Phase("bias correction", self.bias_loss, [self.alphas[t], self.betas[t]], epochs,
@@ -286,7 +294,7 @@ class BiC(LwF):
         from its own and the task's non-held-out examples; the validation set of this task
         becomes the one kept."""
         assert self.memory is not None and self._split is not None
-        _, n_train = split_sizes(self.memory_config, self.config.validation, self.n_seen(ctx))
+        _, n_train = split_sizes(self.memory_config, self.options.validation, self.n_seen(ctx))
         self.memory.config = replace(self.memory_config, size=0, per_class=n_train)
         super().update_memory(ctx)
         validation = self._split.validation

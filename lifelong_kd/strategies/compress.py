@@ -17,26 +17,19 @@ learners.
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..config import (
-    MemoryConfig,
-    RunConfig,
-    StrategyConfig,
-    check_choice,
-    check_positive,
-    closest_name,
-)
+from ..config import MemoryConfig, RunConfig, StrategyConfig, check_choice, check_positive, closest_name
 from ..config import teacher_model as teacher_model_config
 from ..data.streams import to_device
 from ..errors import ConfigError
-from ..losses import LOSSES, REDUCTIONS, grouped_distillation
+from ..losses import LOSSES, grouped_distillation
 from ..models import Model, build_model
-from ..schedules import SCHEDULES, SPANS, annealing, annealing_loss
+from ..schedules import annealing, annealing_loss
 from .base import (
     Batch,
     OwnLoop,
@@ -49,6 +42,7 @@ from .base import (
     task_steps,
 )
 from .memory import Draw, Memory
+from .options import AnnealingOptions, make_options, option_names, option_values
 from .teacher import Teacher
 from .union import MODES, union_data
 
@@ -77,26 +71,38 @@ def teacher_run_config(config: RunConfig, strategy: str | None = None) -> RunCon
 
     name = strategy or config.teacher.strategy
     preset = strategy_preset(name)
-    own = {f.name for f in StrategyConfig.__dataclass_fields__.values()}  # type: ignore[attr-defined]
+    own = option_names(preset.cls.Options)
     for key in config.teacher.settings:
-        if key not in own or key == "name":
-            close = closest_name(key, sorted(own - {"name"}))
+        if key not in own:
+            close = closest_name(key, own)
             hint = f" (did you mean `{close}`?)" if close else ""
-            raise ConfigError(f"`teacher.settings` holds `{key}`, which is not a strategy "
-                              f"option{hint}; valid: {', '.join(sorted(own - {'name'}))}")
+            raise ConfigError(f"`teacher.settings` holds `{key}`, which is not an option of the "
+                              f"teacher's strategy `{name}`{hint}; valid: {', '.join(own)}")
     flat: dict[str, Any] = {k if "." in k else f"strategy.{k}": v for k, v in preset.options.items()}
-    flat.update({f"strategy.{k}": v for k, v in config.teacher.settings.items()})
-    flat["strategy.name"] = name
     memory_keys = {k: v for k, v in flat.items() if k.startswith("memory.")}
-    resolved = from_flat({k: v for k, v in flat.items() if k.startswith("strategy.")})
+    options = make_options(preset.cls.Options,
+                           {**{k: v for k, v in preset.options.items() if "." not in k},
+                            **config.teacher.settings})
     default, given = MemoryConfig(), from_flat(memory_keys).memory
     budget = config.memory.size or config.memory.per_class  # the run's budget, either way
     memory = replace(config.memory, **{
         k: getattr(given, k) for k in (key[7:] for key in memory_keys)
         if getattr(config.memory, k) == getattr(default, k)
         and not (budget and k in ("size", "per_class"))})
-    return replace(config, model=teacher_model_config(config), strategy=resolved.strategy,
-                   memory=memory)
+    return replace(config, model=teacher_model_config(config),
+                   strategy=StrategyConfig(name, option_values(options)), memory=memory)
+
+
+@dataclass(frozen=True)
+class CompressOptions(AnnealingOptions):
+    """The options of :class:`Compress`, beside those of every distillation term."""
+
+    #: Weight of the term towards the student's previous self.
+    beta: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive("strategy.beta", self.beta, strict=False)
 
 
 class Compress(Strategy):
@@ -131,9 +137,8 @@ class Compress(Strategy):
     ``naive`` does (its batches come from the run's generator, the teacher's from its own).
     """
 
-    OPTIONS = ("alpha", "beta", "temperature", "temperature_schedule", "temperature_end",
-               "schedule_span", "annealing_share", "t2_scaling", "distill_loss",
-               "distill_reduction", "teacher_input", "ce_scope")
+    Options: type[AnnealingOptions] = CompressOptions
+    options: Any
     MEMORY = "optional"
     TEACHER = True
     #: The teacher's strategy preset; None: ``teacher.strategy``.
@@ -141,8 +146,9 @@ class Compress(Strategy):
     #: Whether the student is distilled towards its previous self too (the beta term).
     SELF_DISTILLATION = True
 
-    def __init__(self, config: StrategyConfig, memory: MemoryConfig | None = None):
-        super().__init__(config, memory)
+    def __init__(self, options: AnnealingOptions | None = None,
+                 memory: MemoryConfig | None = None):
+        super().__init__(options, memory)
         #: The teacher's network (trainable while its phases run, frozen in the student's).
         self.net: Model | None = None
         self.teacher_config: RunConfig | None = None
@@ -162,25 +168,11 @@ class Compress(Strategy):
 
     # ------------------------------------------------------------------------ checks
     @classmethod
-    def check(cls, config: RunConfig) -> None:
-        """The distillation and schedule options; the teacher's strategy (a known preset that
-        is not itself ``compress`` or ``kd``, nor external); when this strategy runs, the
-        teacher's whole configuration as its preset checks it."""
-        super().check(config)
+    def check(cls, config: RunConfig, options: AnnealingOptions) -> None:
+        """The teacher's strategy: a known preset that is not itself ``compress`` or ``kd``,
+        nor external; its whole configuration as its preset checks it."""
         from .registry import FAMILIES, strategy_preset
 
-        st = config.strategy
-        check_positive("strategy.alpha", st.alpha, strict=False)
-        check_positive("strategy.beta", st.beta, strict=False)
-        check_positive("strategy.temperature", st.temperature)
-        check_positive("strategy.temperature_end", st.temperature_end)
-        check_choice("strategy.temperature_schedule", st.temperature_schedule, SCHEDULES)
-        check_choice("strategy.schedule_span", st.schedule_span, SPANS)
-        if not 0 < st.annealing_share <= 1:
-            raise ConfigError(f"`strategy.annealing_share` = {st.annealing_share} is out of range; "
-                              "it must be in (0, 1]")
-        check_choice("strategy.distill_loss", st.distill_loss, sorted(LOSSES))
-        check_choice("strategy.distill_reduction", st.distill_reduction, REDUCTIONS)
         name = config.teacher.strategy
         external = any(name.startswith(prefix) for prefix in FAMILIES)
         if not external:
@@ -192,17 +184,11 @@ class Compress(Strategy):
             raise ConfigError(f"`teacher.strategy` = {name!r} cannot train a teacher (it is not a "
                               "built-in strategy without a teacher of its own); use naive, lwf, "
                               "er, der, derpp, ewc, icarl, ...")
-        running = strategy_preset(st.name)
-        if issubclass(running.cls, Compress):
-            tname = running.cls.TEACHER_STRATEGY or name
-            tconfig = teacher_run_config(config, tname)
-            try:
-                strategy_preset(tname).check(tconfig)
-            except ConfigError as exc:
-                raise ConfigError(f"the teacher's strategy `{tname}`: {exc}") from None
-            if st.temperature_schedule == "annealing" and float(st.temperature) != int(st.temperature):
-                raise ConfigError(f"`strategy.temperature` = {st.temperature} is tau_max of "
-                                  "Annealing-KD: a whole number >= 1")
+        tname = cls.TEACHER_STRATEGY or name
+        try:
+            strategy_preset(tname).check(teacher_run_config(config, tname))
+        except ConfigError as exc:
+            raise ConfigError(f"the teacher's strategy `{tname}`: {exc}") from None
 
     # ----------------------------------------------------------------------- set-up
     def setup(self, ctx: TaskContext) -> None:
@@ -221,7 +207,7 @@ class Compress(Strategy):
                 torch.manual_seed(seed)
                 self.net = build_model(self.teacher_config.model, shape, n_out).to(ctx.device)
                 width_s, width_t = ctx.model.head.in_features, self.net.head.in_features
-                if LOSSES[self.config.distill_loss].on == "features" and width_s != width_t:
+                if LOSSES[self.options.distill_loss].on == "features" and width_s != width_t:
                     self.projector = nn.Linear(width_s, width_t).to(ctx.device)
             self.generator = torch.Generator().manual_seed(seed)
             self.teacher_strategy = build_strategy(self.teacher_config.strategy,
@@ -249,7 +235,8 @@ class Compress(Strategy):
         generator and cross-entropy masks (those of its strategy's ``ce_scope``)."""
         assert self.net is not None and self.teacher_config is not None
         assert self.generator is not None
-        masks = ctx.stream.train_masks(ctx.index, self.teacher_config.strategy.ce_scope)
+        assert self.teacher_strategy is not None
+        masks = ctx.stream.train_masks(ctx.index, self.teacher_strategy.options.ce_scope)
         return replace(ctx, config=self.teacher_config, model=self.net, generator=self.generator,
                        train_masks=to_device(masks, ctx.device), all_active=bool(masks.all()),
                        current_train_data=None)
@@ -319,7 +306,7 @@ class Compress(Strategy):
         if isinstance(memory, Memory) and len(memory):
             self._replay = copy.deepcopy(memory)
         data = ctx.current_train_data
-        if data is None or (ctx.augment and self.config.teacher_input != "clean"):
+        if data is None or (ctx.augment and self.options.teacher_input != "clean"):
             return
         models = {"teacher": self.net}
         if self.previous is not None and self._uses_previous(ctx):
@@ -332,16 +319,16 @@ class Compress(Strategy):
                     self._cache[key] = torch.cat(outs).clone()
 
     def _uses_previous(self, ctx: TaskContext) -> bool:
-        return self.SELF_DISTILLATION and self.config.beta > 0 and ctx.index > 0
+        return self.SELF_DISTILLATION and self.options.beta > 0 and ctx.index > 0
 
     def _outputs(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        on_features = LOSSES[self.config.distill_loss].on == "features"
+        on_features = LOSSES[self.options.distill_loss].on == "features"
         return net.features(x) if on_features else net(x)  # type: ignore[operator]
 
     def _target(self, key: str, net: nn.Module, batch: Batch, draw: Draw | None) -> torch.Tensor:
         """The outputs of ``net`` (the teacher, or the previous student) on the batch (cached
         when deterministic) and on the memory's draw."""
-        clean = self.config.teacher_input == "clean"
+        clean = self.options.teacher_input == "clean"
         with torch.no_grad():
             if key in self._cache:
                 cache = self._cache[key]
@@ -365,7 +352,7 @@ class Compress(Strategy):
         y = batch.y if draw is None else torch.cat([batch.y, draw.y])
         t = batch.t if draw is None else torch.cat([batch.t, draw.t])
         features, logits = ctx.model.forward_features(x)
-        st = self.config
+        st = self.options
         uses_previous = self._uses_previous(ctx) and self.previous is not None
         annealed = st.temperature_schedule == "annealing"
         stage = annealing(int(st.temperature), ctx.step, max(ctx.steps, 1),
@@ -398,14 +385,14 @@ class Compress(Strategy):
             groups: list[torch.Tensor], T: float) -> torch.Tensor:
         """c * KD between the student's outputs and ``target`` (c = T^2 when ``t2_scaling``
         and the loss uses the temperature)."""
-        loss = LOSSES[self.config.distill_loss]
+        loss = LOSSES[self.options.distill_loss]
         if loss.on == "features":
             kd = loss.fn(features, target, T)
         elif not groups:
             return logits.new_zeros(())
         else:
-            kd = grouped_distillation(loss, logits, target, groups, T, self.config.distill_reduction)
-        if self.config.t2_scaling and loss.uses_temperature:
+            kd = grouped_distillation(loss, logits, target, groups, T, self.options.distill_reduction)
+        if self.options.t2_scaling and loss.uses_temperature:
             kd = kd * T**2
         return kd
 
@@ -413,7 +400,7 @@ class Compress(Strategy):
     def after_task(self, ctx: TaskContext) -> None:
         """The student becomes its next task's previous self (when the beta term is used)."""
         self._cache = {}
-        if self.SELF_DISTILLATION and self.config.beta > 0:
+        if self.SELF_DISTILLATION and self.options.beta > 0:
             self.previous = Teacher.copy_of(ctx)
 
     def teacher_evaluation(self, ctx: TaskContext) -> tuple[TaskContext, Strategy] | None:
@@ -451,6 +438,19 @@ class Compress(Strategy):
         self._pending = state
 
 
+@dataclass(frozen=True)
+class KDOptions(AnnealingOptions):
+    """The options of :class:`KD`, beside those of every distillation term."""
+
+    #: What the teacher and the student train on: the union of the tasks so far at every
+    #: task (``incremental``) or once, at the last task (``final``), as ``joint``'s.
+    mode: str = "incremental"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("strategy.mode", self.mode, MODES)
+
+
 class KD(Compress):
     """Knowledge distillation as Hinton et al. 2015 (section 2), the offline reference of
     compression: the teacher trains jointly on every task so far (``joint``, ``strategy.mode``
@@ -459,26 +459,17 @@ class KD(Compress):
     term towards the student's previous self (``beta`` is not read). Its matrix is the
     ceiling of a small model distilled from a large one that saw all the data."""
 
-    OPTIONS = ("alpha", "temperature", "temperature_schedule", "temperature_end",
-               "schedule_span", "annealing_share", "t2_scaling", "distill_loss",
-               "distill_reduction", "teacher_input", "ce_scope", "mode")
+    Options = KDOptions
     MEMORY = "none"
     TEACHER_STRATEGY = "joint"
     SELF_DISTILLATION = False
 
-    def __init__(self, config: StrategyConfig, memory: MemoryConfig | None = None):
-        super().__init__(config, memory)
-
-    @classmethod
-    def check(cls, config: RunConfig) -> None:
-        super().check(config)
-        check_choice("strategy.mode", config.strategy.mode, MODES)
-
     def adjust_teacher(self, config: RunConfig) -> RunConfig:
         """The teacher trains with the student's ``mode``: it sees what the student sees."""
-        return replace(config, strategy=replace(config.strategy, mode=self.config.mode))
+        options = {**config.strategy.options, "mode": self.options.mode}
+        return replace(config, strategy=replace(config.strategy, options=options))
 
     def train_data(self, ctx: TaskContext) -> TrainData:
         """The union of tasks 0..t (nothing before the last task with ``mode = final``:
         :func:`~lifelong_kd.strategies.union.union_data`)."""
-        return union_data(ctx, self.config.mode)
+        return union_data(ctx, self.options.mode)

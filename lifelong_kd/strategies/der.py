@@ -3,13 +3,36 @@ recorded in memory as targets."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
-from ..config import RunConfig, check_positive
+from ..config import check_positive
 from .base import Batch, TaskContext, masked_ce
 from .er import ER
 from .memory import Draw
+from .options import Options
+
+
+@dataclass(frozen=True)
+class DEROptions(Options):
+    """The options of :class:`DER` (``der``, ``derpp``)."""
+
+    #: Weight of the logit-replay term: the MSE between the outputs on a memory draw and the
+    #: logits recorded with it (Buzzega et al. 2020, eq. 4).
+    alpha: float = 1.0
+    #: Weight of the cross-entropy on memory examples (DER++, Buzzega et al. 2020, eq. 6; 0:
+    #: DER).
+    beta: float = 0.5
+    #: Draw the examples of the beta term from memory independently of the alpha term's
+    #: (Mammoth) or use the same draw for both (Avalanche).
+    independent_draws: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive("strategy.beta", self.beta, strict=False)
+        check_positive("strategy.alpha", self.alpha, strict=False)
 
 
 class DER(ER):
@@ -32,21 +55,16 @@ class DER(ER):
     model without batch norm).
     """
 
-    OPTIONS = ("ce_scope", "alpha", "beta", "independent_draws")
+    Options = DEROptions
+    options: DEROptions
     KEEPS_LOGITS = True
-
-    @classmethod
-    def check(cls, config: RunConfig) -> None:
-        super().check(config)
-        check_positive("strategy.beta", config.strategy.beta, strict=False)
-        check_positive("strategy.alpha", config.strategy.alpha, strict=False)
 
     def draws(self, ctx: TaskContext) -> list[Draw]:
         """M1, and for DER++ with independent draws M2."""
         first = self.memory.draw(ctx, self.draw_size(ctx))
         if first is None:
             return []
-        if self.config.beta > 0 and self.config.independent_draws:
+        if self.options.beta > 0 and self.options.independent_draws:
             second = self.memory.draw(ctx, self.draw_size(ctx))
             assert second is not None
             return [first, second]
@@ -59,9 +77,9 @@ class DER(ER):
             return loss
         first = draws[0]
         assert first.logits is not None
-        loss = loss + self.config.alpha * F.mse_loss(draw_logits[0], first.logits)
-        if self.config.beta > 0:
+        loss = loss + self.options.alpha * F.mse_loss(draw_logits[0], first.logits)
+        if self.options.beta > 0:
             second, second_logits = (draws[1], draw_logits[1]) if len(draws) > 1 \
                 else (first, draw_logits[0])
-            loss = loss + self.config.beta * masked_ce(ctx, second_logits, second.y, second.t)
+            loss = loss + self.options.beta * masked_ce(ctx, second_logits, second.y, second.t)
         return loss

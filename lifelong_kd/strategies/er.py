@@ -11,10 +11,11 @@ from typing import Any
 
 import torch
 
-from ..config import MemoryConfig, StrategyConfig
+from ..config import MemoryConfig
 from .base import Batch, Strategy, TaskContext, masked_ce
 from .features import model_features, model_outputs
 from .memory import Draw, Memory
+from .options import Options
 
 
 class ER(Strategy):
@@ -34,13 +35,12 @@ class ER(Strategy):
     ``after_training_exp``).
     """
 
-    OPTIONS = ("ce_scope",)
     MEMORY = "required"
     #: Whether the memory records the model's outputs with each example (DER).
     KEEPS_LOGITS = False
 
-    def __init__(self, config: StrategyConfig, memory: MemoryConfig | None = None):
-        super().__init__(config, memory)
+    def __init__(self, options: Options | None = None, memory: MemoryConfig | None = None):
+        super().__init__(options, memory)
         self.memory = Memory(self.memory_config, with_logits=self.KEEPS_LOGITS)
 
     def draw_size(self, ctx: TaskContext) -> int:

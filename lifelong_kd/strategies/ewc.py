@@ -3,6 +3,7 @@ information it needs."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -10,11 +11,34 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from ..config import MemoryConfig, RunConfig, StrategyConfig, check_choice, check_positive
-from ..errors import ConfigError
+from ..config import MemoryConfig, check_choice, check_positive, check_range
 from .base import Batch, Strategy, TaskContext
+from .options import Options
 
 FISHERS = ("true", "empirical")
+
+
+@dataclass(frozen=True)
+class EWCOptions(Options):
+    """The options of :class:`EWC`."""
+
+    #: Weight of the quadratic penalty.
+    ewc_lambda: float = 100.0
+    #: Online EWC (Schwarz et al. 2018) with decay ``ewc_gamma``.
+    ewc_online: bool = False
+    ewc_gamma: float = 1.0
+    #: Training examples used to estimate the Fisher information (0: all).
+    fisher_samples: int = 1000
+    #: ``true`` Fisher (expectation over the model's own predictive distribution) or
+    #: ``empirical`` (the squared gradients of the examples' labels).
+    ewc_fisher: str = "true"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range("strategy.fisher_samples", self.fisher_samples, 0, 10_000_000)
+        check_choice("strategy.ewc_fisher", self.ewc_fisher, FISHERS)
+        check_positive("strategy.ewc_lambda", self.ewc_lambda, strict=False)
+        check_range("strategy.ewc_gamma", self.ewc_gamma, 0, 1)
 
 
 class EWC(Strategy):
@@ -40,43 +64,30 @@ class EWC(Strategy):
     van de Ven et al.'s ``ewc_loss`` (models/cl/continual_learner.py).
     """
 
-    OPTIONS = ("ewc_lambda", "ewc_online", "ewc_gamma", "fisher_samples", "ewc_fisher", "ce_scope")
+    Options = EWCOptions
+    options: EWCOptions
 
-    def __init__(self, config: StrategyConfig, memory: MemoryConfig | None = None):
-        super().__init__(config, memory)
+    def __init__(self, options: EWCOptions | None = None, memory: MemoryConfig | None = None):
+        super().__init__(options, memory)
         #: One entry per consolidated task (a single one when online): name -> tensor.
         self.fishers: list[dict[str, torch.Tensor]] = []
         self.anchors: list[dict[str, torch.Tensor]] = []
-
-    @classmethod
-    def check(cls, config: RunConfig) -> None:
-        super().check(config)
-        st = config.strategy
-        if st.fisher_samples > 10_000_000:
-            raise ConfigError(f"`strategy.fisher_samples` = {st.fisher_samples} is out of range; "
-                              "at most 10000000")
-        check_choice("strategy.ewc_fisher", st.ewc_fisher, FISHERS)
-        check_positive("strategy.ewc_lambda", st.ewc_lambda, strict=False)
-        if not 0 <= st.ewc_gamma <= 1:
-            raise ConfigError(f"`strategy.ewc_gamma` = {st.ewc_gamma} is out of range; it must be "
-                              "in [0, 1]")
-        check_positive("strategy.fisher_samples", st.fisher_samples, strict=False)
 
     def penalty(self, model: torch.nn.Module) -> torch.Tensor:
         """(lambda/2) sum_k sum_i F^k_i (theta_i - theta*^k_i)^2 (times gamma when online)."""
         params = dict(model.named_parameters())
         total = next(iter(params.values())).new_zeros(())
-        scale = self.config.ewc_gamma if self.config.ewc_online else 1.0
+        scale = self.options.ewc_gamma if self.options.ewc_online else 1.0
         for fisher, anchor in zip(self.fishers, self.anchors, strict=True):
             for name, f in fisher.items():
                 total = total + (f * (params[name] - anchor[name]).pow(2)).sum()
-        return 0.5 * self.config.ewc_lambda * scale * total
+        return 0.5 * self.options.ewc_lambda * scale * total
 
     def loss(
         self, ctx: TaskContext, batch: Batch, features: torch.Tensor, logits: torch.Tensor
     ) -> torch.Tensor:
         ce = self.ce(ctx, batch, logits)
-        if not self.fishers or self.config.ewc_lambda == 0:
+        if not self.fishers or self.options.ewc_lambda == 0:
             return ce
         return ce + self.penalty(ctx.model)
 
@@ -87,20 +98,20 @@ class EWC(Strategy):
         data = ctx.current_train_data
         assert data is not None, "the engine sets ctx.current_train_data before after_task"
         n = len(data)
-        keep = n if self.config.fisher_samples <= 0 else min(n, self.config.fisher_samples)
+        keep = n if self.options.fisher_samples <= 0 else min(n, self.options.fisher_samples)
         g = torch.Generator().manual_seed((1_000_003 * ctx.config.seed + ctx.index) % 2**63)
         idx = torch.randperm(n, generator=g)[:keep]
         x = ctx.prepare(data.x[idx])
         masks = ctx.train_masks[data.t[idx].to(ctx.device)]
         y = data.y[idx].to(ctx.device)
-        return diagonal_fisher(ctx.model, x, masks, y, self.config.ewc_fisher)
+        return diagonal_fisher(ctx.model, x, masks, y, self.options.ewc_fisher)
 
     def after_task(self, ctx: TaskContext) -> None:
         fisher = self.fisher(ctx)
         anchor = {n: p.detach().clone() for n, p in ctx.model.named_parameters()
                   if p.requires_grad}
-        if self.config.ewc_online and self.fishers:
-            gamma = self.config.ewc_gamma
+        if self.options.ewc_online and self.fishers:
+            gamma = self.options.ewc_gamma
             fisher = {n: gamma * self.fishers[0][n] + f for n, f in fisher.items()}
             self.fishers, self.anchors = [fisher], [anchor]
         else:

@@ -11,20 +11,35 @@ exemplars chosen by herding and reduced by keeping the first chosen). The preset
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from ..config import MemoryConfig, RunConfig, StrategyConfig, check_choice
+from ..config import MemoryConfig, check_choice
 from ..data.streams import to_device
 from .base import Batch, Strategy, TaskContext, TrainData
 from .features import model_features
 from .memory import Memory, with_memory
+from .options import Options
 from .teacher import Teacher
 
 #: ``strategy.prediction``: the model's logits, or the nearest mean of exemplars.
 PREDICTIONS = ("logits", "nme")
+
+
+@dataclass(frozen=True)
+class ICaRLOptions(Options):
+    """The options of :class:`ICaRL`."""
+
+    #: How a class is predicted: ``logits`` (the argmax of the model's outputs) or ``nme``
+    #: (nearest mean of exemplars, Rebuffi et al. 2017, section 2.1).
+    prediction: str = "logits"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("strategy.prediction", self.prediction, PREDICTIONS)
 
 
 class ICaRL(Strategy):
@@ -82,11 +97,12 @@ class ICaRL(Strategy):
     are used. ``prediction = logits`` always uses them (the ablation).
     """
 
-    OPTIONS = ("ce_scope", "prediction")
+    Options = ICaRLOptions
+    options: ICaRLOptions
     MEMORY = "required"
 
-    def __init__(self, config: StrategyConfig, memory: MemoryConfig | None = None):
-        super().__init__(config, memory)
+    def __init__(self, options: ICaRLOptions | None = None, memory: MemoryConfig | None = None):
+        super().__init__(options, memory)
         self.memory = Memory(self.memory_config)
         self.teacher: Teacher | None = None
         #: (n_outputs, d) renormalised mean of each class's normalised exemplar features.
@@ -97,11 +113,6 @@ class ICaRL(Strategy):
         self._old_units: torch.Tensor | None = None
         #: Whether there is any (read on the host before the task, not at every step).
         self._any_old = False
-
-    @classmethod
-    def check(cls, config: RunConfig) -> None:
-        super().check(config)
-        check_choice("strategy.prediction", config.strategy.prediction, PREDICTIONS)
 
     # ------------------------------------------------------------ before training a task
     def train_data(self, ctx: TaskContext) -> TrainData:
@@ -175,7 +186,7 @@ class ICaRL(Strategy):
     def predict(self, ctx: TaskContext, x: torch.Tensor) -> torch.Tensor:
         """``nme``: -|| phi(x)/||phi(x)|| - mu_y || for each class y with exemplars, the lowest
         finite number for the others; ``logits`` (or no exemplars yet): the model's."""
-        if self.config.prediction != "nme" or self.class_means is None or self.has_mean is None:
+        if self.options.prediction != "nme" or self.class_means is None or self.has_mean is None:
             return ctx.model(x)
         phi = F.normalize(ctx.model.features(x).float(), dim=1)
         means = self.class_means.to(phi.device)

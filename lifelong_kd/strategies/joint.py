@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
-from ..config import RunConfig, StrategyConfig, check_choice
+from dataclasses import dataclass
+
+from ..config import check_choice
 from .base import Strategy, TaskContext, TrainData
+from .options import Options
 from .union import MODES, union_data
+
+
+@dataclass(frozen=True)
+class JointOptions(Options):
+    """The options of :class:`Joint`."""
+
+    #: ``incremental`` (train on all data so far at every task) or ``final`` (once, at the
+    #: last task).
+    mode: str = "incremental"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("strategy.mode", self.mode, MODES)
 
 
 class Joint(Strategy):
@@ -26,19 +42,15 @@ class Joint(Strategy):
     that matrix are not meaningful.
     """
 
-    OPTIONS = ("mode", "ce_scope")
+    Options = JointOptions
+    options: JointOptions
 
     @classmethod
-    def check(cls, config: RunConfig) -> None:
-        super().check(config)
-        check_choice("strategy.mode", config.strategy.mode, MODES)
-
-    @classmethod
-    def last_row_only(cls, config: StrategyConfig) -> str | None:
+    def last_row_only(cls, options: JointOptions) -> str | None:  # type: ignore[override]
         """``mode = final`` trains nothing before the last task: only the last row means
         something."""
-        return "strategy.mode = final" if config.mode == "final" else None
+        return "strategy.mode = final" if options.mode == "final" else None
 
     def train_data(self, ctx: TaskContext) -> TrainData:
         """The union of tasks 0..t (:func:`~lifelong_kd.strategies.union.union_data`)."""
-        return union_data(ctx, self.config.mode)
+        return union_data(ctx, self.options.mode)

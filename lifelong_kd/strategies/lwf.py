@@ -9,22 +9,23 @@ are option values of this one class; they are listed, with their sources, in
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from ..config import MemoryConfig, RunConfig, StrategyConfig, check_choice, check_positive
+from ..config import MemoryConfig, RunConfig, check_choice, check_range
 from ..errors import ConfigError
-from ..losses import LOSSES, REDUCTIONS, grouped_distillation
+from ..losses import LOSSES, grouped_distillation
 from .base import Batch, OwnLoop, Phase, Strategy, TaskContext, TrainData, distillation_temperature
 from .features import model_features
 from .memory import Memory, with_memory
+from .options import DistillationOptions
 from .teacher import Teacher
 
 ALPHA_SCHEDULES = ("constant", "vdv2019", "vdv2022", "bic")
 LOGITS = ("old", "all", "padded")
-TEACHER_INPUTS = ("same", "clean")
 
 
 def schedule_weights(
@@ -68,21 +69,41 @@ def schedule_weights(
     raise ConfigError(f"unknown alpha schedule `{schedule}`; valid: {', '.join(ALPHA_SCHEDULES)}")
 
 
-def _runs_as(name: str, cls: type) -> bool:
-    """Whether the strategy called ``name`` is of class ``cls`` (or a subclass)."""
-    from .registry import strategy_preset
-
-    try:
-        return issubclass(strategy_preset(name).cls, cls)
-    except ConfigError:
-        return False
-
-
 def torch_lookup(units: torch.Tensor, n_outputs: int) -> torch.Tensor:
     """A table mapping output unit ``units[i]`` to ``i`` (other units to -100, ignored)."""
     table = torch.full((n_outputs,), -100, dtype=torch.long, device=units.device)
     table[units] = torch.arange(len(units), device=units.device)
     return table
+
+
+@dataclass(frozen=True)
+class LwFOptions(DistillationOptions):
+    """The options of :class:`LwF` (and its family: ``bic``), beside those of every
+    distillation term."""
+
+    #: ``old``: distil only the outputs of classes/heads seen before this task; ``all``: those
+    #: and the current task's; ``padded``: the student's softmax over old and current outputs
+    #: against the teacher's over the old ones, zero on the current (van de Ven & Tolias 2019).
+    logits: str = "old"
+    #: How the weights of the cross-entropy and distillation terms follow the task index
+    #: (:func:`schedule_weights`): ``constant`` (1 and ``alpha``), ``vdv2019``, ``vdv2022``,
+    #: ``bic``.
+    alpha_schedule: str = "constant"
+    #: Epochs training only the new task's head before the whole network.
+    warmup_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        """The distillation options; ``logits = padded`` needs a logits loss that accepts
+        zero-padded targets (``DistillLoss.padded_targets``)."""
+        super().__post_init__()
+        check_range("strategy.warmup_epochs", self.warmup_epochs, 0, 10_000)
+        check_choice("strategy.logits", self.logits, LOGITS)
+        loss = LOSSES[self.distill_loss]
+        if self.logits == "padded" and loss.on == "logits" and not loss.padded_targets:
+            raise ConfigError("`strategy.logits` = 'padded' needs a softmax or sigmoid loss; "
+                              f"`strategy.distill_loss` = {self.distill_loss!r} has no zero-padded "
+                              "targets")
+        check_choice("strategy.alpha_schedule", self.alpha_schedule, ALPHA_SCHEDULES)
 
 
 class LwF(Strategy):
@@ -127,13 +148,12 @@ class LwF(Strategy):
     batched by ``train.batch_size``).
     """
 
-    OPTIONS = ("alpha", "temperature", "temperature_schedule", "temperature_end", "schedule_span",
-               "t2_scaling", "distill_loss", "logits", "distill_reduction", "teacher_input",
-               "alpha_schedule", "ce_scope", "warmup_epochs")
+    Options = LwFOptions
+    options: LwFOptions
     MEMORY = "optional"
 
-    def __init__(self, config: StrategyConfig, memory: MemoryConfig | None = None):
-        super().__init__(config, memory)
+    def __init__(self, options: LwFOptions | None = None, memory: MemoryConfig | None = None):
+        super().__init__(options, memory)
         mem = self.memory_config
         #: The exemplar memory, or None when the run sets no budget (plain LwF).
         self.memory: Memory | None = Memory(mem) if mem.size or mem.per_class else None
@@ -143,37 +163,17 @@ class LwF(Strategy):
         self._teacher_masks: list[torch.Tensor | None] = []
 
     @classmethod
-    def check(cls, config: RunConfig) -> None:
-        """The distillation options; ``logits = padded`` needs a logits loss that accepts
-        zero-padded targets (``DistillLoss.padded_targets``)."""
-        super().check(config)
-        st = config.strategy
-        if st.warmup_epochs > 10_000:
-            raise ConfigError(f"`strategy.warmup_epochs` = {st.warmup_epochs} is out of range; "
-                              "at most 10000")
-        check_positive("strategy.alpha", st.alpha, strict=False)
-        check_positive("strategy.temperature", st.temperature)
-        check_choice("strategy.distill_loss", st.distill_loss, sorted(LOSSES))
-        check_choice("strategy.logits", st.logits, LOGITS)
-        loss = LOSSES[st.distill_loss]
-        if st.logits == "padded" and loss.on == "logits" and not loss.padded_targets:
-            raise ConfigError("`strategy.logits` = 'padded' needs a softmax or sigmoid loss; "
-                              f"`strategy.distill_loss` = {st.distill_loss!r} has no zero-padded "
-                              "targets")
-        check_choice("strategy.distill_reduction", st.distill_reduction, REDUCTIONS)
-        check_choice("strategy.teacher_input", st.teacher_input, TEACHER_INPUTS)
-        check_choice("strategy.alpha_schedule", st.alpha_schedule, ALPHA_SCHEDULES)
-        name = config.strategy.name
-        if st.temperature_schedule == "annealing" and _runs_as(name, LwF):
+    def check(cls, config: RunConfig, options: LwFOptions) -> None:  # type: ignore[override]
+        """Annealing-KD needs a teacher that knows the current task: not LwF's."""
+        if options.temperature_schedule == "annealing":
             raise ConfigError("`strategy.temperature_schedule` = 'annealing' needs a teacher that "
-                              f"knows the current task (kd, compress); strategy `{name}` "
-                              "distils from the previous model: use constant, linear, cosine or "
-                              "exponential")
-        check_positive("strategy.warmup_epochs", st.warmup_epochs, strict=False)
+                              f"knows the current task (kd, compress); strategy "
+                              f"`{config.strategy.name}` distils from the previous model: use "
+                              "constant, linear, cosine or exponential")
 
     @property
     def _on_features(self) -> bool:
-        return LOSSES[self.config.distill_loss].on == "features"
+        return LOSSES[self.options.distill_loss].on == "features"
 
     def _teacher_out(self, x: torch.Tensor) -> torch.Tensor:
         assert self.teacher is not None
@@ -190,8 +190,8 @@ class LwF(Strategy):
         (``loss_fn_kd``: "zeros will be added"); in task-il and domain-il it equals ``old``.
         """
         stream, t = ctx.stream, ctx.index
-        if self.config.logits != "padded":
-            groups = stream.distill_groups(t, self.config.logits)
+        if self.options.logits != "padded":
+            groups = stream.distill_groups(t, self.options.logits)
             return [g.to(ctx.device) for g in groups], [None] * len(groups)
         old_units = sorted({u for task in stream.tasks[:t] for u in task.outputs})
         if not old_units:
@@ -221,7 +221,7 @@ class LwF(Strategy):
         if self.teacher is None or not (self._groups or self._on_features):
             return
         data = ctx.current_train_data
-        if data is not None and (not ctx.augment or self.config.teacher_input == "clean"):
+        if data is not None and (not ctx.augment or self.options.teacher_input == "clean"):
             with torch.inference_mode():
                 outs = [self._teacher_out(ctx.prepare(data.x[i:i + ctx.eval_batch_size]))
                         for i in range(0, len(data), ctx.eval_batch_size)]
@@ -240,12 +240,12 @@ class LwF(Strategy):
     def warmup_epochs(self, ctx: TaskContext) -> int:
         """``warmup_epochs`` of head-only training before every task after the first (Li &
         Hoiem 2016, Algorithm 1, "warm-up step")."""
-        if ctx.index == 0 or not self.config.warmup_epochs:
+        if ctx.index == 0 or not self.options.warmup_epochs:
             return 0
         # Only a task with output units of its own has a "new head" to warm up (not domain-il,
         # nor task-il heads shared by tasks with the same classes).
         seen = {u for task in ctx.stream.tasks[: ctx.index] for u in task.outputs}
-        return self.config.warmup_epochs if set(ctx.stream[ctx.index].outputs) - seen else 0
+        return self.options.warmup_epochs if set(ctx.stream[ctx.index].outputs) - seen else 0
 
     def warmup_phase(self, ctx: TaskContext, epochs: int) -> Phase:
         """Li & Hoiem 2016, section 3: first train only the new task's head units, with the
@@ -284,14 +284,14 @@ class LwF(Strategy):
         :func:`schedule_weights`)."""
         tasks, t = ctx.stream.tasks, ctx.index
         n_old = sum(len(task.outputs) for task in tasks[:t])
-        return schedule_weights(self.config.alpha_schedule, self.config.alpha, t + 1, n_old,
+        return schedule_weights(self.options.alpha_schedule, self.options.alpha, t + 1, n_old,
                                 len(tasks[t].outputs), ctx.stream.scenario)
 
     def teacher_outputs(self, batch: Batch) -> torch.Tensor:
         """The teacher's logits (or features) for ``batch``: cached, or computed now."""
         if self._cache is not None:
             return self._cache[batch.idx.to(self._cache.device)]
-        x = batch.x_clean if self.config.teacher_input == "clean" else batch.x
+        x = batch.x_clean if self.options.teacher_input == "clean" else batch.x
         with torch.no_grad():
             return self._teacher_out(x)
 
@@ -302,18 +302,18 @@ class LwF(Strategy):
         teacher). This is the quantity to compare with another library's LwF penalty."""
         if self.teacher is None or ctx.index == 0:
             return logits.new_zeros(())
-        loss = LOSSES[self.config.distill_loss]
+        loss = LOSSES[self.options.distill_loss]
         if loss.on == "logits" and not self._groups:
             return logits.new_zeros(())
         _, w_kd = self.weights(ctx)
         target = self.teacher_outputs(batch)
-        T = distillation_temperature(self.config, ctx)
+        T = distillation_temperature(self.options, ctx)
         if loss.on == "features":
             kd = loss.fn(features, target, T)
         else:
             kd = grouped_distillation(loss, logits, target, self._groups, T,
-                                      self.config.distill_reduction, self._teacher_masks)
-        if self.config.t2_scaling and loss.uses_temperature:
+                                      self.options.distill_reduction, self._teacher_masks)
+        if self.options.t2_scaling and loss.uses_temperature:
             kd = kd * T**2
         return w_kd * kd
 

@@ -5,6 +5,7 @@ registered by ``strategies/presets.py``, external families by their plugin modul
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from ..data.streams import stream_outputs
 from ..errors import ConfigError
 from .base import Strategy
 from .memory import check_budget
+from .options import Options, make_options, option_names
 
 
 @dataclass(frozen=True)
@@ -34,18 +36,28 @@ class StrategyPreset:
     scenarios: tuple[str, ...] = SCENARIOS
     kwargs_names: tuple[str, ...] = ()
 
-    def check(self, config: RunConfig) -> None:
-        """Refuse, before any data is loaded, a strategy option no strategy accepts, a
-        scenario this preset does not support and a memory too small for its policy
-        (:func:`~lifelong_kd.strategies.memory.check_budget`: for a dataset of unknown class
-        count, the engine checks it once the stream is built).
+    def __post_init__(self) -> None:
+        """A preset fixes options its class reads (or, dotted, other settings: ``memory.*``)."""
+        own = option_names(self.cls.Options)
+        bad = [k for k in self.options
+               if "." not in k and k not in own and k not in self.kwargs_names]
+        if bad:
+            raise ValueError(f"preset `{self.name}` fixes `{bad[0]}`, which is not an option of "
+                             f"{self.cls.__name__}; its options: {', '.join(own)}")
 
-        The options share one table (``StrategyConfig``), so every registered strategy class
-        checks those it reads whatever strategy runs (this preset's class first): a bad value
-        is refused even where it has no effect, as a preset's override tables are.
-        """
-        for cls in dict.fromkeys([self.cls, *(p.cls for p in PRESETS.values())]):
-            cls.check(config)
+    def make_options(self, config: RunConfig) -> Options:
+        """The options of this preset's class from ``config.strategy.options``, typed and
+        checked (ConfigError)."""
+        return make_options(self.cls.Options, config.strategy.options)
+
+    def check(self, config: RunConfig) -> None:
+        """Refuse, before any data is loaded, a value of an option of this preset's strategy
+        (its ``Options`` class checks them, then its :meth:`~Strategy.check` what spans
+        sections), a scenario this preset does not support and a memory too small for its
+        policy (:func:`~lifelong_kd.strategies.memory.check_budget`: for a dataset of unknown
+        class count, the engine checks it once the stream is built). Only the running
+        strategy's checks run: an option another strategy reads has no effect on this run."""
+        self.cls.check(config, self.make_options(config))
         mem = config.memory
         if (mem.size or mem.per_class) and mem.policy not in self.cls.POLICIES:
             raise ConfigError(f"strategy `{self.name}` cannot use `memory.policy` = "
@@ -71,6 +83,8 @@ PRESETS: dict[str, StrategyPreset] = {}
 #: (with :func:`register_family`) when it is imported.
 FAMILIES: dict[str, str] = {"avalanche:": "lifelong_kd.interop.avalanche"}
 _RESOLVERS: dict[str, Callable[[str], StrategyPreset]] = {}
+#: The options class of every strategy of a family (registered with its resolver).
+_FAMILY_OPTIONS: dict[str, type[Options]] = {}
 
 
 def register(preset: StrategyPreset) -> StrategyPreset:
@@ -81,10 +95,22 @@ def register(preset: StrategyPreset) -> StrategyPreset:
     return preset
 
 
-def register_family(prefix: str, resolve: Callable[[str], StrategyPreset]) -> None:
+def register_family(prefix: str, resolve: Callable[[str], StrategyPreset],
+                    options: type[Options] = Options) -> None:
     """Let ``resolve(name)`` give the preset of every name that starts with ``prefix`` (it
-    raises ConfigError for a name it does not know)."""
+    raises ConfigError for a name it does not know); ``options``: the options class of
+    every strategy of the family."""
     _RESOLVERS[prefix] = resolve
+    _FAMILY_OPTIONS[prefix] = options
+
+
+def _family_options() -> list[type[Options]]:
+    """The options classes of the families whose module can be imported."""
+    for prefix, module in FAMILIES.items():
+        if prefix not in _RESOLVERS:
+            with contextlib.suppress(ModuleNotFoundError):
+                importlib.import_module(module)  # registers its resolver
+    return list(_FAMILY_OPTIONS.values())
 
 
 def strategy_preset(name: str) -> StrategyPreset:
@@ -106,9 +132,22 @@ def strategy_preset(name: str) -> StrategyPreset:
 
 
 def build_strategy(config: StrategyConfig, memory: MemoryConfig | None = None) -> Strategy:
-    """Instantiate the strategy of ``config.name`` with the resolved options (and the
-    memory settings, which only a strategy that keeps a memory reads: a strategy class with
-    ``MEMORY = "none"`` is built from its options alone, so one written as ``__init__(self,
-    config)`` keeps working)."""
+    """Instantiate the strategy of ``config.name`` with its options (``config.options``,
+    typed and checked by its ``Options`` class) and the memory settings, which only a strategy
+    that keeps a memory reads: a strategy class with ``MEMORY = "none"`` is built from its
+    options alone, so one written as ``__init__(self, options)`` works."""
     cls = strategy_preset(config.name).cls
-    return cls(config) if cls.MEMORY == "none" else cls(config, memory)
+    options = make_options(cls.Options, config.options)
+    return cls(options) if cls.MEMORY == "none" else cls(options, memory)
+
+
+def options_classes() -> list[type[Options]]:
+    """The options class of every registered strategy and family, each once."""
+    return list(dict.fromkeys([*(p.cls.Options for p in PRESETS.values()), *_family_options()]))
+
+
+def option_keys() -> list[str]:
+    """``strategy.<key>`` for every option of a registered strategy (the keys ``--set`` and
+    presets accept besides those of ``config.valid_keys``), each once."""
+    names = dict.fromkeys(n for cls in options_classes() for n in option_names(cls))
+    return [f"strategy.{n}" for n in names]

@@ -5,7 +5,8 @@ digits, 2 epochs, MLP 1x32), plus the stream kinds (permuted, rotated), options 
 code paths (distillation losses, online EWC, joint ``mode = final``, head masking, augmentation
 with a ConvNet on MNIST, a clean teacher input) and one Avalanche strategy. ``make_golden.py``
 records their matrices with the code of one commit; ``tests/test_behaviour.py`` re-runs them
-and demands the same matrices bit for bit.
+and demands the same matrices bit for bit. A built-in preset that no listed case runs gets
+one generated from the registry (:func:`registry_cases`).
 """
 
 from __future__ import annotations
@@ -76,4 +77,28 @@ def cases() -> dict[str, list[str]]:
         out[f"teacher/{strategy}"] = ["split-digits", "--strategy", strategy, "--set",
                                       "stream.scenario=class-il", *DIGITS, "--set",
                                       "teacher.hidden=[64]", *MEMORY]
+    out.update(registry_cases(out))
+    return out
+
+
+def registry_cases(listed: dict[str, list[str]]) -> dict[str, list[str]]:
+    """A case for every built-in preset that no case above runs, generated from the registry
+    (its class-il run if it supports class-il, else its first scenario; with a memory when its
+    class keeps one, a teacher's width when it trains one), so that a new preset is pinned
+    without a line here once ``make_golden.py`` has recorded it."""
+    from lifelong_kd.strategies.presets import BUILT_IN
+
+    covered = {argv[argv.index("--strategy") + 1] for argv in listed.values()}
+    out: dict[str, list[str]] = {}
+    for preset in BUILT_IN:
+        if preset.name in covered:
+            continue
+        scenario = "class-il" if "class-il" in preset.scenarios else preset.scenarios[0]
+        argv = ["split-digits", "--strategy", preset.name, "--set",
+                f"stream.scenario={scenario}", *DIGITS]
+        if preset.cls.MEMORY != "none":
+            argv += MEMORY
+        if preset.cls.TEACHER:
+            argv += ["--set", "teacher.hidden=[64]"]
+        out[f"preset/{preset.name}"] = argv
     return out
