@@ -336,70 +336,87 @@ def _type_name(tp: Any) -> str:
 
 
 def coerce(key: str, value: Any, tp: Any) -> Any:
-    """Convert ``value`` (from TOML or a ``--set`` string) to the field type ``tp``."""
+    """Convert ``value`` (from TOML or a ``--set`` string) to the field type ``tp``; a
+    ConfigError naming ``key``, the value and the type otherwise."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        # a str member only takes strings that no other member can parse
-        for member in sorted(typing.get_args(tp), key=lambda t: t is str):
-            with contextlib.suppress(ConfigError):
-                return coerce(key, value, member)
-        raise ConfigError(f"`{key}` = {value!r} is not {_type_name(tp)}")
+        return _coerce_union(key, value, tp)
     if origin is dict:
         if isinstance(value, dict):
             return dict(value)
         raise ConfigError(f"`{key}` = {value!r} is not a table (for example {{mem_size = 500}})")
     if origin is tuple:
-        item = typing.get_args(tp)[0]
-        if isinstance(value, str):
-            text = value.strip().strip("[]()").strip()
-            value = [v for v in (p.strip() for p in text.split(",")) if v] if text else []
-            value = [_parse_scalar(v) for v in value]
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = [value]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"`{key}` = {value!r} is not {_type_name(tp)}")
-        return tuple(coerce(key, v, item) for v in value)
+        return _coerce_tuple(key, value, tp)
     if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-        raise ConfigError(f"`{key}` = {value!r} is not true or false")
+        return _coerce_bool(key, value)
     if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"`{key}` = {value!r} is not an integer")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"`{key}` = {value!r} is not an integer")
+        return _coerce_int(key, value)
     if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"`{key}` = {value!r} is not a number")
-        number: float | None = None
-        if isinstance(value, (int, float)):
-            try:
-                number = float(value)
-            except OverflowError:
-                number = math.inf
-        elif isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                number = float(value)
-        if number is None:
-            raise ConfigError(f"`{key}` = {value!r} is not a number")
-        if not math.isfinite(number):
-            raise ConfigError(f"`{key}` = {value!r} is not a finite number")
-        return number
+        return _coerce_float(key, value)
     if tp is str:
         if isinstance(value, str):
             return value
         raise ConfigError(f"`{key}` = {value!r} is not a string")
     raise ConfigError(f"`{key}`: unsupported type {tp}")  # pragma: no cover
+
+
+def _coerce_union(key: str, value: Any, tp: Any) -> Any:
+    # a str member only takes strings that no other member can parse
+    for member in sorted(typing.get_args(tp), key=lambda t: t is str):
+        with contextlib.suppress(ConfigError):
+            return coerce(key, value, member)
+    raise ConfigError(f"`{key}` = {value!r} is not {_type_name(tp)}")
+
+
+def _coerce_tuple(key: str, value: Any, tp: Any) -> tuple[Any, ...]:
+    """A list from TOML, one number, or ``--set`` text such as ``[400, 400]`` or ``400,400``."""
+    item = typing.get_args(tp)[0]
+    if isinstance(value, str):
+        text = value.strip().strip("[]()").strip()
+        value = [v for v in (p.strip() for p in text.split(",")) if v] if text else []
+        value = [_parse_scalar(v) for v in value]
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"`{key}` = {value!r} is not {_type_name(tp)}")
+    return tuple(coerce(key, v, item) for v in value)
+
+
+def _coerce_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+        return value.lower() in ("true", "yes", "1")
+    raise ConfigError(f"`{key}` = {value!r} is not true or false")
+
+
+def _coerce_int(key: str, value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return int(value)
+    raise ConfigError(f"`{key}` = {value!r} is not an integer")
+
+
+def _coerce_float(key: str, value: Any) -> float:
+    """A finite number (an integer too; not a boolean)."""
+    number: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            number = float(value)
+    if number is None:
+        raise ConfigError(f"`{key}` = {value!r} is not a number")
+    if not math.isfinite(number):
+        raise ConfigError(f"`{key}` = {value!r} is not a finite number")
+    return number
 
 
 def _parse_scalar(text: str) -> Any:
@@ -498,10 +515,21 @@ def _check_benchmark_name(name: str) -> None:
 
 def check_ranges(config: RunConfig) -> None:
     """Check every value whose valid range needs no registry: counts, sizes, rates, the fixed
-    choices of this module (scenario, stream kind, head, initialisation, optimiser). The names
-    and options a registry owns (datasets, models, losses, strategies, streams) are checked by
-    ``presets.validate``."""
-    d, s, m, t = config.data, config.stream, config.model, config.train
+    choices of this module (scenario, stream kind, head, initialisation, optimiser), section by
+    section. The names and options a registry owns (datasets, models, losses, strategies,
+    streams) are checked by ``presets.validate``."""
+    _check_top_level(config)
+    _check_data(config.data)
+    _check_stream(config.stream)
+    _check_network("model", config.model)
+    check_positive("model.nf", config.model.nf)
+    _check_train(config.train)
+    _check_memory(config.memory)
+    _check_network("teacher", config.teacher)
+
+
+def _check_top_level(config: RunConfig) -> None:
+    """The benchmark's name, the seeds, each strategy and seed named once."""
     _check_benchmark_name(config.benchmark)
     if not 0 <= config.seed < 2**63:
         raise ConfigError(f"`seed` = {config.seed} is out of range; it must be in [0, 2^63)")
@@ -512,25 +540,20 @@ def check_ranges(config: RunConfig) -> None:
         twice = [v for i, v in enumerate(values) if v in values[:i]]
         if twice:  # compare would run it twice into one folder and count it twice
             raise ConfigError(f"`{key}` = {list(values)} holds `{twice[0]}` twice; name each once")
-    for key, value, limit in (
-        ("stream.n_tasks", s.n_tasks, 1000), ("train.epochs", t.epochs, 100_000),
-        ("train.iterations", t.iterations, 10_000_000), ("train.batch_size", t.batch_size, 1_000_000),
-        ("train.eval_batch_size", t.eval_batch_size, 1_000_000), ("model.nf", m.nf, 512),
-        ("train.eval_every", t.eval_every, 10_000_000), ("train.eval_subset", t.eval_subset, 10_000_000),
-        ("model.hidden", max(m.hidden, default=0), 16_384),
-        ("model.channels", max(m.channels, default=0), 2_048),
-        ("model.hidden (layers)", len(m.hidden), 64), ("model.channels (layers)", len(m.channels), 8),
-    ):
-        if value > limit:
-            raise ConfigError(f"`{key}` = {value} is out of range; at most {limit}")
+
+
+def _check_data(d: DataConfig) -> None:
     check_positive("data.train_subset", d.train_subset, strict=False)
     check_positive("data.test_subset", d.test_subset, strict=False)
     if d.dataset == "imagefolder" and not d.path:
         raise ConfigError("`data.dataset` = 'imagefolder' needs `data.path` (a folder with train/ and test/)")
+
+
+def _check_stream(s: StreamConfig) -> None:
+    check_range("stream.n_tasks", s.n_tasks, high=1000)
+    check_range("stream.n_tasks", s.n_tasks, 1)
     check_choice("stream.kind", s.kind, STREAM_KINDS)
     check_choice("stream.scenario", s.scenario, SCENARIOS)
-    if s.n_tasks < 1:
-        raise ConfigError(f"`stream.n_tasks` = {s.n_tasks} is out of range; it must be >= 1")
     check_positive("stream.classes_per_task", s.classes_per_task, strict=False)
     if isinstance(s.class_order, str):
         check_choice("stream.class_order", s.class_order, ("natural", "random"))
@@ -539,13 +562,42 @@ def check_ranges(config: RunConfig) -> None:
             f"`stream.angles` has {len(s.angles)} angles but `stream.n_tasks` = {s.n_tasks}; "
             "give one angle per task, or none to draw them"
         )
-    check_choice("model.head", m.head, HEADS)
-    check_choice("model.init", m.init, INITS)
-    if any(h < 1 for h in m.hidden):
-        raise ConfigError(f"`model.hidden` = {list(m.hidden)} must hold widths >= 1")
-    if any(c < 1 for c in m.channels) or not m.channels:
-        raise ConfigError(f"`model.channels` = {list(m.channels)} must hold one or more widths >= 1")
-    check_positive("model.nf", m.nf)
+
+
+def _check_network(section: str, m: ModelConfig | TeacherConfig) -> None:
+    """The widths and depths of ``model`` or ``teacher`` (whose empty or 0 keys take the
+    student's), and their head and initialisation where set."""
+    for key, value, limit in ((f"{section}.hidden", max(m.hidden, default=0), 16_384),
+                              (f"{section}.channels", max(m.channels, default=0), 2_048),
+                              (f"{section}.nf", m.nf, 512),
+                              (f"{section}.hidden (layers)", len(m.hidden), 64),
+                              (f"{section}.channels (layers)", len(m.channels), 8)):
+        check_range(key, value, high=limit)
+    if section == "teacher":
+        if any(h < 1 for h in m.hidden) or any(c < 1 for c in m.channels) or m.nf < 0:
+            raise ConfigError(f"`teacher.hidden` = {list(m.hidden)}, `teacher.channels` = "
+                              f"{list(m.channels)} and `teacher.nf` = {m.nf} must hold widths "
+                              ">= 1 (empty, or nf 0: the student's)")
+    else:
+        if any(h < 1 for h in m.hidden):
+            raise ConfigError(f"`model.hidden` = {list(m.hidden)} must hold widths >= 1")
+        if any(c < 1 for c in m.channels) or not m.channels:
+            raise ConfigError(f"`model.channels` = {list(m.channels)} must hold one or more "
+                              "widths >= 1")
+    if m.head or section == "model":
+        check_choice(f"{section}.head", m.head, HEADS)
+    if m.init or section == "model":
+        check_choice(f"{section}.init", m.init, INITS)
+
+
+def _check_train(t: TrainConfig) -> None:
+    for key, value, limit in (("train.epochs", t.epochs, 100_000),
+                              ("train.iterations", t.iterations, 10_000_000),
+                              ("train.batch_size", t.batch_size, 1_000_000),
+                              ("train.eval_batch_size", t.eval_batch_size, 1_000_000),
+                              ("train.eval_every", t.eval_every, 10_000_000),
+                              ("train.eval_subset", t.eval_subset, 10_000_000)):
+        check_range(key, value, high=limit)
     check_positive("train.epochs", t.epochs, strict=t.iterations == 0)
     check_positive("train.iterations", t.iterations, strict=False)
     check_positive("train.batch_size", t.batch_size)
@@ -554,16 +606,18 @@ def check_ranges(config: RunConfig) -> None:
     check_positive("train.eval_subset", t.eval_subset, strict=False)
     check_positive("train.lr", t.lr)
     check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
-    if not 0 <= t.momentum < 1:
-        raise ConfigError(f"`train.momentum` = {t.momentum} is out of range; it must be in [0, 1)")
+    check_range("train.momentum", t.momentum, 0, 1, high_open=True)
     check_positive("train.weight_decay", t.weight_decay, strict=False)
-    mem = config.memory
+    if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
+        raise ConfigError(f"`train.betas` = {list(t.betas)} must be two numbers in [0, 1)")
+
+
+def _check_memory(mem: MemoryConfig) -> None:
     for key, value, limit in (("memory.size", mem.size, 10_000_000),
                               ("memory.per_class", mem.per_class, 1_000_000),
                               ("memory.batch_size", mem.batch_size, 1_000_000)):
         check_positive(key, value, strict=False)
-        if value > limit:
-            raise ConfigError(f"`{key}` = {value} is out of range; at most {limit}")
+        check_range(key, value, high=limit)
     if mem.size and mem.per_class:
         raise ConfigError(f"`memory.size` = {mem.size} and `memory.per_class` = {mem.per_class} "
                           "are both set; give the budget one way (the other 0)")
@@ -572,20 +626,4 @@ def check_ranges(config: RunConfig) -> None:
         raise ConfigError(f"`memory.per_class` = {mem.per_class} needs a per-class policy; "
                           f"`memory.policy` = {mem.policy!r} is not one (valid: class_balanced, "
                           "herding, random)")
-    te = config.teacher
-    for key, value, limit in (("teacher.hidden", max(te.hidden, default=0), 16_384),
-                              ("teacher.channels", max(te.channels, default=0), 2_048),
-                              ("teacher.nf", te.nf, 512), ("teacher.hidden (layers)", len(te.hidden), 64),
-                              ("teacher.channels (layers)", len(te.channels), 8)):
-        if value > limit:
-            raise ConfigError(f"`{key}` = {value} is out of range; at most {limit}")
-    if any(h < 1 for h in te.hidden) or any(c < 1 for c in te.channels) or te.nf < 0:
-        raise ConfigError(f"`teacher.hidden` = {list(te.hidden)}, `teacher.channels` = "
-                          f"{list(te.channels)} and `teacher.nf` = {te.nf} must hold widths >= 1 "
-                          "(empty, or nf 0: the student's)")
-    if te.head:
-        check_choice("teacher.head", te.head, HEADS)
-    if te.init:
-        check_choice("teacher.init", te.init, INITS)
-    if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
-        raise ConfigError(f"`train.betas` = {list(t.betas)} must be two numbers in [0, 1)")
+
