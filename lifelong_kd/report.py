@@ -234,89 +234,106 @@ def render_report(
     failures: list[dict[str, Any]],
     plots: Sequence[Path],
 ) -> str:
-    """report.md as text (``results``: the finished runs)."""
+    """report.md as text (``results``: the finished runs): what was run and the metrics (or a
+    line saying no run finished), the runs that did not finish, the plots, the files."""
     runs = finished_runs(results)
     if not runs:
-        title = "# Comparison report"
-        lines = [title, "", "No run finished, so there is nothing to compare.", ""]
+        lines = ["# Comparison report", "", "No run finished, so there is nothing to compare.", ""]
     else:
-        first = runs[0].result
-        lines = [f"# Comparison report: {markdown_text(first['benchmark'])}", ""]
+        lines = [f"# Comparison report: {markdown_text(runs[0].result['benchmark'])}", ""]
         lines += _what_was_run([run.result for run in runs])
-        variants = variants_of(runs)
-        n_runs = {s: sum(run.label == s for run in runs) for s in variants}
-        unranked = {run.label for run in runs if run.strategy == JOINT}
-        kinds = list(dict.fromkeys(k for run in runs for k in matrix_kinds(run.result)))
-        lines += [
-            "## Metrics (%, mean ± 95% CI over seeds)",
-            "",
-            "Each cell: the mean over seeds ± the half-width of its 95% confidence interval "
-            "(Student's t with n - 1 degrees of freedom; none with one seed), in percent or "
-            "percentage points; an interval that reached the range the metric can take is "
-            "clipped to it and shown as [low, high]. ↑: higher is better, ↓: lower is "
-            "better. **Bold**: the best "
-            f"mean per metric{' (`joint`, the upper bound, is not ranked)' if unranked else ''}. "
-            "`runs`: finished runs; a cell's own (n=...) when a metric is undefined for some.",
-            "",
-        ]
-        if not any(r["metric"] == "intransigence" for r in summary):
-            lines += [_intransigence_absent(runs), ""]
-        lines += _last_row_only_note(runs)
-        for kind in kinds:
-            if len(kinds) > 1:
-                lines += [f"### {MATRIX_TITLES[kind]}", ""]
-            lines += _metrics_table(summary, kind, variants, n_runs, unranked) + [""]
-        lines += ["Definitions (R[i][j]: accuracy on task j after training task i, T tasks; "
-                  "three different quantities are called \"forgetting\" in the literature, "
-                  "each has its own column here):", ""]
-        shown = [m for m in REPORT_METRICS if any(r["metric"] == m for r in summary)]
-        lines += [f"- `{m}` ({'↑' if m in HIGHER_IS_BETTER else '↓'}): {DEFINITIONS[m]}"
-                  for m in shown]
-        lines += [f"- 95% confidence intervals: {INTERVAL_METHOD}", ""]
-        lines += _teacher_section(summary, runs, kinds, n_runs)
-        lines += _continual_section(summary, runs)
-        if has_model_costs(run.result for run in runs):
-            lines += _costs_section(summary, variants, n_runs)
-            lines += _kept_section(summary, runs, kinds[0])
-        lines += _paired_section(pairs, runs, kinds)
-    lines += ["## Runs that did not finish", ""]
+        lines += _comparison_sections(runs, summary, pairs)
+    return "\n".join(lines + _failures_section(failures) + _plots_section(plots) + _FILES_SECTION)
+
+
+def _comparison_sections(runs: list[Run], summary: list[dict[str, Any]],
+                         pairs: list[dict[str, Any]]) -> list[str]:
+    """The metrics tables (one per matrix kind) and their definitions, then the teacher's,
+    the continual evaluation's, the costs' and the paired comparisons' sections."""
+    variants = variants_of(runs)
+    n_runs = {s: sum(run.label == s for run in runs) for s in variants}
+    unranked = {run.label for run in runs if run.strategy == JOINT}
+    kinds = list(dict.fromkeys(k for run in runs for k in matrix_kinds(run.result)))
+    lines = [
+        "## Metrics (%, mean ± 95% CI over seeds)",
+        "",
+        "Each cell: the mean over seeds ± the half-width of its 95% confidence interval "
+        "(Student's t with n - 1 degrees of freedom; none with one seed), in percent or "
+        "percentage points; an interval that reached the range the metric can take is "
+        "clipped to it and shown as [low, high]. ↑: higher is better, ↓: lower is "
+        "better. **Bold**: the best "
+        f"mean per metric{' (`joint`, the upper bound, is not ranked)' if unranked else ''}. "
+        "`runs`: finished runs; a cell's own (n=...) when a metric is undefined for some.",
+        "",
+    ]
+    if not any(r["metric"] == "intransigence" for r in summary):
+        lines += [_intransigence_absent(runs), ""]
+    lines += _last_row_only_note(runs)
+    for kind in kinds:
+        if len(kinds) > 1:
+            lines += [f"### {MATRIX_TITLES[kind]}", ""]
+        lines += _metrics_table(summary, kind, variants, n_runs, unranked) + [""]
+    lines += ["Definitions (R[i][j]: accuracy on task j after training task i, T tasks; "
+              "three different quantities are called \"forgetting\" in the literature, "
+              "each has its own column here):", ""]
+    shown = [m for m in REPORT_METRICS if any(r["metric"] == m for r in summary)]
+    lines += [f"- `{m}` ({'↑' if m in HIGHER_IS_BETTER else '↓'}): {DEFINITIONS[m]}"
+              for m in shown]
+    lines += [f"- 95% confidence intervals: {INTERVAL_METHOD}", ""]
+    lines += _teacher_section(summary, runs, kinds, n_runs)
+    lines += _continual_section(summary, runs)
+    if has_model_costs(run.result for run in runs):
+        lines += _costs_section(summary, variants, n_runs)
+        lines += _kept_section(summary, runs, kinds[0])
+    return lines + _paired_section(pairs, runs, kinds)
+
+
+def _failures_section(failures: list[dict[str, Any]]) -> list[str]:
+    lines = ["## Runs that did not finish", ""]
     if failures:
         lines += ["Left out of every table and plot:", ""]
         lines += [f"- {markdown_code(f.get('strategy'))} seed {markdown_text(f.get('seed'))}: "
                   f"{markdown_text(f.get('error'))}" for f in failures]
     else:
         lines.append("None: every run finished.")
-    lines.append("")
-    if plots:
-        lines += ["## Plots", ""]
-        by_stem: dict[str, list[Path]] = defaultdict(list)
-        for p in plots:
-            by_stem[p.stem].append(p)
-        for stem, files in by_stem.items():
-            base = stem.removesuffix(f"_{TASK_AWARE}")
-            caption = _PLOT_CAPTIONS.get(base, stem)
-            if stem != base:
-                caption += " Task-aware matrix."
-            png = [f for f in files if f.suffix == ".png"]
-            others = ", ".join(f"[{f.suffix[1:].upper()}]({f.name})" for f in files
-                               if f.suffix != ".png")
-            lines.append(f"{caption}" + (f" ({others})" if others else ""))
-            lines.append("")
-            if png:
-                lines += [f"![{stem}]({png[0].name})", ""]
-    lines += [
-        "## Files",
-        "",
-        "- `summary.csv`: strategy x matrix x metric: mean, std, sem, ci_low, ci_high, n",
-        f"- `paired.csv`: strategy x matrix x metric: difference vs `{BASELINE}`, ci_low, "
-        "ci_high, p, n",
-        "- `runs.csv`: one row per run, matrix and metric (tidy long format); matrix "
-        "`teacher` (`teacher_task_aware`): the teacher's metrics, matrix `costs`: the run's "
-        "costs, matrix `continual`: its continual-evaluation metrics, where recorded",
-        "- `matrices.csv`: run, matrix, row, column, accuracy",
-        "",
-    ]
-    return "\n".join(lines)
+    return [*lines, ""]
+
+
+def _plots_section(plots: Sequence[Path]) -> list[str]:
+    """Each plot with its caption, its PNG shown and its other formats linked."""
+    if not plots:
+        return []
+    lines = ["## Plots", ""]
+    by_stem: dict[str, list[Path]] = defaultdict(list)
+    for p in plots:
+        by_stem[p.stem].append(p)
+    for stem, files in by_stem.items():
+        base = stem.removesuffix(f"_{TASK_AWARE}")
+        caption = _PLOT_CAPTIONS.get(base, stem)
+        if stem != base:
+            caption += " Task-aware matrix."
+        png = [f for f in files if f.suffix == ".png"]
+        others = ", ".join(f"[{f.suffix[1:].upper()}]({f.name})" for f in files
+                           if f.suffix != ".png")
+        lines.append(f"{caption}" + (f" ({others})" if others else ""))
+        lines.append("")
+        if png:
+            lines += [f"![{stem}]({png[0].name})", ""]
+    return lines
+
+
+_FILES_SECTION = [
+    "## Files",
+    "",
+    "- `summary.csv`: strategy x matrix x metric: mean, std, sem, ci_low, ci_high, n",
+    f"- `paired.csv`: strategy x matrix x metric: difference vs `{BASELINE}`, ci_low, "
+    "ci_high, p, n",
+    "- `runs.csv`: one row per run, matrix and metric (tidy long format); matrix "
+    "`teacher` (`teacher_task_aware`): the teacher's metrics, matrix `costs`: the run's "
+    "costs, matrix `continual`: its continual-evaluation metrics, where recorded",
+    "- `matrices.csv`: run, matrix, row, column, accuracy",
+    "",
+]
 
 
 def _pct(v: float | None, signed: bool = False) -> str:

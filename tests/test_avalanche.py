@@ -27,7 +27,7 @@ def _stream(config: RunConfig, data_dir: Path) -> Any:
     from lifelong_kd.data.streams import build_stream
     from lifelong_kd.runs import DataProvider
 
-    ds = DataProvider(data_dir, offline=True).get(config)
+    ds = DataProvider(data_dir, offline=True).dataset(config)
     return build_stream(config, subset(ds, config.data.train_subset, config.data.test_subset))
 
 
@@ -153,7 +153,8 @@ def test_lwf_avalanche_distillation_term_equals_avalanches(
     from avalanche.training import LearningWithoutForgetting
 
     from lifelong_kd.engine import Batch, TrainData, new_state, task_context
-    from lifelong_kd.interop.avalanche import _modules, to_avalanche_benchmark
+    from lifelong_kd.interop.avalanche import to_avalanche_benchmark
+    from lifelong_kd.interop.avalanche_modules import TaskHeads
 
     config = _config(benchmark, "lwf-avalanche", items)
     stream = _stream(config, data_dir)
@@ -181,7 +182,7 @@ def test_lwf_avalanche_distillation_term_equals_avalanches(
                                        temperature=config.strategy.options["temperature"])
     if stream.scenario == "task-il":
         units = torch.stack([stream.eval_mask(0, t) for t in range(len(stream))])
-        heads = _modules()["TaskHeads"]
+        heads = TaskHeads
         prev, student = heads(teacher, units), heads(model, units)
         prev.known_train_tasks_labels = set(range(index))
         student.known_train_tasks_labels = set(range(index + 1))

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import SCENARIOS, RunConfig, closest_name
 from ..errors import ConfigError, UserError
 from ..strategies.base import OwnLoop, Phase, Strategy, TaskContext
-from ..strategies.loop import Interrupted, LossWatch, StopCheck
+from ..strategies.loop import StopCheck
 from ..strategies.optim import make_optimizer
 from ..strategies.options import Options
 from ..strategies.presets import StrategyPreset, register_family
@@ -63,9 +63,6 @@ if TYPE_CHECKING:
 
 #: What to install when Avalanche is missing.
 INSTALL_HINT = "pip install 'lifelong-kd[avalanche]'"
-
-#: Value of the masked (inactive) output units, as Avalanche's IncrementalClassifier.
-MASK_VALUE = -1000.0
 
 #: Constructor arguments that the wrapper sets itself (not settable with --set).
 _OURS = frozenset({
@@ -397,88 +394,6 @@ def to_avalanche_benchmark(stream: Stream, *, augment: bool = False, test: bool 
 # ------------------------------------------------------------------ their strategies here
 
 
-@functools.lru_cache(maxsize=1)
-def _modules() -> dict[str, type]:
-    """The classes that need Avalanche at definition time (built once, on first use)."""
-    import torch
-    from avalanche.models import MultiTaskModule
-    from avalanche.training.plugins import SupervisedPlugin
-    from torch import nn
-
-    class ActiveUnits(nn.Module):
-        """Our model, with the output units outside ``active`` set to MASK_VALUE."""
-
-        def __init__(self, model: nn.Module, n_outputs: int):
-            super().__init__()
-            self.model = model
-            self.register_buffer("active", torch.ones(n_outputs, dtype=torch.bool))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            out = self.model(x)
-            return out if bool(self.active.all()) else out.masked_fill(~self.active, MASK_VALUE)
-
-    class TaskHeads(MultiTaskModule):
-        """Our model as an Avalanche multi-head module: task t's output keeps the units of
-        task t (row t of ``units``) and masks the others."""
-
-        def __init__(self, model: nn.Module, units: torch.Tensor):
-            super().__init__()
-            self.model = model
-            self.register_buffer("units", units)
-
-        def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
-            return self.model(x).masked_fill(~self.units[task_label], MASK_VALUE)
-
-        def forward(self, x: torch.Tensor, task_labels: Any) -> Any:
-            if task_labels is None:
-                return self.forward_all_tasks(x)
-            if isinstance(task_labels, int):
-                return self.forward_single_task(x, task_labels)
-            # one forward pass for a batch of mixed tasks, then a mask per example
-            return self.model(x).masked_fill(~self.units[task_labels], MASK_VALUE)
-
-    class Control(SupervisedPlugin):
-        """Sets the active units (class-il) of the model being trained, stops after
-        ``max_steps`` steps (train.iterations), on a user's stop request (raises Interrupted)
-        and on a NaN or infinite loss (raises Diverged; the losses are checked every 50 steps
-        and at the end of the task, as the engine's loop does, not synchronised every step)."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.should_stop: StopCheck | None = None
-            self.active: torch.Tensor | None = None
-            self.max_steps = 0
-            self.steps = 0
-            self.task = 0
-            self.watch = LossWatch(self._where)
-
-        def _where(self, step: int) -> str:
-            return f"in task {self.task} (0-based), step {step}"
-
-        def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
-            self.steps = 0
-            self.watch = LossWatch(self._where)
-            # on strategy.model, not our wrapper: GDumb trains a fresh copy at each task
-            if self.active is not None and isinstance(strategy.model, ActiveUnits):
-                strategy.model.active.copy_(self.active)
-
-        def after_training_iteration(self, strategy: Any, **kwargs: Any) -> None:
-            self.steps += 1
-            self.watch.add(strategy.loss)
-            if self.watch.due():
-                self.watch.check()
-            if self.should_stop is not None and self.should_stop():
-                self.watch.check()
-                raise Interrupted(f"interrupted during task {self.task} (0-based)")
-            if self.max_steps and self.steps >= self.max_steps:
-                strategy.stop_training()
-
-        def after_training_exp(self, strategy: Any, **kwargs: Any) -> None:
-            self.watch.check()
-            # stop_training() in the last epoch would otherwise skip the next task's first
-            strategy._stop_training = False
-
-    return {"ActiveUnits": ActiveUnits, "TaskHeads": TaskHeads, "Control": Control}
 
 
 @dataclass(frozen=True)
@@ -537,15 +452,15 @@ class AvalancheStrategy(Strategy):
         training = _require_avalanche()
         from avalanche.training.plugins import EvaluationPlugin
 
-        mods = _modules()
+        from .avalanche_modules import ActiveUnits, Control, TaskHeads
         stream, model, cfg = ctx.stream, ctx.model, ctx.config
         self._bench = to_avalanche_benchmark(stream, augment=ctx.augment, test=False)
         if stream.scenario == "task-il":
             units = torch.stack([stream.eval_mask(0, t) for t in range(len(stream))])
-            self._wrapper = mods["TaskHeads"](model, units.to(ctx.device))
+            self._wrapper = TaskHeads(model, units.to(ctx.device))
         else:
-            self._wrapper = mods["ActiveUnits"](model, stream.n_outputs).to(ctx.device)
-        self._control = mods["Control"]()
+            self._wrapper = ActiveUnits(model, stream.n_outputs).to(ctx.device)
+        self._control = Control()
         n = max(len(t.train_y) for t in stream.tasks)
         epochs = cfg.train.epochs
         if cfg.train.iterations > 0:
