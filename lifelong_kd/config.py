@@ -590,26 +590,26 @@ def _check_network(section: str, m: ModelConfig | TeacherConfig) -> None:
         check_choice(f"{section}.init", m.init, INITS)
 
 
-def _check_train(t: TrainConfig) -> None:
-    for key, value, limit in (("train.epochs", t.epochs, 100_000),
-                              ("train.iterations", t.iterations, 10_000_000),
-                              ("train.batch_size", t.batch_size, 1_000_000),
-                              ("train.eval_batch_size", t.eval_batch_size, 1_000_000),
-                              ("train.eval_every", t.eval_every, 10_000_000),
-                              ("train.eval_subset", t.eval_subset, 10_000_000)):
+def _check_train(train: TrainConfig) -> None:
+    for key, value, limit in (("train.epochs", train.epochs, 100_000),
+                              ("train.iterations", train.iterations, 10_000_000),
+                              ("train.batch_size", train.batch_size, 1_000_000),
+                              ("train.eval_batch_size", train.eval_batch_size, 1_000_000),
+                              ("train.eval_every", train.eval_every, 10_000_000),
+                              ("train.eval_subset", train.eval_subset, 10_000_000)):
         check_range(key, value, high=limit)
-    check_positive("train.epochs", t.epochs, strict=t.iterations == 0)
-    check_positive("train.iterations", t.iterations, strict=False)
-    check_positive("train.batch_size", t.batch_size)
-    check_positive("train.eval_batch_size", t.eval_batch_size)
-    check_positive("train.eval_every", t.eval_every, strict=False)
-    check_positive("train.eval_subset", t.eval_subset, strict=False)
-    check_positive("train.lr", t.lr)
-    check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
-    check_range("train.momentum", t.momentum, 0, 1, high_open=True)
-    check_positive("train.weight_decay", t.weight_decay, strict=False)
-    if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
-        raise ConfigError(f"`train.betas` = {list(t.betas)} must be two numbers in [0, 1)")
+    check_positive("train.epochs", train.epochs, strict=train.iterations == 0)
+    check_positive("train.iterations", train.iterations, strict=False)
+    check_positive("train.batch_size", train.batch_size)
+    check_positive("train.eval_batch_size", train.eval_batch_size)
+    check_positive("train.eval_every", train.eval_every, strict=False)
+    check_positive("train.eval_subset", train.eval_subset, strict=False)
+    check_positive("train.lr", train.lr)
+    check_choice("train.optimizer", train.optimizer, OPTIMIZERS)
+    check_range("train.momentum", train.momentum, 0, 1, high_open=True)
+    check_positive("train.weight_decay", train.weight_decay, strict=False)
+    if len(train.betas) != 2 or not all(0 <= b < 1 for b in train.betas):
+        raise ConfigError(f"`train.betas` = {list(train.betas)} must be two numbers in [0, 1)")
 
 
 def _check_memory(mem: MemoryConfig) -> None:

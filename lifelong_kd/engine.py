@@ -2,7 +2,7 @@
 
 For every task the engine asks the strategy for its training data and its phases
 (``strategies/base.py`` describes the protocol) and runs each phase: a :class:`Phase` by the
-loop below, an :class:`OwnLoop` by calling it. Data stays in uint8 tensors; a batch is made by
+loop below, an :class:`ExternalLoop` by calling it. Data stays in uint8 tensors; a batch is made by
 indexing them with a slice of a seeded permutation (a permuted or rotated task's images are
 gathered from the shared dataset and permuted or rotated then, batch by batch; see
 ``data/streams.py``), converted to float and normalised as a whole. There is no per-example
@@ -13,7 +13,7 @@ test set of every task through ``strategy.predict``: one row of the accuracy mat
 R[i][j] = accuracy on task j after training task i, counted on the device and read once per
 row. Before the first task the untrained model is evaluated too (the b_j of forward transfer).
 
-On an accelerator (``train.device`` other than ``cpu``; :func:`~lifelong_kd.data.streams.resident`)
+On an accelerator (``train.device`` other than ``cpu``; :func:`~lifelong_kd.data.streams.data_on_device`)
 the stream's images and labels are placed on the device once per run (:meth:`Stream.to`; a
 strategy's memory is made there from the batches), each epoch's permutation is drawn on the
 host from the run's generator and copied there once, and the batches are gathered there; what
@@ -46,9 +46,9 @@ import torch
 from .config import RunConfig
 from .costs import eval_mode, model_costs
 from .data.augment import random_crop_flip
-from .data.streams import Stream, resident, to_device
+from .data.streams import Stream, data_on_device, to_device
 from .models import Model, build_model
-from .strategies.base import Batch, OwnLoop, Phase, Strategy, TaskContext, TrainData
+from .strategies.base import Batch, ExternalLoop, Phase, Strategy, TaskContext, TrainData
 from .strategies.loop import Diverged, Interrupted, LossWatch, StopCheck
 from .strategies.memory import check_budget
 from .strategies.optim import make_optimizer
@@ -248,12 +248,12 @@ def task_context(config: RunConfig, stream: Stream, state: RunState, index: int)
 
 
 def place_stream(config: RunConfig, stream: Stream, strategy: Strategy | type[Strategy]) -> Stream:
-    """The stream as the run trains on it: on an accelerator (:func:`resident`), its images
+    """The stream as the run trains on it: on an accelerator (:func:`data_on_device`), its images
     and labels placed on ``train.device`` once (:meth:`Stream.to`); else ``stream`` itself.
     A strategy that declares it reads its data on the host (``Strategy.HOST_DATA``: one whose
     own loop's loaders do, the Avalanche strategies) keeps the stream on the host."""
     device = torch.device(config.train.device)
-    if not resident(device) or strategy.HOST_DATA:
+    if not data_on_device(device) or strategy.HOST_DATA:
         return stream
     return stream.to(device)
 
@@ -379,9 +379,9 @@ def train_stream(
         t0 = time.perf_counter()
         ctx0 = task_context(config, stream, state, 0)
         state.initial, state.initial_task_aware = evaluate(ctx0, strategy, -1)
-        view = strategy.teacher_evaluation(ctx0)
-        if view is not None:
-            state.teacher_initial, state.teacher_initial_task_aware = evaluate(*view, -1)
+        teacher_eval = strategy.teacher_evaluation(ctx0)
+        if teacher_eval is not None:
+            state.teacher_initial, state.teacher_initial_task_aware = evaluate(*teacher_eval, -1)
         state.eval_seconds += time.perf_counter() - t0
     for index in range(state.next_task, len(stream)):
         t0 = time.perf_counter()
@@ -395,7 +395,7 @@ def train_stream(
         if probe is not None:
             probe.point(ctx, index)
         for phase in phases:
-            if isinstance(phase, OwnLoop):
+            if isinstance(phase, ExternalLoop):
                 phase.run(ctx, should_stop)
             else:
                 run_phase(ctx, state, phase, progress, should_stop, probe)
@@ -411,9 +411,9 @@ def train_stream(
         row, row_aware = evaluate(ctx, strategy, index)
         state.rows.append(row)
         state.rows_task_aware.append(row_aware)
-        view = strategy.teacher_evaluation(ctx)
-        if view is not None:
-            row, row_aware = evaluate(*view, index)
+        teacher_eval = strategy.teacher_evaluation(ctx)
+        if teacher_eval is not None:
+            row, row_aware = evaluate(*teacher_eval, index)
             state.teacher_rows.append(row)
             state.teacher_rows_task_aware.append(row_aware)
         state.eval_seconds += time.perf_counter() - t1

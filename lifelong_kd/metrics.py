@@ -83,8 +83,8 @@ def bwt(r: Matrix) -> float:
     Lopez-Paz & Ranzato 2017, "Gradient episodic memory", eq. 3. ``nan`` when T = 1.
     """
     m = _square(r)
-    t = len(m)
-    return _mean(m[-1, : t - 1] - np.diag(m)[: t - 1])
+    n_tasks = len(m)
+    return _mean(m[-1, : n_tasks - 1] - np.diag(m)[: n_tasks - 1])
 
 
 def per_task_forgetting(r: Matrix) -> list[float]:
@@ -93,8 +93,8 @@ def per_task_forgetting(r: Matrix) -> list[float]:
     The vector behind :func:`forgetting` (Chaudhry et al. 2018, eq. 2). Empty when T = 1.
     """
     m = _square(r)
-    t = len(m)
-    return [float(m[j : t - 1, j].max() - m[-1, j]) for j in range(t - 1)]
+    n_tasks = len(m)
+    return [float(m[j : n_tasks - 1, j].max() - m[-1, j]) for j in range(n_tasks - 1)]
 
 
 def forgetting(r: Matrix) -> float:

@@ -30,7 +30,7 @@ from .data.sources import Dataset, make_dataset
 from .data.streams import Stream, build_stream
 from .engine import RunState, new_state, run_phase, task_context
 from .presets import build_config
-from .strategies.base import Batch, OwnLoop, Strategy, TaskContext, TrainData
+from .strategies.base import Batch, ExternalLoop, Strategy, TaskContext, TrainData
 
 #: Small settings of a toy run: 3 class-il tasks of 2 classes, a one-layer MLP of 8 units,
 #: one epoch of batches of 16 (a preset's own settings and ``sets`` override these).
@@ -85,7 +85,7 @@ def start_task(run: ToyRun, index: int) -> TaskContext:
 def finish_task(run: ToyRun, ctx: TaskContext) -> None:
     """Every phase of the task of ``ctx`` (no progress bar, no stop), then ``after_task``."""
     for phase in run.strategy.phases(ctx):
-        if isinstance(phase, OwnLoop):
+        if isinstance(phase, ExternalLoop):
             phase.run(ctx, None)
         else:
             run_phase(ctx, run.state, phase, False, None)

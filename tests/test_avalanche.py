@@ -286,7 +286,7 @@ def test_resuming_an_avalanche_run_is_refused(avalanche: None) -> None:
 
 def test_a_diverging_avalanche_loop_is_diverged_naming_its_step(avalanche: None,
                                                                data_dir: Path) -> None:
-    """Avalanche's own loop (an OwnLoop phase) reports a NaN or infinite loss as the engine's
+    """Avalanche's own loop (an ExternalLoop phase) reports a NaN or infinite loss as the engine's
     loop does: checked every 50 steps and at the end of the task, naming the first bad step."""
     from lifelong_kd.engine import Diverged, train_stream
 

@@ -1,6 +1,6 @@
 """Issue 16, part 5: the engine's accelerator path (``train.device = cuda``), tested on the CPU.
 
-No GPU here, so :class:`DeviceEmulation` plays one: with ``streams.FORCE_RESIDENT`` the engine
+No GPU here, so :class:`DeviceEmulation` plays one: with ``streams.FORCE_DATA_ON_DEVICE`` the engine
 takes its accelerator path on the CPU, for the device ``cpu:0`` (a CPU tensor like any other,
 but a distinct ``torch.device``, so that every copy "to the device" is seen), and the
 emulation, a ``TorchFunctionMode``, follows which tensors would live on the device (those
@@ -231,7 +231,7 @@ def emulated(monkeypatch: pytest.MonkeyPatch) -> Iterator[DeviceEmulation]:
         finally:
             emulation.counting = False
 
-    monkeypatch.setattr(streams, "FORCE_RESIDENT", True)
+    monkeypatch.setattr(streams, "FORCE_DATA_ON_DEVICE", True)
     monkeypatch.setattr(engine, "_train_steps", counted)
     with emulation:
         yield emulation
@@ -269,7 +269,7 @@ def cfg(strategy: str, **sets: Any) -> Any:
 
 def test_the_emulation_sees_what_a_gpu_would_wait_for(monkeypatch: pytest.MonkeyPatch):
     """The detector, checked on known cases: each line below waits (or not) on a GPU."""
-    monkeypatch.setattr(streams, "FORCE_RESIDENT", True)
+    monkeypatch.setattr(streams, "FORCE_DATA_ON_DEVICE", True)
     with DeviceEmulation() as emu:
         emu.counting = True
         x = to_device(torch.arange(6.0), DEVICE)          # non_blocking: no wait
@@ -398,7 +398,7 @@ def test_the_device_path_without_the_emulation_gives_the_same_matrices(
     """The forced branch on the plain CPU device too (every move the tensor itself)."""
     config = cfg("derpp", **{"memory.size": 20, "train.augment": True, "train.iterations": 20})
     plain = train_stream(config, build_stream(config, DATA), progress=False)
-    monkeypatch.setattr(streams, "FORCE_RESIDENT", True)
+    monkeypatch.setattr(streams, "FORCE_DATA_ON_DEVICE", True)
     assert _matrices(train_stream(config, build_stream(config, DATA), progress=False)) == \
         _matrices(plain)
 
@@ -412,7 +412,7 @@ def test_the_device_path_resumes_bit_for_bit(strategy: str, sets: dict[str, Any]
     """A checkpoint after task 0 (its memory and validation set on the device), loaded onto
     the device as ``runs.load_checkpoint`` does (``map_location``), continues to the matrix of
     the uninterrupted run."""
-    monkeypatch.setattr(streams, "FORCE_RESIDENT", True)
+    monkeypatch.setattr(streams, "FORCE_DATA_ON_DEVICE", True)
     config = on_device(cfg(strategy, **{**sets, "stream.n_tasks": 2, "train.iterations": 20}))
     saved: list[bytes] = []
 
@@ -456,7 +456,7 @@ def test_the_stream_goes_to_the_device_once_and_shared_stays_shared(
     # that declares it reads its data on the host (HOST_DATA: the Avalanche strategies, whose
     # own loaders do) keeps it
     assert place_stream(config, stream, Strategy) is stream
-    monkeypatch.setattr(streams, "FORCE_RESIDENT", True)
+    monkeypatch.setattr(streams, "FORCE_DATA_ON_DEVICE", True)
     assert place_stream(config, stream, Strategy) is not stream
 
     class OnTheHost(Strategy):
@@ -469,7 +469,8 @@ def test_the_stream_goes_to_the_device_once_and_shared_stays_shared(
 def test_to_device_leaves_the_cpu_path_as_it_was():
     x = torch.arange(5)
     assert to_device(x, "cpu") is x and to_device(x, HOST) is x
-    assert not streams.resident("cpu") and streams.resident("cuda") and streams.resident("mps")
+    assert not streams.data_on_device("cpu")
+    assert streams.data_on_device("cuda") and streams.data_on_device("mps")
 
 
 @pytest.mark.parametrize("kind", ["split", "rotated", "permuted", "with-memory"])
@@ -492,7 +493,7 @@ def test_a_union_gathers_the_same_images_on_the_device_path(kind: str,
     n = len(union)
     idx = torch.cat([torch.randperm(n, generator=g), torch.tensor([-1, -n, 0])])
     expected = (union[idx], union[3:n - 2], union[idx[:0]])
-    monkeypatch.setattr(streams, "FORCE_RESIDENT", True)
+    monkeypatch.setattr(streams, "FORCE_DATA_ON_DEVICE", True)
     with DeviceEmulation() as emu:
         sources = {id(p.source): to_device(p.source, DEVICE) for p in parts}
         placed = ImageUnion([Images(sources[id(p.source)], p.transform.to(DEVICE)
@@ -553,7 +554,7 @@ def test_evaluation_counts_on_the_device_and_reads_once_per_row(monkeypatch: pyt
     expected = {0: ([2 / 3, 0.0], [2 / 3, 1.0]), 1: ([1 / 3, 1 / 2], [2 / 3, 1.0])}
     for trained, rows in expected.items():
         assert evaluate(_eval_context(stream, HOST), strategy, trained) == rows
-    monkeypatch.setattr(streams, "FORCE_RESIDENT", True)
+    monkeypatch.setattr(streams, "FORCE_DATA_ON_DEVICE", True)
     with DeviceEmulation() as emu:
         placed = stream.to(DEVICE)
         ctx = _eval_context(placed, DEVICE)

@@ -49,23 +49,23 @@ Index = int | slice | torch.Tensor
 # ------------------------------------------------------------------ where the data live
 
 #: Treat every device as an accelerator (tests set it to run the accelerator's code path,
-#: data placed once and copies that do not wait, on the CPU; see :func:`resident`).
-FORCE_RESIDENT = False
+#: data placed once and copies that do not wait, on the CPU; see :func:`data_on_device`).
+FORCE_DATA_ON_DEVICE = False
 
 
-def resident(device: torch.device | str) -> bool:
+def data_on_device(device: torch.device | str) -> bool:
     """Whether a run on ``device`` keeps its data there apart from the host: any device that is
-    not the CPU (an accelerator), or every device when :data:`FORCE_RESIDENT` is set.
+    not the CPU (an accelerator), or every device when :data:`FORCE_DATA_ON_DEVICE` is set.
 
     On such a device the engine places the stream's images and labels once per run
     (:meth:`Stream.to`), makes batches by indexing them there, and copies what it still draws
     on the host (the permutation of an epoch, augmentation's draws, a memory's slots) with
     :func:`to_device`, so that no step waits for the device."""
-    return FORCE_RESIDENT or torch.device(device).type != "cpu"
+    return FORCE_DATA_ON_DEVICE or torch.device(device).type != "cpu"
 
 
 def to_device(x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
-    """``x`` on ``device``; a copy from the host to a :func:`resident` device does not wait.
+    """``x`` on ``device``; a copy from the host to a :func:`data_on_device` device does not wait.
 
     A blocking copy from the host to an accelerator synchronises the host with the device's
     queue (CUDA: ``cudaMemcpyAsync`` then ``cudaStreamSynchronize``); ``non_blocking`` stages
@@ -73,7 +73,7 @@ def to_device(x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     On the CPU this is ``x.to(device)``: the same tensor when it is there already."""
     device = torch.device(device)
     to_host = device.type == "cpu" and x.device.type != "cpu"
-    return x.to(device, non_blocking=not to_host and (device.type != "cpu" or FORCE_RESIDENT))
+    return x.to(device, non_blocking=not to_host and (device.type != "cpu" or FORCE_DATA_ON_DEVICE))
 
 
 # ------------------------------------------------------------------ images seen through a task
@@ -214,7 +214,7 @@ class ImageUnion:
     that are permutations of one shared source (Permuted-MNIST's tasks) take one gather for
     the whole batch instead, each image with its own task's permutation (a table of them).
 
-    When the parts' images are on a :func:`resident` device (the engine's data on an
+    When the parts' images are on a :func:`data_on_device` device (the engine's data on an
     accelerator), a batch is gathered there without a host synchronisation: the positions go
     to the device, the bounds are checked by a device-side assert (not read back) and, rather
     than the distinct parts of the batch (which the host would have to read), every part
@@ -261,7 +261,7 @@ class ImageUnion:
             return self[torch.tensor([index])][0]
         positions = torch.arange(*index.indices(len(self))) if isinstance(index, slice) \
             else index
-        if resident(self.device):
+        if data_on_device(self.device):
             return self._gather(to_device(positions, self.device))
         positions = positions.reshape(-1).long()
         if len(positions) and (int(positions.min()) < -len(self) or int(positions.max()) >= len(self)):
@@ -287,7 +287,7 @@ class ImageUnion:
         return self._device_offsets[device]
 
     def _gather(self, index: torch.Tensor) -> torch.Tensor:
-        """The images at the positions ``index`` (a tensor on the parts' :func:`resident`
+        """The images at the positions ``index`` (a tensor on the parts' :func:`data_on_device`
         device), without reading anything back to the host (see the class docstring)."""
         n = len(self)
         positions = index.reshape(-1).long()

@@ -8,7 +8,7 @@ Two directions:
   users can run their own code on our streams.
 - ``--strategy avalanche:<Name>`` (:func:`avalanche_preset`) trains every task with the
   Avalanche strategy ``<Name>`` (its own loop, losses and plugins: one
-  :class:`~lifelong_kd.strategies.base.OwnLoop` phase of our strategy protocol) and leaves
+  :class:`~lifelong_kd.strategies.base.ExternalLoop` phase of our strategy protocol) and leaves
   the evaluation after each task to our engine, so the accuracy matrix, result.json, metrics,
   plots and ``compare`` reports are those of our own strategies. The strategy's keyword
   arguments are ``--set strategy.<arg>=...`` (or a ``strategy.kwargs`` table). Importing this
@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import SCENARIOS, RunConfig, closest_name
 from ..errors import ConfigError, UserError
-from ..strategies.base import OwnLoop, Phase, Strategy, TaskContext
+from ..strategies.base import ExternalLoop, Phase, Strategy, TaskContext
 from ..strategies.loop import StopCheck
 from ..strategies.optim import make_optimizer
 from ..strategies.options import Options
@@ -416,7 +416,7 @@ class AvalancheStrategy(Strategy):
     ``train.reset_optimizer = false``), ``train.batch_size``, ``train.epochs`` (or
     ``train.iterations`` steps), ``train.device``, a plain cross-entropy criterion, and
     ``strategy.kwargs``. Its own loggers and metrics are off. Its training loop is the one
-    phase of each task (an :class:`~lifelong_kd.strategies.base.OwnLoop`); iCaRL's
+    phase of each task (an :class:`~lifelong_kd.strategies.base.ExternalLoop`); iCaRL's
     nearest-mean-of-exemplars classifier is its :meth:`predict`.
     """
 
@@ -493,9 +493,9 @@ class AvalancheStrategy(Strategy):
                               f"{': ' + text if text else ''}") from None
 
     # ------------------------------------------------------------------ the protocol
-    def phases(self, ctx: TaskContext) -> list[Phase | OwnLoop]:
+    def phases(self, ctx: TaskContext) -> list[Phase | ExternalLoop]:
         """One phase: the Avalanche strategy's own training loop (:meth:`train_task`)."""
-        return [OwnLoop("avalanche", self.train_task)]
+        return [ExternalLoop("avalanche", self.train_task)]
 
     def train_task(self, ctx: TaskContext, should_stop: StopCheck | None = None) -> None:
         """Train task ``ctx.index`` with the Avalanche strategy."""

@@ -155,10 +155,10 @@ def run_plots(result: dict, out_dir: Path, formats: Sequence[str] = ("png",)) ->
     if not rows:
         return []
     name = result["strategy"]
-    t = int(result["n_tasks"])
+    n_tasks = int(result["n_tasks"])
     setting = last_row_only(result)
-    partial = t > 1 and setting is not None
-    m = mask_rows(rows, setting, t)
+    partial = n_tasks > 1 and setting is not None
+    m = mask_rows(rows, setting, n_tasks)
     if np.isnan(m).all():
         return []
     note = f" (last row only: {setting.removeprefix('strategy.')})" if partial and setting else ""

@@ -104,9 +104,9 @@ def plot_curves(
     runs = {name: [c for c in per_seed if c] for name, per_seed in curves.items()}
     runs = {name: per_seed for name, per_seed in runs.items() if per_seed}
     rows = [row for per_seed in runs.values() for c in per_seed for row in c]
-    t = max((int(row[2]) for row in rows), default=0) + 1
+    n_tasks = max((int(row[2]) for row in rows), default=0) + 1
     last = max((float(row[0]) for row in rows), default=0.0)
-    shown = shown_tasks(t, MAX_CURVE_PANELS)
+    shown = shown_tasks(n_tasks, MAX_CURVE_PANELS)
     own = ax is None
     fig, axes = _panels(ax, len(shown), 1, (8.0, 1.9), sharex=True)
     owners: dict[tuple[int, int], set[int]] = {}
@@ -144,8 +144,8 @@ def plot_curves(
             a.set_xlabel("training step (optimiser steps)")
     title = title or (f"accuracy on each task during training (band: {_band_label(band)} "
                       "over seeds; dashed: task switches)")
-    if len(shown) < t:
-        title += "\n" + _left_out(shown, t, "panels")
+    if len(shown) < n_tasks:
+        title += "\n" + _left_out(shown, n_tasks, "panels")
     if any(len(who) < len(runs) for (k, _), who in owners.items() if k in kept):
         title += "\ndotted: a task switch of some strategies only, in their colour"
     if len(kept) < len(switched):

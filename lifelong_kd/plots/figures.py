@@ -128,8 +128,8 @@ def plot_accuracy_matrices(
     with one colour bar. ``matrices`` maps a panel title (a strategy) to its matrix (the mean
     over seeds, say); ``ax``, when given, is a sequence of one axes per matrix."""
     n = len(matrices)
-    t = max((len(np.asarray(m)) for m in matrices.values()), default=1)
-    side = min(0.45 * t + 1.6, 4.5)
+    n_tasks = max((len(np.asarray(m)) for m in matrices.values()), default=1)
+    side = min(0.45 * n_tasks + 1.6, 4.5)
     own = ax is None
     fig, axes = _panels(ax, n, 4, (side, side), sharey=False)
     for a, (name, m) in zip(axes, matrices.items(), strict=True):
@@ -143,7 +143,7 @@ def plot_accuracy_matrices(
         fig.suptitle(title)
     if own:
         _fit_grid(fig, axes, max(1, min(4, n)), top=top, right=COLORBAR_RIGHT,
-                  tick_em=DIGIT_EM * len(str(t)), inner_y=True)
+                  tick_em=DIGIT_EM * len(str(n_tasks)), inner_y=True)
     if axes:
         fig.colorbar(axes[0].images[0], ax=axes, label="accuracy (%)", shrink=0.8)
     return fig
@@ -191,8 +191,8 @@ def plot_task_accuracies_by_strategy(
     stream; the title names them). ``ax``, when given, is a sequence of one axes per panel.
     """
     data = {name: np.asarray(ms, dtype=float) * 100.0 for name, ms in matrices.items()}
-    t = max((d.shape[1] for d in data.values()), default=1)
-    shown = shown_tasks(t, MAX_PANELS)
+    n_tasks = max((d.shape[1] for d in data.values()), default=1)
+    shown = shown_tasks(n_tasks, MAX_PANELS)
     own = ax is None
     fig, axes = _panels(ax, len(shown), 5, (2.6, 2.3))
     ncols = min(5, len(shown))
@@ -208,8 +208,8 @@ def plot_task_accuracies_by_strategy(
             if len(d) > 1:
                 a.fill_between(x, lo, hi, color=colour(i), alpha=0.2, linewidth=0)
         a.set_title(f"task {j + 1}", fontsize=9)
-        _task_ticks(a, t, at_most=6)
-        a.set_xlim(0.5, t + 0.5)
+        _task_ticks(a, n_tasks, at_most=6)
+        a.set_xlim(0.5, n_tasks + 0.5)
         a.set_ylim(0, 101)
         if ax is not None or k >= len(shown) - ncols:
             a.set_xlabel("tasks trained")
@@ -217,8 +217,8 @@ def plot_task_accuracies_by_strategy(
             a.set_ylabel("accuracy (%)")
     title = title or (f"accuracy on each task over the stream (band: {_band_label(band)} "
                       "over seeds)")
-    if len(shown) < t:
-        title += "\n" + _left_out(shown, t, "panels")
+    if len(shown) < n_tasks:
+        title += "\n" + _left_out(shown, n_tasks, "panels")
     return _finish_panels(fig, axes, own, bool(axes), len(data), title, ncols)
 
 

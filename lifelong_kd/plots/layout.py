@@ -41,24 +41,24 @@ def _inches(x: float) -> float:
     return min(x, MAX_INCHES)
 
 
-def shown_tasks(t: int, at_most: int) -> list[int]:
-    """At most ``at_most`` of the task indices 0..t-1, spread evenly, the first and the last
-    included (all of them when t <= at_most)."""
-    if t <= at_most:
-        return list(range(t))
-    return sorted({round(k * (t - 1) / (at_most - 1)) for k in range(at_most)})
+def shown_tasks(n_tasks: int, at_most: int) -> list[int]:
+    """At most ``at_most`` of the task indices 0..n_tasks-1, spread evenly, the first and the last
+    included (all of them when n_tasks <= at_most)."""
+    if n_tasks <= at_most:
+        return list(range(n_tasks))
+    return sorted({round(k * (n_tasks - 1) / (at_most - 1)) for k in range(at_most)})
 
 
-def _left_out(shown: Sequence[int], t: int, what: str) -> str:
+def _left_out(shown: Sequence[int], n_tasks: int, what: str) -> str:
     """The note a figure carries when it shows only some tasks (1-based names)."""
-    return f"{what} for {len(shown)} of {t} tasks: " + ", ".join(str(j + 1) for j in shown)
+    return f"{what} for {len(shown)} of {n_tasks} tasks: " + ", ".join(str(j + 1) for j in shown)
 
 
-def _task_ticks(ax: Axes, t: int, axis: str = "x", first: int = 1,
+def _task_ticks(ax: Axes, n_tasks: int, axis: str = "x", first: int = 1,
                 at_most: int = MAX_TICKS) -> None:
-    """Ticks at no more than ``at_most`` of the positions first, ..., first + t - 1,
-    labelled with their task numbers 1..t."""
-    shown = shown_tasks(t, min(at_most, MAX_TICKS))
+    """Ticks at no more than ``at_most`` of the positions first, ..., first + n_tasks - 1,
+    labelled with their task numbers 1..n_tasks."""
+    shown = shown_tasks(n_tasks, min(at_most, MAX_TICKS))
     set_ticks = ax.set_xticks if axis == "x" else ax.set_yticks
     set_ticks([first + j for j in shown], [str(j + 1) for j in shown])
 

@@ -14,7 +14,7 @@ For every task of the stream the engine (``engine.py``) calls, in this order::
     strategy.before_task(ctx)            # e.g. cache the teacher's outputs
     for phase in strategy.phases(ctx):   # default: [strategy.main_phase(ctx)]
         Phase:   for each batch: loss = phase.loss(ctx, batch); backward(); optimiser step
-        OwnLoop: phase.run(ctx, should_stop)  (a library's own training loop)
+        ExternalLoop: phase.run(ctx, should_stop)  (a library's own training loop)
     strategy.after_task(ctx)             # e.g. freeze the model as the next teacher
     for every task: strategy.predict(ctx, x) on its test set -> one row of the accuracy matrix
 
@@ -161,7 +161,7 @@ class Strategy:
         and overrides :meth:`main_phase` (the engine checks all of them for inf/NaN)."""
         return [p for p in model.parameters() if p.requires_grad]
 
-    def phases(self, ctx: TaskContext) -> list[Phase | OwnLoop]:
+    def phases(self, ctx: TaskContext) -> list[Phase | ExternalLoop]:
         """The phases that train task ``ctx.index``, in order (default: :meth:`main_phase`)."""
         return [self.main_phase(ctx)]
 
@@ -342,7 +342,7 @@ class Phase:
 
 
 @dataclass
-class OwnLoop:
+class ExternalLoop:
     """A phase that trains itself: ``run(ctx, should_stop)`` trains task ``ctx.index`` with
     its own loop (another library's strategy, see ``interop/avalanche.py``), polling
     ``should_stop`` and raising :class:`~lifelong_kd.strategies.loop.Interrupted` or

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from ..config import MemoryConfig, check_range
 from ..data.streams import Images, to_device
 from ..errors import ConfigError
-from .base import Batch, OwnLoop, Phase, Strategy, TaskContext, TrainData
+from .base import Batch, ExternalLoop, Phase, Strategy, TaskContext, TrainData
 from .lwf import LwF, LwFOptions
 
 #: The memory policies BiC accepts: its memory and its validation set are split per class.
@@ -251,7 +251,7 @@ class BiC(LwF):
         phase = super().main_phase(ctx)
         return replace(phase, parameters=Strategy.parameters(self, ctx.model))
 
-    def phases(self, ctx: TaskContext) -> list[Phase | OwnLoop]:
+    def phases(self, ctx: TaskContext) -> list[Phase | ExternalLoop]:
         """LwF's phases (stage 1), then stage 2 for every task after the first."""
         phases = super().phases(ctx)
         if ctx.index > 0:

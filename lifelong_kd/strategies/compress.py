@@ -32,7 +32,7 @@ from ..models import Model, build_model
 from ..schedules import annealing, annealing_loss
 from .base import (
     Batch,
-    OwnLoop,
+    ExternalLoop,
     Phase,
     Strategy,
     TaskContext,
@@ -265,7 +265,7 @@ class Compress(Strategy):
         projector = list(self.projector.parameters()) if self.projector is not None else []
         return [*super().parameters(model), *projector]
 
-    def phases(self, ctx: TaskContext) -> list[Phase | OwnLoop]:
+    def phases(self, ctx: TaskContext) -> list[Phase | ExternalLoop]:
         """The teacher's phases on its own network (its strategy's, in the teacher's
         context; never carrying their optimiser across tasks), then the student's."""
         assert self.teacher_strategy is not None and self._teacher_ctx is not None

@@ -1,5 +1,5 @@
 """What every training loop shares: the engine's own (``engine.py``) and a strategy's that
-trains in a loop of its own (an :class:`~lifelong_kd.strategies.base.OwnLoop` phase, e.g. the
+trains in a loop of its own (an :class:`~lifelong_kd.strategies.base.ExternalLoop` phase, e.g. the
 Avalanche strategies of ``interop/avalanche.py``).
 
 - :data:`StopCheck`: the function a loop polls every step; True means the user asked to stop.

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ..config import MemoryConfig, RunConfig, check_choice, check_range
 from ..errors import ConfigError
 from ..losses import LOSSES, grouped_distillation
-from .base import Batch, OwnLoop, Phase, Strategy, TaskContext, TrainData, distillation_temperature
+from .base import Batch, ExternalLoop, Phase, Strategy, TaskContext, TrainData, distillation_temperature
 from .features import model_features
 from .memory import Memory, with_memory
 from .options import DistillationOptions
@@ -229,12 +229,12 @@ class LwF(Strategy):
                 self._cache = torch.cat(outs).clone()
 
     # ------------------------------------------------------------------------- phases
-    def phases(self, ctx: TaskContext) -> list[Phase | OwnLoop]:
+    def phases(self, ctx: TaskContext) -> list[Phase | ExternalLoop]:
         """The warm-up phase (when there is one), then the main phase."""
         epochs = self.warmup_epochs(ctx)
         data = ctx.current_train_data
         assert data is not None
-        warmup: list[Phase | OwnLoop] = [self.warmup_phase(ctx, epochs)] if epochs and len(data) else []
+        warmup: list[Phase | ExternalLoop] = [self.warmup_phase(ctx, epochs)] if epochs and len(data) else []
         return [*warmup, self.main_phase(ctx)]
 
     def warmup_epochs(self, ctx: TaskContext) -> int:

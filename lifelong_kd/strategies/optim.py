@@ -80,14 +80,14 @@ def make_optimizer(
     """The optimiser of ``config.train`` over ``params`` (``weight_decay`` overrides it):
     torch.optim's SGD or Adam, as :class:`EagerSGD` / :class:`EagerAdam` unless
     ``train.compile`` (which loads ``torch._dynamo`` anyway) is on."""
-    t = config.train
-    wd = t.weight_decay if weight_decay is None else weight_decay
+    train = config.train
+    wd = train.weight_decay if weight_decay is None else weight_decay
     # fused: one kernel per parameter for the whole update (CPU and CUDA): the same formula
     # to float rounding, and on a CPU faster than the per-tensor loop (Adam by far the most)
-    fused = True if torch.device(t.device).type in ("cpu", "cuda") else None
-    if t.optimizer == "adam":
-        adam = torch.optim.Adam if t.compile else EagerAdam
-        return adam(params, lr=t.lr, betas=(t.betas[0], t.betas[1]), weight_decay=wd,
+    fused = True if torch.device(train.device).type in ("cpu", "cuda") else None
+    if train.optimizer == "adam":
+        adam = torch.optim.Adam if train.compile else EagerAdam
+        return adam(params, lr=train.lr, betas=(train.betas[0], train.betas[1]), weight_decay=wd,
                     fused=fused)
-    sgd = torch.optim.SGD if t.compile else EagerSGD
-    return sgd(params, lr=t.lr, momentum=t.momentum, weight_decay=wd, fused=fused)
+    sgd = torch.optim.SGD if train.compile else EagerSGD
+    return sgd(params, lr=train.lr, momentum=train.momentum, weight_decay=wd, fused=fused)
