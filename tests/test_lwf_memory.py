@@ -1,6 +1,6 @@
 """LwF with an exemplar memory (strategies/lwf.py, FACIL's --num-exemplars): the memory's
 examples join the task's, the loss on them is LwF's, the memory is updated after each task,
-and without a memory nothing changes (the behaviour pin, tests/test_behaviour.py, holds the
+and without a memory nothing changes (the behaviour pin, tests/test_golden.py, holds the
 matrices)."""
 
 from __future__ import annotations

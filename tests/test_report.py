@@ -3,14 +3,17 @@ and `plot` commands on real run folders."""
 
 from __future__ import annotations
 
+import copy
+import inspect
 import json
 import math
 import random
+import re
 import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +21,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lifelong_kd import aggregate, report, results
+from lifelong_kd import aggregate, plots, report, results, stats
 from lifelong_kd import metrics as M
 from lifelong_kd.cli import main
+from lifelong_kd.errors import UserError
+from lifelong_kd.plots.figures import _mean_band
 
 from .conftest import QUICK_MNIST, SHARED
 
@@ -568,3 +573,725 @@ def test_report_of_the_committed_seq_mnist_comparison(
             csv = runs[(runs.run == "lwf-mammoth/seed-3") & (runs.matrix == kind)
                        & (runs.metric == metric)]["value"].item()
             assert float(f"{value:.10g}") == csv, (kind, metric)
+
+
+# ----------------------------------------------------------------------
+# Reports and plots that never say something wrong (issue 12, items 6, 7, 10-13): bounded
+# figures for long streams, one-line errors for malformed result.json files, no numbers for
+# metrics that mean nothing, the real reason intransigence is absent, only the options a
+# strategy reads, and confidence intervals inside the range of their metric.
+# (formerly tests/test_report_safety.py)
+
+T975_2 = 4.302652730  # t_{0.975, 2}: three seeds
+
+
+def closed() -> bool:
+    return not plots.pyplot().get_fignums()
+
+
+# ----------------------------------------------------------------------------- 13: intervals
+
+
+def test_clip_interval_by_hand() -> None:
+    # the issue's interval of a task-il accuracy over 3 seeds, [76.25, 108.15] %
+    assert stats.clip_interval(0.7625, 1.0815, (0.0, 1.0)) == (0.7625, 1.0)
+    assert stats.clip_interval(-0.2, 0.3, (0.0, 1.0)) == (0.0, 0.3)
+    assert stats.clip_interval(-1.5, 1.5, (-1.0, 1.0)) == (-1.0, 1.0)
+    assert stats.clip_interval(0.2, 0.3, (0.0, 1.0)) == (0.2, 0.3)  # inside: unchanged
+    assert stats.clip_interval(1.2, 1.5, (0.0, 1.0)) == (1.0, 1.0)  # never inverted
+    assert stats.clip_interval(-0.5, 2.0, None) == (-0.5, 2.0)
+    lo, hi = stats.clip_interval(math.nan, math.nan, (0.0, 1.0))
+    assert math.isnan(lo) and math.isnan(hi)
+    assert stats.difference_bounds((0.0, 1.0)) == (-1.0, 1.0)
+    assert stats.difference_bounds((-1.0, 1.0)) == (-2.0, 2.0)
+    with pytest.raises(ValueError, match="bounds"):
+        stats.clip_interval(0.1, 0.2, (1.0, 0.0))
+
+
+def test_describe_and_paired_clip_to_bounds_by_hand() -> None:
+    # 1.0, 1.0, 0.7: mean 0.9, s = sqrt((0.01 + 0.01 + 0.04) / 2) = sqrt(0.03), s / sqrt(3) = 0.1
+    values = [1.0, 1.0, 0.7]
+    free = stats.describe(values)
+    assert (free["ci_low"], free["ci_high"]) == pytest.approx((0.9 - T975_2 * 0.1,
+                                                               0.9 + T975_2 * 0.1))
+    bounded = stats.describe(values, bounds=(0.0, 1.0))
+    assert bounded["ci_low"] == pytest.approx(0.9 - T975_2 * 0.1)  # 0.4697...
+    assert bounded["ci_high"] == 1.0
+    assert bounded["mean"] == pytest.approx(0.9) and bounded["std"] == pytest.approx(free["std"])
+    assert stats.mean_ci(values, bounds=(0.0, 1.0))[2] == 1.0
+    # paired: d = (0.9, 0.9, 0.6) - 0: the same spread, a difference of accuracies in [-1, 1]
+    res = stats.paired([0.9, 0.9, 0.6], [0.0, 0.0, 0.0], bounds=(-1.0, 1.0))
+    assert res["difference"] == pytest.approx(0.8)
+    assert res["ci_low"] == pytest.approx(0.8 - T975_2 * 0.1) and res["ci_high"] == 1.0
+
+
+def seeds_near_the_top() -> list[dict[str, Any]]:
+    """naive over 3 seeds with final accuracies 100, 100, 70 %: an unclipped interval of the
+    mean average accuracy would reach 133 %."""
+    finals = {0: 1.0, 1: 1.0, 2: 0.7}
+    runs = [fake_result("naive", s, [[1.0, 0.1], [a, a]]) for s, a in finals.items()]
+    runs += [fake_result("lwf", s, [[1.0, 0.1], [1.0, 1.0]]) for s in finals]
+    return runs
+
+
+def test_summary_paired_and_report_keep_intervals_in_range(tmp_path: Path) -> None:
+    report.write_comparison(seeds_near_the_top(), tmp_path, formats=())
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    for metric, (low, high) in M.BOUNDS.items():
+        rows = summary[summary.metric == metric].dropna(subset=["ci_low"])
+        assert ((rows.ci_low >= low) & (rows.ci_high <= high)).all(), metric
+    acc = summary[(summary.strategy == "naive") & (summary.metric == "average_accuracy")].iloc[0]
+    assert acc["ci_high"] == 1.0
+    assert acc["ci_low"] == pytest.approx(0.9 - T975_2 * 0.1)
+    paired = pd.read_csv(tmp_path / "paired.csv")
+    p = paired[(paired.strategy == "lwf") & (paired.metric == "average_accuracy")].iloc[0]
+    # d = (0, 0, 0.3): mean 0.1, s / sqrt(3) = 0.1; [-0.33, 0.53] stays in [-1, 1] unclipped
+    assert (p["ci_low"], p["ci_high"]) == pytest.approx((0.1 - T975_2 * 0.1, 0.1 + T975_2 * 0.1))
+    text = (tmp_path / "report.md").read_text()
+    naive = next(line for line in text.splitlines() if line.startswith("| naive |"))
+    assert f"90.00 [{100 * (0.9 - T975_2 * 0.1):.2f}, 100.00]" in naive
+    assert "133." not in text
+    assert "clipped to the range the metric can take" in text  # the method, in the definitions
+    assert "keeps the 95% coverage" in text
+
+
+def test_plot_bands_stay_on_the_axis() -> None:
+    curves = {"naive": [[1.0, 1.0], [1.0, 1.0], [0.7, 0.7]]}
+    fig = plots.plot_average_accuracy(curves)
+    try:
+        band = fig.axes[0].collections[0].get_paths()[0].vertices[:, 1]
+        assert band.max() <= 100.0 and band.min() >= 0.0
+        assert band.max() == pytest.approx(100.0)  # clipped, not dropped
+    finally:
+        plots.pyplot().close(fig)
+    mean, lo, hi = _mean_band(np.array([[100.0], [100.0], [70.0]]), "ci95", (0.0, 100.0))
+    assert hi[0] == 100.0 and lo[0] == pytest.approx(90 - T975_2 * 10)
+
+
+# ----------------------------------------------------------------------------- 10: joint final
+
+
+def joint_final(seed: int, t: int = 2) -> dict[str, Any]:
+    """A finished joint run with mode = final: rows before the last are the initial row b."""
+    rows = [[0.1] * t for _ in range(t - 1)] + [[0.9] * t]
+    return fake_result("joint", seed, rows, mode="final")
+
+
+def test_result_json_nulls_what_a_final_joint_run_cannot_measure(tmp_path: Path) -> None:
+    from lifelong_kd.results import build_result, write_json
+    from lifelong_kd.strategies import strategy_preset
+    from lifelong_kd.strategies.options import make_options
+
+    def build(strategy: dict[str, Any], rows: list[list[float]], t: int) -> dict[str, Any]:
+        """As a run builds it: with what its strategy declares (``last_row_only``)."""
+        config = {"benchmark": "toy", "seed": 0, "strategy": strategy}
+        cls = strategy_preset(strategy["name"]).cls
+        declared = cls.last_row_only(make_options(cls.Options, strategy))
+        return build_result(config=config, scenario="class-il",
+                            task_names=[f"t{j}" for j in range(t)], rows=rows,
+                            rows_task_aware=rows, initial=[0.1] * t,
+                            initial_task_aware=[0.5] * t, timing={}, data={},
+                            last_row_only=declared)
+
+    rows = [[0.1, 0.1, 0.1], [0.1, 0.1, 0.1], [0.8, 0.9, 1.0]]
+    result = build({"name": "joint", "mode": "final"}, rows, 3)
+    results.validate_result(result, tmp_path / "result.json")  # its nan metrics, before JSON
+    write_json(tmp_path / "result.json", result)
+    stored = json.loads((tmp_path / "result.json").read_text())
+    assert stored["last_row_only"] == "strategy.mode = final"
+    for key in ("metrics", "metrics_task_aware"):
+        assert stored[key]["average_accuracy"] == pytest.approx(0.9)
+        assert {m for m, v in stored[key].items() if v is None} == set(M.METRICS) - {
+            "average_accuracy"}
+    assert stored["per_task_forgetting"] == [None, None]
+    assert stored["per_task_forgetting_task_aware"] == [None, None]
+    # an unfinished final joint run: its last finished row is untrained too
+    partial = build({"name": "joint", "mode": "final"}, rows[:2], 3)
+    assert all(math.isnan(v) for v in partial["metrics"].values())
+    # incremental joint and every other strategy keep their numbers
+    incremental = build({"name": "joint", "mode": "incremental"}, rows, 3)
+    assert incremental["metrics"] == M.all_metrics(rows, [0.1] * 3)
+    naive = build({"name": "naive", "mode": "final"}, rows, 3)
+    assert naive["metrics"] == M.all_metrics(rows, [0.1] * 3)
+    # with one task the only row is the trained one
+    one = build({"name": "joint", "mode": "final"}, [[0.7]], 1)
+    assert one["metrics"]["learning_accuracy"] == pytest.approx(0.7)
+
+
+def test_report_leaves_out_the_metrics_of_a_final_joint_run(tmp_path: Path) -> None:
+    runs = [fake_result("naive", s, m) for s, m in NAIVE.items()]
+    runs += [joint_final(s) for s in NAIVE]
+    report.write_comparison(runs, tmp_path, formats=())
+    values = pd.read_csv(tmp_path / "runs.csv")
+    joint = values[values.strategy == "joint"]
+    kept = joint[joint.metric == "average_accuracy"]["value"]
+    assert np.allclose(kept, 0.9) and len(kept) == 3
+    assert joint[joint.metric != "average_accuracy"]["value"].isna().all()
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    js = summary[summary.strategy == "joint"].set_index("metric")
+    assert js.loc["average_accuracy", "mean"] == pytest.approx(0.9)
+    for metric in ("learning_accuracy", "bwt", "forgetting", "fwt"):
+        assert math.isnan(js.loc[metric, "mean"]) and js.loc[metric, "n"] == 0, metric
+    paired = pd.read_csv(tmp_path / "paired.csv").set_index("metric")
+    assert paired.loc["average_accuracy", "n"] == 3
+    assert math.isnan(paired.loc["forgetting", "difference"])
+    assert math.isnan(paired.loc["forgetting", "p"]) and paired.loc["forgetting", "n"] == 0
+    text = (tmp_path / "report.md").read_text()
+    assert text.count("trains only at the last task") == 1  # the reason, once
+    header = next(line for line in text.splitlines() if line.startswith("| strategy | runs"))
+    joint_line = next(line for line in text.splitlines() if line.startswith("| joint |"))
+    cells = dict(zip([c.strip() for c in header.split("|")],
+                     [c.strip() for c in joint_line.split("|")], strict=True))
+    assert cells["average_accuracy ↑"].startswith("90.00")
+    assert cells["forgetting ↓"] == "n/a" and cells["learning_accuracy ↑"] == "n/a"
+    joint_pairs = [line for line in text.splitlines() if line.startswith("| joint | ")
+                   and "| bwt" in line]
+    assert joint_pairs and all("| n/a |" in line for line in joint_pairs)
+
+
+def test_what_result_json_records_decides_which_rows_mean_something(tmp_path: Path) -> None:
+    """Issue 26: the readers of results know no strategy by name. result.json's
+    ``last_row_only`` (what the run's strategy declares, ``Strategy.last_row_only``) decides
+    which metrics mean nothing, whatever the strategy; the rule by name (``joint`` with
+    ``mode = final``) holds only for a file written before it was recorded."""
+    declared = [fake_result("lwf", s, m) for s, m in LWF.items()]
+    for result in declared:
+        result["last_row_only"] = "strategy.warm_up = only"  # any strategy may declare it
+    assert results.last_row_only(declared[0]) == "strategy.warm_up = only"
+    (matrix,) = results.matrix_kinds(declared[0]).values()
+    assert math.isnan(matrix.metrics["forgetting"])
+    assert not math.isnan(matrix.metrics["average_accuracy"])
+    recorded_none = joint_final(0)
+    recorded_none["last_row_only"] = None  # recorded: every row means something
+    assert results.last_row_only(recorded_none) is None
+    (matrix,) = results.matrix_kinds(recorded_none).values()
+    assert not math.isnan(matrix.metrics["learning_accuracy"])
+    assert results.last_row_only(joint_final(0)) == "strategy.mode = final"  # an older file
+    assert results.last_row_only(fake_result("naive", 0, NAIVE[0])) is None
+    runs = [fake_result("naive", s, m) for s, m in NAIVE.items()] + declared
+    report.write_comparison(runs, tmp_path, formats=())
+    text = (tmp_path / "report.md").read_text()
+    assert ("`lwf` with `strategy.warm_up = only` trains only at the last task, so rows "
+            "0..T-2 of its matrix are the untrained model's accuracies.") in text
+    for bad in (3, "", ["strategy.mode = final"]):
+        broken = {**declared[0], "last_row_only": bad}
+        with pytest.raises(UserError, match="last_row_only"):
+            results.validate_result(broken, tmp_path / "result.json")
+
+
+def test_only_joint_declares_a_last_row_only_setting() -> None:
+    """The declaration that replaced metrics' rule by name: ``joint`` with ``mode = final``,
+    and no other built-in strategy, whatever its mode."""
+    from lifelong_kd.strategies import PRESETS, Joint, Strategy
+    from lifelong_kd.strategies.joint import JointOptions
+    from lifelong_kd.strategies.options import make_options
+
+    assert Joint.last_row_only(JointOptions(mode="final")) == "strategy.mode = final"
+    assert Joint.last_row_only(JointOptions(mode="incremental")) is None
+    assert Strategy.last_row_only(Strategy.Options()) is None
+    for name, preset in PRESETS.items():
+        if preset.cls is not Joint:
+            options = make_options(preset.cls.Options, {"mode": "final"})
+            assert preset.cls.last_row_only(options) is None, name
+
+
+class Drawn:
+    """What each saved figure drew, recorded by a wrapper around ``plots.save``."""
+
+    def __init__(self) -> None:
+        self.figures: dict[str, Any] = {}
+
+    def record(self, fig: Any, path: Path) -> dict[str, Any]:
+        axes = [a for a in fig.axes if a.get_visible()]
+        info = {
+            "size": tuple(fig.get_size_inches()),
+            "axes": len(axes),
+            "texts": sum(len(a.texts) for a in axes),
+            "lines": max((len(a.lines) for a in axes), default=0),
+            "patches": sum(len(a.patches) for a in axes),
+            "xticks": max((len(a.get_xticks()) for a in axes), default=0),
+            "yticks": max((len(a.get_yticks()) for a in axes), default=0),
+            "labels": [t.get_text() for a in axes for t in (a.get_legend().get_texts()
+                                                            if a.get_legend() else [])]
+                      + [t.get_text() for leg in fig.legends for t in leg.get_texts()],
+            "ydata": {line.get_label(): np.asarray(line.get_ydata(), dtype=float)
+                      for a in axes for line in a.lines},
+            "images": [np.ma.getdata(im.get_array()).astype(float) for a in axes
+                       for im in a.images],
+            "title": " ".join([fig._suptitle.get_text() if fig._suptitle else ""]
+                              + [a.get_title() for a in axes]),
+        }
+        self.figures[Path(path).name] = info
+        return info
+
+
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> Drawn:
+    record = Drawn()
+    original = plots.save
+
+    def save(fig: Any, path: Path, formats: Any = ("png",)) -> list[Path]:
+        record.record(fig, path)
+        return original(fig, path, formats)
+
+    monkeypatch.setattr(plots, "save", save)
+    return record
+
+
+def test_plots_show_only_the_last_row_of_a_final_joint_run(tmp_path: Path, drawn: Drawn) -> None:
+    t = 3
+    naive = [[0.9, 0.1, 0.1], [0.6, 0.9, 0.1], [0.5, 0.6, 0.9]]
+    runs = [fake_result("naive", s, naive) for s in (0, 1)]
+    runs += [joint_final(s, t) for s in (0, 1)]
+    plots.comparison_plots(runs, tmp_path, formats=("png",))
+    curve = next(v for k, v in drawn.figures["average_accuracy"]["ydata"].items()
+                 if k.startswith("joint"))
+    assert np.isnan(curve[:-1]).all() and curve[-1] == pytest.approx(90.0)
+    heat = drawn.figures["accuracy_matrices"]["images"]
+    joint_heat = heat[1]  # naive first, joint last
+    assert np.isnan(joint_heat[:-1]).all() and (joint_heat[-1] == pytest.approx(90.0))
+    assert not np.isnan(heat[0]).any()
+    panels = [v for k, v in drawn.figures["task_accuracy"]["ydata"].items()
+              if k.startswith("joint")]
+    assert panels and all(np.isnan(y[:-1]).all() for y in panels)
+    forgetting = drawn.figures["forgetting"]["labels"]
+    assert any(x.startswith("naive") for x in forgetting)
+    assert not any(x.startswith("joint") for x in forgetting)
+    # the run's own plots: no forgetting plot, the earlier rows blank
+    paths = plots.run_plots(joint_final(0, t), tmp_path / "run")
+    assert {p.stem for p in paths} == {"accuracy_matrix", "task_accuracy", "average_accuracy"}
+    assert np.isnan(drawn.figures["accuracy_matrix"]["images"][0][:-1]).all()
+    assert closed()
+
+
+# ----------------------------------------------------------------------------- 11: intransigence
+
+
+def test_intransigence_absent_states_the_real_reason(tmp_path: Path) -> None:
+    runs = [fake_result("naive", s, m) for s, m in NAIVE.items()]
+    report.write_comparison([*runs, *(joint_final(s) for s in NAIVE)], tmp_path / "a",
+                            formats=())
+    text = (tmp_path / "a" / "report.md").read_text()
+    assert "needs a finished `joint` run with the same seed" not in text
+    absent = next(line for line in text.splitlines() if line.startswith("`intransigence` is"))
+    assert "`strategy.mode = final`" in absent and "tasks 0..j" in absent
+    assert "`strategy.mode = incremental`" in absent
+    # without any joint run: say what is needed, incremental included
+    report.write_comparison(runs, tmp_path / "b", formats=())
+    absent = next(line for line in (tmp_path / "b" / "report.md").read_text().splitlines()
+                  if line.startswith("`intransigence` is"))
+    assert "`strategy.mode = incremental`" in absent
+    # with incremental joint runs, the definition says why final joint is not used
+    report.write_comparison([*runs, *(fake_result("joint", s, m) for s, m in JOINT.items())],
+                            tmp_path / "c", formats=())
+    text = (tmp_path / "c" / "report.md").read_text()
+    definition = next(line for line in text.splitlines() if line.startswith("- `intransigence`"))
+    assert "mode = incremental" in definition and "mode = final" in definition
+
+
+# ----------------------------------------------------------------------------- 12: options
+
+
+def test_every_strategy_class_declares_the_options_it_reads() -> None:
+    """Every option a strategy class reads (``self.options.<key>``) is a field of its options
+    class; the classes extend one another as their strategies do."""
+    from lifelong_kd import strategies
+    from lifelong_kd.interop.avalanche import AvalancheStrategy
+    from lifelong_kd.strategies.bic import BiC
+    from lifelong_kd.strategies.compress import KD, Compress
+    from lifelong_kd.strategies.der import DER
+    from lifelong_kd.strategies.er import ER
+    from lifelong_kd.strategies.icarl import ICaRL
+    from lifelong_kd.strategies.options import option_names
+
+    classes = [strategies.Strategy, strategies.LwF, strategies.Joint, strategies.EWC,
+               ER, DER, ICaRL, BiC, Compress, KD, AvalancheStrategy]
+    assert {p.cls for p in strategies.PRESETS.values()} <= set(classes)
+    for cls in classes:
+        read = set(re.findall(r"self\.options\.(\w+)", inspect.getsource(cls)))
+        names = set(option_names(cls.Options))
+        assert read <= names, (cls, read - names)
+    assert option_names(strategies.Strategy.Options) == ("ce_scope",)
+    assert set(option_names(strategies.Joint.Options)) == {"mode", "ce_scope"}
+    lwf = option_names(strategies.LwF.Options)
+    assert "mode" not in lwf and "warmup_epochs" in lwf
+    assert {"ewc_lambda", "fisher_samples", "ce_scope"} <= set(option_names(strategies.EWC.Options))
+    assert set(option_names(AvalancheStrategy.Options)) == {"ce_scope", "kwargs"}
+    assert issubclass(BiC.Options, strategies.LwF.Options)
+
+
+def test_report_lists_only_the_options_a_strategy_reads() -> None:
+    def with_options(strategy: str, seed: int, **options: Any) -> dict[str, Any]:
+        r = fake_result(strategy, seed, NAIVE[seed], mode="final")
+        r["config"]["strategy"].update(options)
+        return r
+
+    runs = [with_options("naive", 0, alpha=2.0, ewc_lambda=5.0),
+            with_options("lwf", 0, alpha=2.0, ewc_lambda=5.0),
+            with_options("joint", 0, alpha=2.0)]
+    lines = "\n".join(report._what_was_run(runs)).splitlines()
+    naive = next(line for line in lines if "`naive`" in line)
+    lwf = next(line for line in lines if "`lwf`" in line)
+    joint = next(line for line in lines if "`joint`" in line)
+    assert "`naive`: no options" in naive and "mode" not in naive
+    assert "alpha = 2" in lwf and "mode" not in lwf and "ewc_lambda" not in lwf
+    assert "mode = final" in joint and "alpha" not in joint
+
+
+# ----------------------------------------------------------------------------- 7: bad result.json
+
+
+def write_run(folder: Path, result: Any) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "result.json").write_text(json.dumps(result), encoding="utf-8")
+    return folder
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", ["plot", "report"])
+def test_plot_and_report_refuse_a_malformed_result_in_one_line(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = copy.deepcopy(fake_result("lwf", 0, LWF[0]))  # (the shared matrices stay intact)
+    del missing["n_tasks"]
+    ragged = copy.deepcopy(fake_result("lwf", 0, LWF[0]))
+    ragged["accuracy_matrix"][1] = [0.5]
+    for name, result, problem in (("missing", missing, "the key `n_tasks` is missing"),
+                                  ("ragged", ragged, "`accuracy_matrix` row 1 has 1 value(s), "
+                                                     "expected 2 (n_tasks): a ragged matrix")):
+        run = write_run(tmp_path / name / "lwf" / "seed-0", result)
+        for target in (run, run.parent.parent):  # a run folder; a comparison folder
+            args = [command, str(target)]
+            if command == "report":
+                args += ["--out", str(tmp_path / f"out-{name}")]
+            assert main(args) == 2, (name, target)
+            line = one_line_error(capsys)
+            assert str(run / "result.json") in line and problem in line, line
+    assert not list(tmp_path.rglob("*.png")) and not (tmp_path / "out-missing").exists()
+
+
+def corruptions() -> list[tuple[str, Callable[[dict[str, Any]], None]]]:
+    """Every top-level key deleted, and values of the wrong type or shape."""
+    keys = list(fake_result("naive", 0, NAIVE[0], aware=NAIVE[0], scenario="class-il"))
+    out: list[tuple[str, Callable[[dict[str, Any]], None]]] = [
+        (f"no {k}", lambda r, k=k: r.pop(k)) for k in keys]
+
+    def setter(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+        def change(r: dict[str, Any]) -> None:
+            *parents, last = path.split(".")
+            d = r
+            for p in parents:
+                d = d[p]
+            d[last] = value
+        return change
+
+    for path, value in (
+        ("accuracy_matrix", [[0.9, 0.2], [0.5]]), ("accuracy_matrix", [[0.9, 0.2]]),
+        ("accuracy_matrix", [[0.9, 0.2], [0.5, "x"]]), ("accuracy_matrix", [[0.9, 0.2], [0.5, 7]]),
+        ("accuracy_matrix", {"0": [0.9]}), ("accuracy_matrix", [0.9, 0.2]),
+        ("accuracy_matrix_task_aware", [[0.9, 0.2, 0.1], [0.5, 0.5, 0.1]]),
+        ("accuracy_matrix_task_aware", [[0.9, 0.2]]),
+        ("initial_accuracy", [0.1]), ("initial_accuracy", None),
+        ("initial_accuracy_task_aware", [0.5, 0.5, 0.5]),
+        ("n_tasks", "2"), ("n_tasks", 0), ("n_tasks", 3), ("seed", "zero"), ("seed", True),
+        ("strategy", None), ("strategy", 3), ("scenario", "online"), ("status", "done"),
+        ("benchmark", ["toy"]), ("task_names", [1, 2]), ("task_names", "ab"),
+        ("config", []), ("config.strategy", "lwf"), ("config.train", 3),
+        ("config.stream", None), ("config.train.iterations", "many"), ("timing", 1.0),
+        ("timing.total_seconds", "1 s"), ("data", "digits"), ("environment", None),
+        ("metrics", "high"), ("metrics", {"bwt": "low"}), ("per_task_forgetting", [0.1, "x"]),
+    ):
+        out.append((f"{path} = {value!r}", setter(path, value)))
+    return out
+
+
+def test_every_corruption_of_a_result_is_refused_or_reported(tmp_path: Path) -> None:
+    """Each corruption ends in a UserError naming the file, or in a report and plots made
+    from what is there; never another exception."""
+    good = [fake_result("naive", 0, NAIVE[0], aware=NAIVE[0], scenario="class-il")]
+    accepted = set()
+    for i, (name, corrupt) in enumerate(corruptions()):
+        result = copy.deepcopy(good[0])
+        corrupt(result)
+        run = write_run(tmp_path / str(i), result)
+        try:
+            runs, _ = results.find_results([run])
+        except UserError as exc:
+            assert str(run / "result.json") in str(exc) and "\n" not in str(exc), name
+            continue
+        accepted.add(name)
+        report.write_comparison([r for _, r in runs], tmp_path / f"report-{i}", formats=())
+        plots.run_plots(runs[0][1], run, formats=())
+        assert closed(), name
+    # what a report can do without (a run of an older version, a hand-made result)
+    assert accepted == {f"no {k}" for k in (
+        "schema", "status", "tasks_finished", "task_names", "timing", "config", "environment",
+        "data", "accuracy_matrix_task_aware", "initial_accuracy_task_aware")}
+    # and the unchanged result passes
+    results.find_results([write_run(tmp_path / "good", good[0])])
+
+
+# ----------------------------------------------------------------------------- 6: long streams
+
+
+def long_result(strategy: str, seed: int, t: int) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    m = np.tril(rng.uniform(0.3, 1.0, (t, t))) + np.triu(rng.uniform(0.0, 0.1, (t, t)), 1)
+    return fake_result(strategy, seed, m.round(4).tolist())
+
+
+def assert_bounded(info: dict[str, Any], name: str) -> None:
+    """What a figure of a long stream may draw, whatever the number of tasks."""
+    width, height = info["size"]
+    assert width <= 16 and height <= 16, (name, info["size"])  # inches: 2400 px at 150 dpi
+    assert info["texts"] == 0, (name, info["texts"])  # no per-cell labels past a few dozen
+    assert info["axes"] <= 12, (name, info["axes"])  # panels and a colour bar
+    assert info["lines"] <= 30, (name, info["lines"])
+    assert info["patches"] <= 150, (name, info["patches"])
+    assert info["xticks"] <= 15 and info["yticks"] <= 15, name
+
+
+def test_plots_of_a_300_task_stream_stay_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = 300
+    drawn = Drawn()
+    original = plots.save
+
+    def save(fig: Any, path: Path, formats: Any = ("png",)) -> list[Path]:
+        assert_bounded(drawn.record(fig, path), Path(path).name)  # before any pixel is drawn
+        assert len(plots.pyplot().get_fignums()) == 1  # one figure at a time
+        return original(fig, path, formats)
+
+    monkeypatch.setattr(plots, "save", save)
+    runs = [long_result(s, seed, t) for s in ("naive", "lwf") for seed in (0, 1)]
+    paths = plots.comparison_plots(runs, tmp_path / "cmp", formats=("png",))
+    assert {p.stem for p in paths} == {"accuracy_matrices", "average_accuracy", "task_accuracy",
+                                       "forgetting"}
+    assert closed()
+    panels = drawn.figures["task_accuracy"]
+    assert panels["axes"] == plots.MAX_PANELS
+    assert f"panels for {plots.MAX_PANELS} of {t} tasks" in panels["title"]  # what is left out
+    paths = plots.run_plots(runs[0], tmp_path / "run")
+    assert len(paths) == 4 and closed()
+    lines = drawn.figures["task_accuracy"]
+    assert lines["lines"] == plots.MAX_LINES and f"of {t} tasks" in lines["title"]
+    assert all(p.stat().st_size < 2_000_000 for p in tmp_path.rglob("*.png"))
+
+
+def test_figures_are_closed_when_drawing_or_saving_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = [fake_result("naive", s, m) for s, m in NAIVE.items()]
+    with pytest.raises(ValueError, match="bogus"):
+        plots.run_plots(runs[0], tmp_path / "a", formats=("bogus",))
+    assert closed()
+    with pytest.raises(ValueError, match="bogus"):
+        plots.comparison_plots(runs, tmp_path / "b", formats=("bogus",))
+    assert closed()
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        plots.pyplot().figure()
+        raise RuntimeError("drawing failed")
+
+    monkeypatch.setattr(plots, "plot_forgetting", broken)
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        plots.comparison_plots(runs, tmp_path / "c", formats=("png",))
+    assert closed()
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        plots.run_plots(runs[0], tmp_path / "d")
+    assert closed()
+
+
+# ------------------------------------------------------- issue 25: text from files, escaped
+
+#: Every construct of Markdown (and HTML) a hostile result.json or preset could bring.
+HOSTILE = ("evil <script>alert(1)</script> | x |\n# heading\n- item\n> quote\n1. one\n"
+           "**bold** _em_ `code` [link](javascript:alert(1)) <javascript:alert(1)> "
+           "![img](x.png) &amp; \\")
+#: HOSTILE as markdown_text writes it, by hand: one line; &, <, > as entities; \, `, *, #, |,
+#: (, ), ! backslash-escaped; _ escaped where it could open or close emphasis (not inside a
+#: word); the colon of a javascript: scheme escaped; [ and ] kept (with ( escaped, `](` cannot
+#: open a link, and report.md holds no link reference definitions).
+HOSTILE_ESCAPED = (
+    r"evil &lt;script&gt;alert\(1\)&lt;/script&gt; \| x \| \# heading - item &gt; quote "
+    r"1. one \*\*bold\*\* \_em\_ \`code\` [link]\(javascript\:alert\(1\)\) "
+    r"&lt;javascript\:alert\(1\)&gt; \![img]\(x.png\) &amp;amp; \\")
+
+
+def test_markdown_text_escapes_each_construct_by_hand() -> None:
+    text = report.markdown_text
+    assert text(HOSTILE) == HOSTILE_ESCAPED
+    assert text("<b>x</b> & y") == "&lt;b&gt;x&lt;/b&gt; &amp; y"
+    assert text("a | b\r\nc\u2028d\te") == r"a \| b c d e"
+    # what would start a block at the start of a line
+    for raw, escaped in (("# h", r"\# h"), ("- item", r"\- item"), ("+ item", r"\+ item"),
+                         ("* item", r"\* item"), ("> quote", "&gt; quote"),
+                         ("1. one", r"1\. one"), ("12) one", r"12\) one"), ("=== x", r"\=== x"),
+                         ("  ~~~ fence", r"\~\~\~ fence"), ("    code", "code")):
+        assert text(raw) == escaped, raw
+    assert text("__a__ *b* `c` x_") == r"\_\_a\_\_ \*b\* \`c\` x\_"
+    assert text("JavaScript:alert(1) vbscript:x data:text/html") == \
+        r"JavaScript\:alert\(1\) vbscript\:x data\:text/html"
+    assert text(None) == "None" and text(3) == "3"
+    # ordinary names and settings are unchanged
+    for plain in ("lwf", "derpp", "lwf-mammoth", "avalanche:Replay", "lwf [train.lr = 0.1]",
+                  "naive [model.hidden = [400, 400]]", "lwf [strategy.ce_scope = seen]",
+                  "weight_decay = 0.0005", "Linux-6.8.0-x86_64-with-glibc2.39", "2.4.1+cu121",
+                  "task 0", "-0.5 and 1.5"):
+        assert text(plain) == plain, plain
+
+
+def test_markdown_code_keeps_a_code_span_only_for_inert_text() -> None:
+    code = report.markdown_code
+    for plain in ("lwf", "lwf [train.lr = 0.1]", "avalanche:Replay", "/data/mnist", "3f2a9c"):
+        assert code(plain) == f"`{plain}`"
+    assert code("lwf\n# x") == "`lwf # x`"  # one line: no block can start inside it
+    # a backtick would close the span, | split a table cell, < > & \ and javascript: are
+    # written as text is
+    for hostile in ("a`b", "a|b", "<script>", "a & b", "C:\\data", "javascript:alert(1)",
+                    HOSTILE):
+        assert code(hostile) == report.markdown_text(hostile), hostile
+    assert code(HOSTILE) == HOSTILE_ESCAPED
+
+
+def unescaped_pipes(line: str) -> int:
+    return len(re.findall(r"(?<!\\)\|", line))
+
+
+def hostile_comparison() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Runs whose every text is HOSTILE: benchmark, description, task names, stream, model
+    and training settings, data, environment, a variant's own setting (its label), an
+    unfinished run's message and a failure's strategy, seed and error."""
+    runs = [fake_result("naive", s, m) for s, m in NAIVE.items()]
+    runs += [fake_result("lwf", s, m) for s, m in LWF.items()]
+    variant = fake_result("lwf", 0, LWF[0])
+    variant["config"]["train"]["optimizer"] = HOSTILE  # a variant of lwf, named by it
+    unfinished = fake_result("lwf", 1, [[0.9, 0.1]], status="interrupted")
+    unfinished["config"]["train"]["optimizer"] = HOSTILE
+    unfinished["message"] = HOSTILE
+    runs += [variant, unfinished]
+    for r in runs:
+        r["benchmark"] = r["config"]["benchmark"] = HOSTILE
+        r["config"]["description"] = HOSTILE
+        r["task_names"] = [HOSTILE, HOSTILE]
+        r["config"]["stream"]["permute_first"] = HOSTILE
+        r["config"]["stream"]["kind"] = HOSTILE
+        r["config"]["model"]["name"] = HOSTILE
+        r["config"]["model"]["depth"] = HOSTILE
+        r["config"]["train"]["epochs"] = HOSTILE
+        r["config"]["train"]["device"] = HOSTILE
+        r["config"]["strategy"]["temperature"] = HOSTILE
+        r["data"].update(dataset=HOSTILE, path=HOSTILE, fingerprint=HOSTILE, n_train=HOSTILE,
+                         train_subset=HOSTILE)
+        r["environment"].update(python=HOSTILE, platform=HOSTILE, git_commit=HOSTILE)
+    failures = [{"strategy": HOSTILE, "seed": HOSTILE, "error": HOSTILE}]
+    return runs, failures
+
+
+def test_report_md_holds_no_live_markup_from_files(tmp_path: Path) -> None:
+    """Issue 25: every text a result.json brings reaches report.md escaped, so that no tag,
+    heading, list, quote, table cell, emphasis, code span, link or image of it is live."""
+    runs, failures = hostile_comparison()
+    report.write_comparison(runs, tmp_path, failures, formats=())
+    text = (tmp_path / "report.md").read_text()
+    for live in ("<script", "<javascript", "javascript:", "](", "**bold**", "`code`", " _em_",
+                 "&amp; \\\n", "| x |"):
+        assert live not in text, live
+    # each place got the escaped text, on its own line's middle: the title, the description,
+    # the variant's label (table cells, a list item), the failures
+    assert text.startswith(f"# Comparison report: {HOSTILE_ESCAPED}\n")
+    assert f"- **Benchmark**: {HOSTILE_ESCAPED}: {HOSTILE_ESCAPED}\n" in text
+    label = f"lwf [train.optimizer = {HOSTILE_ESCAPED}]"
+    assert f"| {label} | 1 |" in text and f"  - {label}: " in text
+    assert f"- {HOSTILE_ESCAPED} seed {HOSTILE_ESCAPED}: {HOSTILE_ESCAPED}\n" in text
+    assert f"interrupted: {HOSTILE_ESCAPED}\n" in text
+    assert text.count(HOSTILE_ESCAPED) >= 20
+    # no block of the hostile text starts a line: the headings are the report's own
+    ours = ("# Comparison report: ", "## ", "### ")
+    for line in text.splitlines():
+        assert not line.startswith("#") or line.startswith(ours), line
+        assert not line.lstrip().startswith(("evil", "&gt;", "- item", "1. one", "\\")), line
+    # every table row has as many cell separators as its header
+    header = None
+    for line in text.splitlines():
+        if not line.startswith("|"):
+            header = None
+            continue
+        header = header if header is not None else unescaped_pipes(line)
+        assert unescaped_pipes(line) == header, line
+
+
+def test_report_command_escapes_a_hostile_description(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lifelong-kd report` on run folders whose result.json says what issue 25 tried."""
+    for s in (0, 1):
+        r = fake_result("lwf", s, LWF[s])
+        r["config"]["description"] = HOSTILE
+        write_run(tmp_path / "cmp" / "lwf" / f"seed-{s}", r)
+    assert main(["report", str(tmp_path / "cmp"), "--out", str(tmp_path / "out")]) == 0
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert f"- **Benchmark**: `toy`: {HOSTILE_ESCAPED}\n" in text
+    assert "<script" not in text and "| lwf | 2 |" in text
+
+
+def strategy_named(name: Any, where: str = "both") -> dict[str, Any]:
+    r = fake_result("lwf", 0, LWF[0])
+    if where in ("both", "top"):
+        r["strategy"] = name
+    if where in ("both", "config"):
+        r["config"]["strategy"]["name"] = name
+    if where == "teacher":
+        r["config"]["teacher"] = {"strategy": name}
+    return r
+
+
+@pytest.mark.parametrize("command", ["report", "plot"])
+@pytest.mark.parametrize(("name", "where", "problem"), [
+    ("lwff", "both", "`strategy` is 'lwff', not a strategy (did you mean `lwf`?); valid: naive, "
+                     "lwf, "),
+    ("<script>alert(1)</script>", "both", "`strategy` is '<script>alert(1)</script>', not a "
+                                          "strategy"),
+    ("lwf\n# heading", "both", r"`strategy` is 'lwf\n# heading', not a strategy"),
+    ("avalanche:Re play", "both", "`strategy` is 'avalanche:Re play', not a strategy"),
+    ("EWC", "config", "`config.strategy.name` is 'EWC', not a strategy (did you mean `ewc`?)"),
+    ("derpp", "config", "`strategy` is 'lwf' but `config.strategy.name` is 'derpp'"),
+    ("lwf]", "teacher", "`config.teacher.strategy` is 'lwf]', not a strategy"),
+])
+def test_report_and_plot_refuse_a_name_that_is_no_strategy(
+    command: str, name: str, where: str, problem: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run = write_run(tmp_path / "cmp" / "x" / "seed-0", strategy_named(name, where))
+    args = [command, str(run.parent.parent)]
+    if command == "report":
+        args += ["--out", str(tmp_path / "out")]
+    assert main(args) == 2
+    line = one_line_error(capsys)
+    assert str(run / "result.json") in line and problem in line, line
+    if "valid:" in problem:
+        assert "derpp" in line and "avalanche:<Name>" in line, line
+    assert not (tmp_path / "out").exists() and not list(tmp_path.rglob("*.png"))
+
+
+def test_every_known_strategy_name_is_accepted(tmp_path: Path) -> None:
+    """The registry's presets and the names of the Avalanche family (Avalanche need not be
+    installed to report a run made where it was)."""
+    from lifelong_kd.strategies import PRESETS
+
+    for name in [*PRESETS, "avalanche:Replay", "avalanche:LwF", "avalanche:MyTemplate_2"]:
+        r = strategy_named(name)
+        r["config"]["teacher"] = {"strategy": "lwf"}
+        assert results.check_strategy_names(r, tmp_path / "result.json") is r
+        assert results.load_result(write_run(tmp_path / name, r))["strategy"] == name
+    for bad in ("", "avalanche:", "avalanche:1x", "Naive", "naive ", "lwf-", None, 3):
+        with pytest.raises(UserError, match=r"result\.json is not a usable .*not a strategy"):
+            results.check_strategy_names(strategy_named(bad, "config"), tmp_path / "result.json")

@@ -4,7 +4,7 @@ Every built-in strategy preset in every scenario it supports, on Split-Digits (3
 digits, 2 epochs, MLP 1x32), plus the stream kinds (permuted, rotated), options that take other
 code paths (distillation losses, online EWC, joint ``mode = final``, head masking, augmentation
 with a ConvNet on MNIST, a clean teacher input) and one Avalanche strategy. ``make_golden.py``
-records their matrices with the code of one commit; ``tests/test_behaviour.py`` re-runs them
+records their matrices with the code of one commit; ``tests/test_golden.py`` re-runs them
 and demands the same matrices bit for bit. A built-in preset that no listed case runs gets
 one generated from the registry (:func:`registry_cases`).
 """

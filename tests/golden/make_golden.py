@@ -2,7 +2,7 @@
 
     python tests/golden/make_golden.py [OUT.json]     (default: tests/golden/matrices.json)
 
-Run it once, with the code whose behaviour is to be kept; tests/test_behaviour.py compares.
+Run it once, with the code whose behaviour is to be kept; tests/test_golden.py compares.
 """
 
 from __future__ import annotations
