@@ -241,9 +241,9 @@ def _report_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from .folders import output_folder
     from .report import write_comparison
     from .results import check_output_folder, find_results
-    from .runs import output_folder
 
     if args.out is None and (len(args.dirs) > 1 or (args.dirs[0] / "result.json").is_file()):
         raise UserError("give --out DIR: where to write the report of several folders or of "
@@ -260,9 +260,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    from .folders import locked
     from .plots import comparison_plots, run_plots
     from .results import find_results, load_result
-    from .runs import locked
 
     folder = args.result_dir
     # not while a run or compare writes there (a folder that is not there is reported below)

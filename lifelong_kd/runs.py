@@ -8,6 +8,10 @@ The shape, top to bottom::
     compare(...) = plan + checks + reuse what is finished with the same identity
                    + an executor for the rest + the comparison report
 
+Its neighbours: ``folders.py`` (the folders' locks and outputs, no torch: ``report`` and
+``plot`` use it) and ``checkpoints.py`` (``checkpoint.pt`` written, read and checked); this
+module re-exports their public names.
+
 A :class:`RunSpec` is one run: its validated configuration and its folder. Its identity
 (:class:`lifelong_kd.results.RunIdentity`: a readable stamp, the hash of the configuration
 and, once the data is loaded, the data fingerprint) decides whether a finished run in its
@@ -31,15 +35,13 @@ Nothing is mixed or lost:
   from disk): a checkpoint records both, and resuming, or reusing a finished run in
   ``compare``, on other data or with other settings is refused, naming both.
 - A checkpoint is loaded with ``torch.load(weights_only=True)``: it holds tensors and plain
-  data only, so unpickling it cannot run code; one of the wrong structure is refused.
-- One process per folder: a run folder is locked (``filelock``, a ``.lifelong-kd.lock`` file,
-  never waited for) while a command works in it, a comparison folder for the whole
-  comparison and each of its run folders while it is looked at and while its run runs (one
-  lock per run at a time, not one per run of the grid); a second command refuses at once.
-- ``force`` removes the outputs this project wrote in the folder before (result.json,
-  accuracy_matrix.csv, curves.csv, the checkpoint, the plots in every format; for a comparison its
-  report.md, CSVs and plots) and nothing else. A refused command changes nothing, and a folder
-  that a failed command created (e.g. the data could not be loaded) is removed again.
+  data only, so unpickling it cannot run code; one of the wrong structure is refused
+  (``checkpoints.py``).
+- One process per folder: a run or comparison folder is locked while a command works in it,
+  and a second command refuses at once. ``force`` removes the outputs this project wrote in
+  the folder before and nothing else. A refused command changes nothing, and a folder that a
+  failed command created (e.g. the data could not be loaded) is removed again
+  (``folders.py``).
 - A full disk while writing a checkpoint or result.json is one line that says the last good
   checkpoint is kept and ``--resume`` continues from it.
 """
@@ -47,12 +49,8 @@ Nothing is mixed or lost:
 from __future__ import annotations
 
 import contextlib
-import errno
-import glob
-import io
 import math
 import os
-import pickle
 import signal
 import sys
 import threading
@@ -63,8 +61,25 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from .checkpoints import checkpoint_problem, load_checkpoint, restore_checkpoint, write_checkpoint
 from .config import RunConfig
 from .errors import ConfigError, UserError
+from .folders import (
+    CHECKPOINT,
+    COMPARISON_FILES,
+    COMPARISON_PLOTS,
+    LOCK,
+    MATRIX_KIND_SUFFIXES,
+    PLOT_FORMATS,
+    RUN_FILES,
+    RUN_PLOTS,
+    comparison_output_names,
+    folder_status,
+    locked,
+    output_folder,
+    remove_outputs,
+    run_output_names,
+)
 from .presets import (
     SuiteMember,
     benchmark_name,
@@ -79,7 +94,6 @@ from .results import (
     RESULT,
     RunIdentity,
     WriteError,
-    atomic_path,
     attach_curves,
     build_result,
     check_output_folder,
@@ -98,28 +112,25 @@ from .results import (
 from .strategies import strategy_preset
 from .strategies.options import option_defaults
 
-CHECKPOINT = "checkpoint.pt"
+__all__ = [
+    # defined here
+    "COMPARISON_FORMATS", "MAX_RUNS", "CompareOutcome", "DataProvider", "Executor", "Log",
+    "Outcome", "RunOptions", "RunSpec", "SerialExecutor", "StopFlag", "check_plan",
+    "check_plan_data", "check_same_data", "compare", "compare_suite", "execute", "plan",
+    "reusable", "run_folder", "run_in_held_folder", "stop_on_signals",
+    # re-exported: folders.py (locks and outputs) and checkpoints.py
+    "CHECKPOINT", "COMPARISON_FILES", "COMPARISON_PLOTS", "LOCK", "MATRIX_KIND_SUFFIXES",
+    "PLOT_FORMATS", "RUN_FILES", "RUN_PLOTS", "checkpoint_problem", "comparison_output_names",
+    "folder_status", "load_checkpoint", "locked", "output_folder", "remove_outputs",
+    "restore_checkpoint", "run_output_names",
+]
+
 #: The most runs one comparison plans (about 1 ms each to build and validate): a grid of
 #: more (a typo of a thousand values times another thousand) is refused at once.
 MAX_RUNS = 100_000
 
-#: The lock file of a run or comparison folder (see :func:`locked`).
-LOCK = ".lifelong-kd.lock"
-#: Every format ``lifelong-kd plot --formats`` writes.
-PLOT_FORMATS = ("png", "svg", "pdf")
-#: The plots of one run (plots.run_plots) and of a comparison (plots.comparison_plots, each
-#: also with a matrix-kind suffix in class-il).
-RUN_PLOTS = ("accuracy_matrix", "task_accuracy", "average_accuracy", "forgetting", "curves")
-#: (``plots.CURVE_PLOTS``, made when the runs have curves, then ``plots.COST_PLOTS``, the last
-#: two; a test keeps them in step.)
-COMPARISON_PLOTS = ("accuracy_matrices", "average_accuracy", "task_accuracy", "forgetting",
-                    "curves", "stability_gap",
-                    "accuracy_vs_parameters", "accuracy_vs_flops")
-MATRIX_KIND_SUFFIXES = ("", "_task_aware", "_task_agnostic")
 #: The formats of a comparison's plots (``RunOptions.plots = False``: none).
 COMPARISON_FORMATS = ("png", "svg")
-RUN_FILES = (RESULT, "accuracy_matrix.csv", CURVES, CHECKPOINT)
-COMPARISON_FILES = ("report.md", "runs.csv", "summary.csv", "paired.csv", "matrices.csv")
 #: A log line's destination (``print`` to stderr, say), or None for no log.
 Log = Callable[[str], None] | None
 
@@ -169,7 +180,9 @@ class DataProvider:
     progress: bool = True
     _cache: dict[tuple[str, str], Any] = field(default_factory=dict)
 
-    def get(self, config: RunConfig) -> Any:
+    def dataset(self, config: RunConfig) -> Any:
+        """The dataset of ``config`` (``data.dataset`` read from ``data.path``), loaded on the
+        first call and the same object on every other."""
         from .data.sources import load_dataset
 
         key = (config.data.dataset, config.data.path)
@@ -177,143 +190,6 @@ class DataProvider:
             self._cache[key] = load_dataset(config.data.dataset, self.data_dir, self.offline,
                                             config.data.path, progress=self.progress)
         return self._cache[key]
-
-
-# ------------------------------------------------------------- folders: lock, create, clean
-
-
-#: Locks this process holds, by folder: taking a folder's lock again (an executor takes a run
-#: folder's, then ``execute`` takes it for the run) re-enters it instead of being refused by
-#: our own lock.
-_HELD: dict[str, Any] = {}
-
-
-@contextlib.contextmanager
-def locked(folder: Path) -> Iterator[None]:
-    """Hold the lock of ``folder`` (which must exist) while the block runs.
-
-    Another process holding it is refused at once (a timeout of 0, never a wait): two
-    commands writing into one folder would silently lose one result.
-    """
-    from filelock import FileLock, Timeout
-
-    key = os.path.abspath(folder)
-    lock = _HELD.get(key)
-    if lock is None:
-        lock = FileLock(os.path.join(key, LOCK), timeout=0)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise UserError(f"{folder} is in use by another lifelong-kd process (it holds "
-                        f"{Path(folder) / LOCK}); wait for it to finish or choose another --out"
-                        ) from None
-    except OSError as exc:
-        if exc.errno == errno.EMFILE:  # the process's limit, not the folder
-            raise UserError(f"cannot open the lock file of {folder}: this process has as many "
-                            f"files open as it may ({_open_file_limit()}, `ulimit -n`); raise "
-                            "the limit, or run fewer runs at once") from None
-        raise UserError(f"cannot write in the output folder {folder}: "
-                        f"{exc.strerror or exc}; choose another --out") from None
-    _HELD[key] = lock
-    try:
-        yield
-    finally:
-        lock.release()
-        if not lock.is_locked:
-            _HELD.pop(key, None)
-
-
-def _open_file_limit() -> str:
-    """The soft limit on this process's open files, as a number (or "its limit")."""
-    try:
-        import resource
-
-        return str(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-    except (ImportError, OSError, ValueError):  # no resource module (Windows)
-        return "its limit"
-
-
-def _holds_only_the_lock(folder: Path) -> bool:
-    try:
-        return [p.name for p in folder.iterdir()] == [LOCK]
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def output_folder(folder: Path) -> Iterator[Path]:
-    """Create ``folder`` (and its missing parents) if needed and hold its lock.
-
-    On the way out, the folders this call created are removed again when they hold nothing
-    but the lock file: a command that failed before writing anything (the data could not be
-    loaded, a check refused it) or a comparison's run that never started leaves no empty
-    folder behind.
-    """
-    folder = Path(folder)
-    check_output_folder(folder)
-    created = []
-    for p in (folder, *folder.parents):
-        if p.exists():
-            break
-        created.append(p)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        _remove_empty(created)  # those made before the one that failed
-        if exc.errno == errno.ENAMETOOLONG:
-            longest = max(folder.parts, key=lambda p: len(os.fsencode(p)))
-            raise UserError(f"cannot create the output folder {folder}: its name "
-                            f"{longest[:40]}... is {len(os.fsencode(longest))} bytes, more than "
-                            "the file system allows (a grid's folder is named after the settings "
-                            "it varies: vary fewer keys at once, or shorter values)") from None
-        raise UserError(f"cannot create the output folder {folder}: {exc.strerror or exc}; "
-                        "choose another --out") from None
-    try:
-        with locked(folder):
-            try:
-                yield folder
-            finally:
-                if created and _holds_only_the_lock(folder):
-                    with contextlib.suppress(OSError):
-                        (folder / LOCK).unlink()
-    finally:
-        _remove_empty(created)
-
-
-def _remove_empty(folders: Sequence[Path]) -> None:
-    """Remove ``folders`` (the deepest first) where they exist and hold nothing."""
-    for p in folders:
-        with contextlib.suppress(OSError):
-            p.rmdir()
-
-
-def run_output_names() -> list[str]:
-    """The files a run writes into its folder: what ``--force`` removes."""
-    return [*RUN_FILES, *(f"{p}.{f}" for p in RUN_PLOTS for f in PLOT_FORMATS)]
-
-
-def comparison_output_names() -> list[str]:
-    """The files a comparison writes into its folder: what ``compare --force`` removes."""
-    return [*COMPARISON_FILES, *(f"{p}{k}.{f}" for p in COMPARISON_PLOTS
-                                 for k in MATRIX_KIND_SUFFIXES for f in PLOT_FORMATS)]
-
-
-def remove_outputs(folder: Path, names: list[str]) -> None:
-    """Remove the files ``names`` from ``folder``, and the temporary files an interrupted
-    atomic write of them left (``.<name>.*.tmp``); nothing else."""
-    folder = Path(folder)
-    for name in names:
-        paths = [folder / name,
-                 *map(Path, glob.glob(os.path.join(glob.escape(str(folder)),
-                                                   f".{glob.escape(name)}.*.tmp")))]
-        for path in paths:
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise UserError(f"cannot remove the old output {path}: "
-                                f"{exc.strerror or exc}") from None
 
 
 # ------------------------------------------------------------------- identity: the data
@@ -341,95 +217,6 @@ def check_same_data(what: str, recorded: Any, ds: Any, hint: str) -> None:
                         f"the data now (fingerprint {now}); {hint}")
     raise UserError(f"{what} was made on other data: fingerprint {fingerprint[:12]} from "
                     f"{_data_where(recorded)}, but the data now has fingerprint {now}; {hint}")
-
-
-# ------------------------------------------------------------------------------ checkpoints
-
-
-def _one_line(exc: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def load_checkpoint(ckpt: Path, device: str) -> dict[str, Any]:
-    """Read ``checkpoint.pt`` as tensors and plain data only (``weights_only=True``: an
-    object that would run code when unpickled is refused, never built)."""
-    import torch
-
-    again = "use --force to start again"
-    try:
-        saved = torch.load(ckpt, map_location=device, weights_only=True)
-    except pickle.UnpicklingError:
-        raise UserError(f"the checkpoint {ckpt} holds more than tensors and plain data, so it "
-                        f"was not loaded (unpickling it could run code); {again}") from None
-    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is the same problem
-        raise UserError(f"cannot read the checkpoint {ckpt} ({type(exc).__name__}: "
-                        f"{_one_line(exc)}); {again}") from None
-    if not (isinstance(saved, dict) and isinstance(saved.get("config"), dict)
-            and isinstance(saved.get("state"), dict)):
-        raise UserError(f"the checkpoint {ckpt} has the wrong structure (expected a table with "
-                        f"`config`, `data` and `state`); {again}")
-    return saved
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def checkpoint_problem(state: dict[str, Any], n_tasks: int) -> str | None:
-    """What is wrong with a checkpoint's ``state`` for a stream of ``n_tasks`` tasks (types
-    of the entries present, and rows that fit), or None. Missing entries are reported by
-    :func:`restore_checkpoint`."""
-    import torch
-
-    kinds: dict[str, tuple[type, ...]] = {
-        "model": (dict,), "strategy": (dict,), "generator": (torch.Tensor,),
-        "torch_rng": (torch.Tensor,), "next_task": (int,), "rows": (list,),
-        "rows_task_aware": (list,), "initial": (list,), "initial_task_aware": (list,),
-        "train_seconds": (int, float), "eval_seconds": (int, float),
-        "optimizer_state": (dict, type(None)), "curves": (list,), "steps_done": (int,),
-        "curve_seconds": (int, float),
-    }
-    for key, kind in kinds.items():
-        if key in state and (not isinstance(state[key], kind) or isinstance(state[key], bool)):
-            return f"`{key}` is a {type(state[key]).__name__}"
-    if isinstance(state.get("model"), dict):
-        for name, value in state["model"].items():
-            if not isinstance(value, torch.Tensor):
-                return f"the model's `{name}` is a {type(value).__name__}, not a tensor"
-    if "next_task" in state and not 0 <= state["next_task"] <= n_tasks:
-        return f"`next_task` = {state['next_task']} is outside 0..{n_tasks}"
-    for key in ("rows", "rows_task_aware"):
-        rows = state.get(key)
-        if rows is None:
-            continue
-        if "next_task" in state and len(rows) != state["next_task"]:
-            return f"{len(rows)} `{key}` for `next_task` = {state['next_task']}"
-        if not all(isinstance(r, list) and len(r) == n_tasks and all(map(_is_number, r))
-                   for r in rows):
-            return f"`{key}` are not rows of {n_tasks} numbers"
-    for key in ("initial", "initial_task_aware"):
-        values = state.get(key)
-        if values is not None and (len(values) not in (0, n_tasks)
-                                   or not all(map(_is_number, values))):
-            return f"`{key}` is not a list of {n_tasks} numbers"
-    return None
-
-
-def restore_checkpoint(ckpt: Path, config: RunConfig, stream: Any, state: dict[str, Any]) -> Any:
-    """The engine's RunState from a checkpoint's ``state``, or one line saying what is wrong."""
-    from .engine import restore_state
-
-    again = "use --force to start again"
-    problem = checkpoint_problem(state, len(stream))
-    if problem is None:
-        try:
-            return restore_state(config, stream, state)
-        except KeyError as exc:
-            problem = f"no {exc}"
-        except (TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
-            problem = f"{type(exc).__name__}: {_one_line(exc)}"
-    raise UserError(f"the checkpoint {ckpt} has the wrong structure ({problem}); {again}")
 
 
 # ------------------------------------------------------------------------------ the plan
@@ -571,19 +358,6 @@ class RunOptions:
     plots: bool = True
 
 
-def folder_status(out_dir: Path) -> str:
-    """``empty``, ``finished``, ``interrupted``, ``diverged`` or ``incomplete`` (a checkpoint
-    without a final result, e.g. after SIGKILL)."""
-    result = out_dir / RESULT
-    if result.is_file():
-        with contextlib.suppress(UserError):
-            return str(read_result(result).get("status", "finished"))
-        return "incomplete"
-    if (out_dir / CHECKPOINT).is_file():
-        return "incomplete"
-    return "empty"
-
-
 def execute(
     spec: RunSpec,
     provider: DataProvider,
@@ -599,26 +373,57 @@ def execute(
     once the data is loaded. ``stop`` is polled between steps (see :func:`stop_on_signals`).
     """
     with output_folder(spec.folder):
-        return execute_held(spec, provider, options or RunOptions(), stop)
+        return run_in_held_folder(spec, provider, options or RunOptions(), stop)
 
 
-def execute_held(
+def run_in_held_folder(
     spec: RunSpec, provider: DataProvider, options: RunOptions, stop: Callable[[], bool] | None,
 ) -> dict[str, Any]:
     """:func:`execute` into a folder that exists and whose lock is held on this run's behalf
     (by this process, or by the ``compare`` that gave the run to another process: a worker
-    of ``compare --jobs`` or a Ray task, which must not take the lock its driver holds)."""
-    import torch
+    of ``compare --jobs`` or a Ray task, which must not take the lock its driver holds).
 
+    In steps: the run the folder holds is checked (:func:`_result_to_resume`), the data
+    loaded, the state restored from the checkpoint (:func:`_resumed_state`) or the earlier
+    outputs removed, the stream trained with a checkpoint after every task (:func:`_train`,
+    :class:`_OnTaskEnd`), and the result built and written (:func:`_run_result`,
+    :func:`_write_run`)."""
     from .data.sources import subset
     from .data.streams import build_stream
-    from .engine import Diverged, Interrupted, train_stream
 
     start = time.perf_counter()
     config, out_dir = spec.config, spec.folder
-    resume, force = options.resume and not options.force, options.force
+    resume = options.resume and not options.force
     status = folder_status(out_dir)
     config_dict = config.to_dict()
+    old = _result_to_resume(out_dir, status, config_dict, resume, options.force)
+    full = provider.dataset(config)
+    if old is not None:
+        check_same_data(f"the {status} run in {out_dir}", old.get("data"), full,
+                        "use the same --data-dir, or --force to start again")
+        if status == "finished":
+            return attach_curves(old, out_dir)
+    ds = subset(full, config.data.train_subset, config.data.test_subset)
+    stream = build_stream(config, ds)
+    ckpt = out_dir / CHECKPOINT
+    state = _resumed_state(ckpt, config, stream, full) if resume and ckpt.is_file() else None
+    resumed_from = state.next_task if state is not None else 0
+    if state is None:  # a fresh start: no output of an earlier run may stay beside this one
+        remove_outputs(out_dir, run_output_names())
+    on_task_end = _OnTaskEnd(out_dir, config_dict, _data_info(config, ds), len(stream),
+                             options.keep_checkpoints)
+    state, final_status, message = _train(config, stream, state, options, on_task_end, stop)
+    result = _run_result(spec, config_dict, stream, state, data=on_task_end.data,
+                         status=final_status, message=message, start=start,
+                         resumed_from=resumed_from)
+    return _write_run(out_dir, result, state, final_status, options)
+
+
+def _result_to_resume(out_dir: Path, status: str, config_dict: dict[str, Any], resume: bool,
+                      force: bool) -> dict[str, Any] | None:
+    """The readable result.json in ``out_dir`` when ``resume`` (else None), once the folder is
+    checked: a run there (``status``) is refused without ``force`` or ``resume``, and a result
+    of another configuration than ``config_dict`` is refused."""
     if status != "empty" and not (force or resume):
         hint = "--resume to continue it" if status != "finished" else "--resume (nothing to do)"
         raise UserError(
@@ -632,60 +437,80 @@ def execute_held(
         if diff:
             raise UserError(f"{out_dir} holds a {status} run with a different configuration "
                             f"({_listed(diff)}); use --force to start again or another --out")
+    return old
 
-    full = provider.get(config)
-    if old is not None:
-        check_same_data(f"the {status} run in {out_dir}", old.get("data"), full,
-                        "use the same --data-dir, or --force to start again")
-        if status == "finished":
-            return attach_curves(old, out_dir)
-    ds = subset(full, config.data.train_subset, config.data.test_subset)
-    stream = build_stream(config, ds)
-    data_info = {
+
+def _data_info(config: RunConfig, ds: Any) -> dict[str, Any]:
+    """result.json's and the checkpoint's ``data``: the dataset ``ds`` a run trains on."""
+    return {
         "dataset": ds.name, "path": ds.path, "fingerprint": ds.fingerprint,
         "n_train": int(len(ds.train_y)), "n_test": int(len(ds.test_y)),
         "train_subset": config.data.train_subset, "test_subset": config.data.test_subset,
     }
-    state = None
-    ckpt = out_dir / CHECKPOINT
-    resumed_from = 0
-    if resume and ckpt.is_file():
-        saved = load_checkpoint(ckpt, config.train.device)
-        diff = identity_differences(saved["config"], config_dict)
-        if diff:
-            raise UserError(f"the checkpoint {ckpt} was made with a different configuration "
-                            f"({_listed(diff)}); use the same settings to resume, or --force "
-                            "to start again")
-        check_same_data(f"the checkpoint {ckpt}", saved.get("data"), full,
-                        "resume with the same --data-dir, or --force to start again")
-        state = restore_checkpoint(ckpt, config, stream, saved["state"])
-        resumed_from = state.next_task
-    if state is None:  # a fresh start: no output of an earlier run may stay beside this one
-        remove_outputs(out_dir, run_output_names())
 
-    def save_checkpoint(st: Any) -> None:
-        if st.next_task >= len(stream) and not options.keep_checkpoints:
+
+def _resumed_state(ckpt: Path, config: RunConfig, stream: Any, full: Any) -> Any:
+    """The engine's state saved in the checkpoint ``ckpt``, refused when the checkpoint was
+    made with another configuration than ``config`` or on other data than ``full`` (the
+    dataset loaded now)."""
+    saved = load_checkpoint(ckpt, config.train.device)
+    diff = identity_differences(saved["config"], config.to_dict())
+    if diff:
+        raise UserError(f"the checkpoint {ckpt} was made with a different configuration "
+                        f"({_listed(diff)}); use the same settings to resume, or --force "
+                        "to start again")
+    check_same_data(f"the checkpoint {ckpt}", saved.get("data"), full,
+                    "resume with the same --data-dir, or --force to start again")
+    return restore_checkpoint(ckpt, config, stream, saved["state"])
+
+
+@dataclass
+class _OnTaskEnd:
+    """The engine's ``on_task_end`` for one run: it keeps the state of the last task that
+    ended (the run's state, also when training then stops with an exception) and saves the
+    checkpoint, with the ended tasks' curves beside it."""
+
+    #: The run folder.
+    folder: Path
+    #: The run's configuration and data (``_data_info``), as the checkpoint records them.
+    config: dict[str, Any]
+    data: dict[str, Any]
+    #: The tasks of the stream: after the last, a checkpoint is saved only if kept.
+    n_tasks: int
+    keep_checkpoints: bool
+    #: The state of the last task that ended (None before the first).
+    last_state: Any = None
+
+    def __call__(self, state: Any) -> None:
+        self.last_state = state
+        self.save(state)
+
+    def save(self, state: Any) -> None:
+        """Save ``state`` as the checkpoint; a failed write says whether the last good
+        checkpoint is kept."""
+        ckpt = self.folder / CHECKPOINT
+        if state.next_task >= self.n_tasks and not self.keep_checkpoints:
             return
-        payload = {"config": config_dict, "data": data_info, "state": st.checkpoint()}
+        payload = {"config": self.config, "data": self.data, "state": state.checkpoint()}
         try:
-            with atomic_path(ckpt) as tmp:
-                buffer = io.BytesIO()  # written by Python's file I/O: a full disk is an OSError
-                torch.save(payload, buffer)
-                tmp.write_bytes(buffer.getbuffer())
-            if st.curves:  # the finished tasks' curves, as the checkpoint holds them
-                write_text(out_dir / CURVES, curves_csv(st.curves))
+            write_checkpoint(ckpt, payload)
+            if state.curves:  # the finished tasks' curves, as the checkpoint holds them
+                write_text(self.folder / CURVES, curves_csv(state.curves))
         except WriteError as exc:
             kept = ("the last good checkpoint is kept: free some space, then continue with "
                     "--resume" if ckpt.is_file() else "free some space, then run again")
             raise WriteError(f"{exc}; {kept}") from None
 
+
+def _train(config: RunConfig, stream: Any, state: Any, options: RunOptions,
+           on_task_end: _OnTaskEnd, stop: Callable[[], bool] | None,
+           ) -> tuple[Any, str, str | None]:
+    """Train ``stream`` from ``state`` (None: from its first task): the state it ended in
+    (None if no task ended), its status (``finished``, ``interrupted`` or ``diverged``) and
+    the message of a run that did not finish."""
+    from .engine import Diverged, Interrupted, train_stream
+
     final_status, message = "finished", None
-    holder: dict[str, Any] = {}
-
-    def on_task_end(st: Any) -> None:
-        holder["state"] = st
-        save_checkpoint(st)
-
     try:
         state = train_stream(config, stream, state, progress=options.progress,
                              on_task_end=on_task_end, should_stop=stop)
@@ -693,13 +518,22 @@ def execute_held(
         final_status, message = "interrupted", f"{exc}; resume with --resume"
     except Diverged as exc:
         final_status, message = "diverged", str(exc)
-    state = holder.get("state", state)
-    rows = state.rows if state is not None else []
-    curves = state.curves if state is not None else []
-    result = build_result(
+    if on_task_end.last_state is not None:
+        state = on_task_end.last_state
+    return state, final_status, message
+
+
+def _run_result(spec: RunSpec, config_dict: dict[str, Any], stream: Any, state: Any, *,
+                data: dict[str, Any], status: str, message: str | None, start: float,
+                resumed_from: int) -> dict[str, Any]:
+    """result.json of the run of ``spec`` that ended in ``state`` (None: no task ended) with
+    ``status``; ``start`` is when the run began (``time.perf_counter()``), ``resumed_from``
+    the task it continued from."""
+    config = spec.config
+    return build_result(
         config=config_dict, scenario=stream.scenario,
         task_names=[t.name for t in stream.tasks],
-        rows=rows,
+        rows=state.rows if state is not None else [],
         rows_task_aware=state.rows_task_aware if state is not None else [],
         initial=state.initial if state is not None else [],
         initial_task_aware=state.initial_task_aware if state is not None else [],
@@ -710,15 +544,25 @@ def execute_held(
             **({"curve_seconds": state.curve_seconds} if config.train.eval_every else {}),
             "resumed_from_task": resumed_from,
         },
-        data=data_info, status=final_status, message=message,
-        costs=_costs(config, stream, state, final_status),
+        data=data, status=status, message=message,
+        costs=_costs(config, stream, state, status),
         teacher=state.teacher_matrices() if state is not None else None,
         grid=spec.grid,
-        curves=curves,
+        curves=state.curves if state is not None else [],
         # what the strategy declares for the readers of results, who know no strategy
         last_row_only=_last_row_only(config),
         declared=_declared(config),
     )
+
+
+def _write_run(out_dir: Path, result: dict[str, Any], state: Any, final_status: str,
+               options: RunOptions) -> dict[str, Any]:
+    """Write ``result`` (of the run that ended in ``state``) into ``out_dir``: result.json, the
+    matrix, the curves and, with ``options.plots``, the plots; then remove the checkpoint of
+    a finished run unless it is kept. Returns ``result`` with its curves."""
+    rows = state.rows if state is not None else []
+    curves = state.curves if state is not None else []
+    ckpt = out_dir / CHECKPOINT
     try:
         write_json(out_dir / RESULT, result)
         if rows:
@@ -879,14 +723,14 @@ def check_plan_data(specs: Sequence[RunSpec], provider: DataProvider, force: boo
     """Load every dataset of the plan (before any run trains) and, unless ``force``, refuse
     run folders whose result was made on other data (the second half of the identity)."""
     for spec in specs:
-        provider.get(spec.config)
+        provider.dataset(spec.config)
     if force:
         return
     for spec in specs:
         old = _recorded(spec.folder)
         if old is not None:
             check_same_data(f"the {old.get('status', 'finished')} run in {spec.folder}",
-                            old.get("data"), provider.get(spec.config),
+                            old.get("data"), provider.dataset(spec.config),
                             "use the same --data-dir, or --force to run it again")
 
 
@@ -897,7 +741,7 @@ def reusable(spec: RunSpec, provider: DataProvider) -> dict[str, Any] | None:
         return None
     old = read_result(spec.folder)
     planned = identity_as_recorded(spec.config.to_dict(), old).with_data(
-        provider.get(spec.config).fingerprint)
+        provider.dataset(spec.config).fingerprint)
     recorded = identity_of(old)
     return old if recorded.data_fingerprint and recorded.key == planned.key else None
 
@@ -995,14 +839,7 @@ def compare_suite(
     Every member's configurations (all strategies x seeds) are built and validated, every
     folder checked and every dataset loaded before any run trains."""
     out_dir, options = Path(out_dir), options or RunOptions()
-    parts = [m if isinstance(m, SuiteMember) else SuiteMember(m, benchmark_name(m)) for m in members]
-    taken: dict[str, str] = {}
-    for member in parts:
-        if member.name in taken:
-            raise ConfigError(f"the suite's members `{taken[member.name]}` and `{member.benchmark}` "
-                              f"would both write into {out_dir / member.name}; give them different "
-                              "names")
-        taken[member.name] = member.benchmark
+    parts = _suite_members(members, out_dir)
     plans = {m.name: plan(m.benchmark, strategies, seeds, {**m.settings, **overrides},
                           out_dir / m.name, grid, stop) for m in parts}
     check_output_folder(out_dir)
@@ -1019,29 +856,52 @@ def compare_suite(
                 outcomes.append(_compare_planned(plans[member.name], provider,
                                                  out_dir / member.name, options, executor, stop,
                                                  log))
-        from .report import markdown_text, write_comparison
-
-        by_name = dict(zip(plans, outcomes, strict=True))
-        lines = ["# Suite report", ""]
-        if description:  # the preset's texts are escaped (markdown_text), its links quoted
-            lines += [markdown_text(description), ""]
-        for report, listed in (reports or {}).items():
-            results = [r for m in listed for r in by_name[m].results]
-            with output_folder(out_dir / report):
-                write_comparison(results, out_dir / report,
-                                 formats=COMPARISON_FORMATS if options.plots else (),
-                                 failures=[f for m in listed for f in by_name[m].failures])
-            lines += [f"## {markdown_text(report)} (members "
-                      f"{', '.join(markdown_text(m) for m in listed)} together)", "",
-                      f"Full report: [{markdown_text(report)}/report.md]({quote(report)}/report.md)",
-                      ""]
-        for member, outcome in zip(parts, outcomes, strict=True):
-            name, link = markdown_text(member.name), quote(member.name)
-            lines += [f"## {name}", "", f"Full report: [{name}/report.md]({link}/report.md)"]
-            if (out_dir / member.name / "average_accuracy.png").is_file():
-                lines += ["", f"![{name}: average accuracy]({link}/average_accuracy.png)"]
-            if outcome.failures:
-                lines += ["", f"{len(outcome.failures)} run(s) did not finish (see its report)."]
-            lines.append("")
-        write_text(out_dir / "report.md", "\n".join(lines))
+        _write_suite_report(out_dir, description, parts, outcomes, reports or {}, options)
     return outcomes
+
+
+def _suite_members(members: Sequence[SuiteMember | str], out_dir: Path) -> list[SuiteMember]:
+    """The members of a suite (a benchmark given by name: named as presets name it), refused
+    when two would write into one folder of ``out_dir``."""
+    parts = [m if isinstance(m, SuiteMember) else SuiteMember(m, benchmark_name(m)) for m in members]
+    taken: dict[str, str] = {}
+    for member in parts:
+        if member.name in taken:
+            raise ConfigError(f"the suite's members `{taken[member.name]}` and `{member.benchmark}` "
+                              f"would both write into {out_dir / member.name}; give them different "
+                              "names")
+        taken[member.name] = member.benchmark
+    return parts
+
+
+def _write_suite_report(out_dir: Path, description: str, parts: Sequence[SuiteMember],
+                        outcomes: Sequence[CompareOutcome], reports: dict[str, list[str]],
+                        options: RunOptions) -> None:
+    """The joint comparisons of ``reports`` (each over the runs of the members it lists, into
+    ``out_dir/<report name>``) and the suite's index, ``out_dir/report.md``, which links every
+    report and shows the members' average-accuracy plots."""
+    from .report import markdown_text, write_comparison
+
+    by_name = dict(zip((m.name for m in parts), outcomes, strict=True))
+    lines = ["# Suite report", ""]
+    if description:  # the preset's texts are escaped (markdown_text), its links quoted
+        lines += [markdown_text(description), ""]
+    for report, listed in reports.items():
+        results = [r for m in listed for r in by_name[m].results]
+        with output_folder(out_dir / report):
+            write_comparison(results, out_dir / report,
+                             formats=COMPARISON_FORMATS if options.plots else (),
+                             failures=[f for m in listed for f in by_name[m].failures])
+        lines += [f"## {markdown_text(report)} (members "
+                  f"{', '.join(markdown_text(m) for m in listed)} together)", "",
+                  f"Full report: [{markdown_text(report)}/report.md]({quote(report)}/report.md)",
+                  ""]
+    for member, outcome in zip(parts, outcomes, strict=True):
+        name, link = markdown_text(member.name), quote(member.name)
+        lines += [f"## {name}", "", f"Full report: [{name}/report.md]({link}/report.md)"]
+        if (out_dir / member.name / "average_accuracy.png").is_file():
+            lines += ["", f"![{name}: average accuracy]({link}/average_accuracy.png)"]
+        if outcome.failures:
+            lines += ["", f"{len(outcome.failures)} run(s) did not finish (see its report)."]
+        lines.append("")
+    write_text(out_dir / "report.md", "\n".join(lines))

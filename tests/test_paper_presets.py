@@ -54,7 +54,7 @@ def _fast(monkeypatch: pytest.MonkeyPatch, mnist) -> None:  # noqa: ANN001
     """Share the loaded MNIST between presets and skip drawing the plots."""
     from lifelong_kd import plots, report, runs
 
-    monkeypatch.setattr(runs.DataProvider, "get", lambda self, config: mnist)
+    monkeypatch.setattr(runs.DataProvider, "dataset", lambda self, config: mnist)
     monkeypatch.setattr(plots, "run_plots", lambda *a, **k: [])
     monkeypatch.setattr(report, "comparison_plots", lambda *a, **k: [])
 

@@ -15,7 +15,7 @@ the CPU, whatever runs it):
 
 The driver (the process that calls ``run``) holds a run folder's lock while its run is out
 (and only then); a worker writes without taking it
-(:func:`lifelong_kd.runs.execute_held`).
+(:func:`lifelong_kd.runs.run_in_held_folder`).
 
 :class:`ProcessExecutor` (``compare --jobs N``): N worker processes on this machine,
 started with *spawn* (a forked torch misbehaves with threads), each with its share of the

@@ -74,8 +74,8 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 
 def run_files(folder: Path) -> dict[str, bytes]:
-    """The run outputs (:func:`runs.run_output_names`) in ``folder``, as bytes by name."""
-    from ..runs import run_output_names
+    """The run outputs (:func:`folders.run_output_names`) in ``folder``, as bytes by name."""
+    from ..folders import run_output_names
 
     files = {}
     for name in run_output_names():
@@ -97,17 +97,17 @@ def folder_changes(folder: Path, before: Mapping[str, bytes]
 def apply_changes(folder: Path, changed: Mapping[str, bytes], removed: Sequence[str]) -> None:
     """Write a run's changes into ``folder``: each file atomically (the checkpoint first,
     result.json last, so that a crash between leaves a resumable folder), then remove the
-    outputs the run removed (:func:`runs.remove_outputs`, temporary leftovers included)."""
-    from .. import runs
+    outputs the run removed (:func:`folders.remove_outputs`, temporary leftovers included)."""
+    from ..folders import CHECKPOINT, remove_outputs, run_output_names
 
-    allowed = set(runs.run_output_names())
+    allowed = set(run_output_names())
     unknown = sorted(set(changed) - allowed) + sorted(set(removed) - allowed)
     if unknown:
         raise UserError(f"a worker sent back files that are not run outputs: {unknown}")
-    for name in sorted(changed, key=lambda n: (n == RESULT, n != runs.CHECKPOINT, n)):
+    for name in sorted(changed, key=lambda n: (n == RESULT, n != CHECKPOINT, n)):
         with atomic_path(Path(folder) / name) as tmp:
             tmp.write_bytes(changed[name])
-    runs.remove_outputs(Path(folder), list(removed))
+    remove_outputs(Path(folder), list(removed))
 
 
 

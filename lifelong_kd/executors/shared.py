@@ -65,7 +65,7 @@ def attempt(spec: RunSpec, provider: DataProvider, options: RunOptions,
     if stop():
         return "not-run", NOT_RUN
     try:
-        return "result", runs.execute_held(spec, provider, options, stop)
+        return "result", runs.run_in_held_folder(spec, provider, options, stop)
     except WriteError as exc:
         return "write-error", str(exc)
     except UserError as exc:
@@ -75,7 +75,7 @@ def attempt(spec: RunSpec, provider: DataProvider, options: RunOptions,
 
 
 class _Folders:
-    """The run folders the driver holds (created and locked with :func:`runs.output_folder`,
+    """The run folders the driver holds (created and locked with :func:`folders.output_folder`,
     each while its run is out)."""
 
     def __init__(self) -> None:
@@ -83,11 +83,11 @@ class _Folders:
 
     def take(self, n: int, spec: RunSpec) -> str | None:
         """Hold spec ``n``'s folder; the error (one line) when it cannot be held."""
-        from .. import runs
+        from ..folders import output_folder
 
         stack = contextlib.ExitStack()
         try:
-            stack.enter_context(runs.output_folder(spec.folder))
+            stack.enter_context(output_folder(spec.folder))
         except UserError as exc:
             stack.close()
             return str(exc)
