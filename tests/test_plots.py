@@ -359,3 +359,20 @@ def test_every_figure_has_room_for_its_texts(
                                aware=[[0.9, 0.5], [0.8, 0.9]], scenario="class-il")
         assert len(plots.run_plots(runs[0], tmp_path / "run")) == 5
         assert len(plots.comparison_plots([class_il], tmp_path / "cil", formats=("png",))) == 8
+
+
+def test_a_legend_of_many_variants_grows_the_figure_instead_of_failing() -> None:
+    """90 runs of 30 variants (a report over several folders): the legend below the panels
+    is taller than the figure was; the figure grows so that every panel keeps its height
+    (matplotlib refused the layout before: 'bottom cannot be >= top')."""
+    from lifelong_kd.plots.figures import plot_task_accuracies_by_strategy
+    from lifelong_kd.plots.layout import GROWN_AXES
+
+    matrix = [[0.9, 0.1], [0.5, 0.8]]
+    many = {f"strategy-{i} [model.hidden = {i}]": [matrix, matrix] for i in range(30)}
+    fig = plot_task_accuracies_by_strategy(many, title="many variants")
+    few = plot_task_accuracies_by_strategy({"naive": [matrix]}, title="one")
+    assert fig.get_size_inches()[1] > few.get_size_inches()[1]
+    for ax in fig.axes[:2]:
+        height = ax.get_position().height * fig.get_size_inches()[1]
+        assert height == pytest.approx(GROWN_AXES, rel=1e-6)

@@ -180,13 +180,27 @@ def _label_in(label: Any) -> float:
     return _text_in(label, matplotlib.rcParams["axes.labelpad"])
 
 
+#: The least width and height of an axes, in inches, before its figure grows (to GROWN_AXES).
+MIN_AXES = 0.5
+GROWN_AXES = 1.5
+
+
 def _place(fig: Figure, nrows: int, ncols: int, left: float, right: float, bottom: float,
            top: float, wspace: float = 0.0, hspace: float = 0.0) -> None:
-    """Set the figure's grid of axes from margins and gaps in inches (each axes keeps at
-    least a tenth of an inch)."""
+    """Set the figure's grid of axes from margins and gaps in inches. The figure grows where
+    the margins would leave an axes less than :data:`MIN_AXES` inches (a legend of many
+    variants below a grid of panels): each axes then gets :data:`GROWN_AXES` inches."""
     width, height = fig.get_size_inches()
-    axes_w = max((width - left - right - wspace * (ncols - 1)) / ncols, 0.1)
-    axes_h = max((height - bottom - top - hspace * (nrows - 1)) / nrows, 0.1)
+    axes_w = (width - left - right - wspace * (ncols - 1)) / ncols
+    axes_h = (height - bottom - top - hspace * (nrows - 1)) / nrows
+    if axes_w < MIN_AXES or axes_h < MIN_AXES:
+        if axes_w < MIN_AXES:
+            axes_w = GROWN_AXES
+            width = left + right + wspace * (ncols - 1) + ncols * axes_w
+        if axes_h < MIN_AXES:
+            axes_h = GROWN_AXES
+            height = bottom + top + hspace * (nrows - 1) + nrows * axes_h
+        fig.set_size_inches(width, height)
     fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height,
                         top=1 - top / height, wspace=wspace / axes_w, hspace=hspace / axes_h)
 
