@@ -139,11 +139,104 @@ class ReducedResNet18(Model):
         self.to(memory_format=torch.channels_last)
 
 
+class _ZeroPadShortcut(nn.Module):
+    """The parameter-free shortcut of He et al. 2016 (section 4.2, option A) where a block
+    halves the resolution and doubles the channels: every second pixel, the new channels
+    zero (PyCIL ``convs/cifar_resnet.py`` ``DownsampleA``: a 1x1 average pool of stride 2, then
+    the input and its zeros concatenated)."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.step = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, :: self.step, :: self.step]
+        return torch.cat([x, torch.zeros_like(x)], 1)
+
+
+class _CifarBlock(_BasicBlock):
+    """A basic block of the CIFAR ResNets (He et al. 2016, section 4.2) with the shortcut of
+    ``shortcut``: ``projection`` (a 1x1 convolution and batch norm where the shape changes:
+    FACIL's ``resnet32``) or ``zeros`` (:class:`_ZeroPadShortcut`: PyCIL's)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, shortcut: str):
+        super().__init__(c_in, c_out, stride)
+        if shortcut == "zeros" and (stride != 1 or c_in != c_out):
+            self.shortcut = _ZeroPadShortcut(stride)
+            self.step = 1  # the shortcut subsamples itself
+
+
+class ResNet32(Model):
+    """ResNet-32 for 32x32 images (He et al. 2016, section 4.2: a 3x3 convolution of 16
+    channels, then three stages of five basic blocks of 16, 32 and 64 channels, the second
+    and third halving the resolution, global average pooling; 64 features): the
+    class-incremental CIFAR backbone of FACIL (``src/networks/resnet32.py``@74a826f: projection
+    shortcuts, ``shortcut = projection``, 466,906 parameters with 10 outputs) and PyCIL
+    (``convs/cifar_resnet.py``@25e8156: zero-padding shortcuts, ``shortcut = zeros``, 464,154).
+    Convolutions start from He initialisation (normal, fan-out, as both libraries do), batch
+    norms at weight 1 and bias 0. :meth:`feature_maps` gives each stage's output (PODNet and
+    LwM distil them)."""
+
+    def __init__(self, input_shape: tuple[int, int, int], n_outputs: int, shortcut: str):
+        super().__init__()
+        stem = nn.Sequential(nn.Conv2d(input_shape[0], 16, 3, 1, 1, bias=False),
+                             nn.BatchNorm2d(16), nn.ReLU())
+        stages: list[nn.Module] = []
+        c = 16
+        for width, stride in ((16, 1), (32, 2), (64, 2)):
+            blocks = [_CifarBlock(c, width, stride, shortcut)]
+            blocks += [_CifarBlock(width, width, 1, shortcut) for _ in range(4)]
+            stages.append(nn.Sequential(*blocks))
+            c = width
+        #: the stem, the three stages, the pooling: ``backbone[1:4]`` are the stages
+        self.backbone = nn.Sequential(stem, *stages, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(64, n_outputs)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        self.to(memory_format=torch.channels_last)
+
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The output of each of the three stages (16x32x32, 32x16x16, 64x8x8 for CIFAR)."""
+        maps, out = [], self.backbone[0](x)
+        for stage in self.backbone[1:4]:
+            out = stage(out)
+            maps.append(out)
+        return maps
+
+
+#: The smallest side the LeNet takes: two 5x5 convolutions without padding, each halved.
+LENET_MIN_SIDE = 16
+
+
+class LeNet(Model):
+    """The LeNet of FACIL's MNIST experiments (``src/networks/lenet.py``@74a826f): two 5x5
+    convolutions (6 and 16 channels, no padding) each followed by ReLU and a 2x2 max-pool,
+    then fully connected layers of 120 and 84 ReLU units (the features) and the head; 44,426
+    parameters on 28x28 images with 10 outputs."""
+
+    def __init__(self, input_shape: tuple[int, int, int], n_outputs: int):
+        super().__init__()
+        c, h, w = input_shape
+        if min(h, w) < LENET_MIN_SIDE:
+            raise ConfigError(f"the LeNet needs images of at least {LENET_MIN_SIDE} x "
+                              f"{LENET_MIN_SIDE} pixels; these are {h} x {w}")
+        h, w = ((h - 4) // 2 - 4) // 2, ((w - 4) // 2 - 4) // 2
+        self.backbone = nn.Sequential(
+            nn.Conv2d(c, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Linear(16 * h * w, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU())
+        self.head = nn.Linear(84, n_outputs)
+
+
 #: name -> builder(config, input_shape, n_outputs). Add a model here.
 MODELS: dict[str, Callable[[ModelConfig, tuple[int, int, int], int], Model]] = {
     "mlp": lambda c, shape, n: MLP(shape, c.hidden, n),
     "convnet": lambda c, shape, n: ConvNet(shape, c.channels, n),
     "resnet18": lambda c, shape, n: ReducedResNet18(shape, c.nf, n),
+    "resnet32": lambda c, shape, n: ResNet32(shape, n, shortcut="zeros"),
+    "resnet32-facil": lambda c, shape, n: ResNet32(shape, n, shortcut="projection"),
+    "lenet": lambda c, shape, n: LeNet(shape, n),
 }
 
 MODEL_DESCRIPTIONS = {
@@ -151,6 +244,9 @@ MODEL_DESCRIPTIONS = {
     "convnet": "small CNN: 3x3 conv, 2x2 max-pool, ReLU (= conv-ReLU-pool) per model.channels "
                "(default 32,64), then 256 units; channels-last",
     "resnet18": "reduced ResNet-18 of GEM/Mammoth/Avalanche, width model.nf (default 20)",
+    "resnet32": "ResNet-32 of He et al. 2016 for CIFAR with zero-padding shortcuts, as PyCIL's",
+    "resnet32-facil": "ResNet-32 for CIFAR with projection shortcuts, as FACIL's",
+    "lenet": "FACIL's LeNet for MNIST: conv 6, conv 16 (5x5, max-pool), 120, 84 units",
 }
 
 

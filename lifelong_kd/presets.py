@@ -54,7 +54,7 @@ from .config import (
 from .config import valid_keys as section_keys
 from .data.sources import DATASET_ALIASES, DATASETS, KNOWN_INPUT_SHAPES
 from .data.streams import check_stream_config
-from .models import MODELS
+from .models import LENET_MIN_SIDE, MODELS
 from .strategies import strategy_preset
 from .strategies.options import option_names, option_values
 from .strategies.registry import FAMILIES, option_keys
@@ -575,6 +575,10 @@ def _check_network(config: RunConfig, m: ModelConfig, section: str) -> None:
     key = "model" if section == "model" or config.teacher.name == "" else "teacher"
     check_choice(f"{key}.name", m.name, sorted(MODELS))
     shape = KNOWN_INPUT_SHAPES.get(d.dataset) if not d.path else None
+    if m.name == "lenet" and shape is not None and min(shape[1:]) < LENET_MIN_SIDE:
+        raise ConfigError(f"`{key}.name` = 'lenet' needs images of at least {LENET_MIN_SIDE} x "
+                          f"{LENET_MIN_SIDE} pixels (two 5x5 convolutions, each with a 2 x 2 "
+                          f"max-pool); `{d.dataset}` has {shape[1]} x {shape[2]}")
     if m.name == "convnet" and shape is not None:
         # each layer halves the image (2 x 2 max-pool); a side of 0 pixels fails in the model
         deepest = min(shape[1:]).bit_length() - 1  # floor(log2(side))

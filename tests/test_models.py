@@ -100,3 +100,63 @@ def test_convnet_pool_before_relu_is_conv_relu_pool():
     (g_ours,) = torch.autograd.grad(ours.square().sum(), x)
     (g_theirs,) = torch.autograd.grad(theirs.square().sum(), x)
     assert torch.allclose(g_ours, g_theirs, atol=1e-5)
+
+
+# ------------------------------------------------- the backbones of the class-incremental papers
+
+
+def _counts(model: nn.Module) -> tuple[int, int]:
+    return (sum(p.numel() for p in model.parameters()),
+            sum(b.numel() for b in model.buffers()))
+
+
+def test_resnet32_has_the_references_shape_and_size():
+    """FACIL's resnet32 (src/networks/resnet32.py@74a826f, its own code run outside the
+    project: 466,906 parameters, 2,497 buffer values with 10 outputs) has projection
+    shortcuts; PyCIL's (convs/cifar_resnet.py@25e8156) zero-padding ones, without those two
+    1x1 convolutions and their batch norms (466,906 - 576 - 2,176 = 464,154)."""
+    from lifelong_kd.models import ResNet32
+
+    facil = ResNet32((3, 32, 32), 10, shortcut="projection")
+    pycil = ResNet32((3, 32, 32), 10, shortcut="zeros")
+    assert _counts(facil) == (466_906, 2_497)
+    assert _counts(pycil)[0] == 464_154
+    x = torch.randn(2, 3, 32, 32)
+    for model in (facil, pycil):
+        maps = model.feature_maps(x)
+        assert [tuple(m.shape) for m in maps] == [(2, 16, 32, 32), (2, 32, 16, 16), (2, 64, 8, 8)]
+        features, logits = model.forward_features(x)
+        assert features.shape == (2, 64) and logits.shape == (2, 10)
+        # the features are the last stage's maps, averaged
+        assert torch.allclose(features, maps[-1].mean(dim=(2, 3)), atol=1e-6)
+
+
+def test_the_zero_padding_shortcut_is_every_second_pixel_then_zeros():
+    from lifelong_kd.models import _ZeroPadShortcut
+
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4)
+    out = _ZeroPadShortcut(2)(x)
+    assert out.shape == (2, 6, 2, 2)
+    assert torch.equal(out[:, :3], x[:, :, ::2, ::2]) and not out[:, 3:].any()
+
+
+def test_lenet_is_facils_and_refuses_images_too_small():
+    """FACIL's LeNet (src/networks/lenet.py@74a826f): 44,426 parameters on 28x28 MNIST with
+    10 outputs, 84 features; Split-Digits' 8x8 images are refused before any data is read."""
+    from lifelong_kd.models import LeNet
+
+    lenet = LeNet((1, 28, 28), 10)
+    assert _counts(lenet) == (44_426, 0)
+    features, logits = lenet.forward_features(torch.randn(3, 1, 28, 28))
+    assert features.shape == (3, 84) and logits.shape == (3, 10)
+    with pytest.raises(ConfigError, match="`model.name` = 'lenet' needs images of at least 16"):
+        build_config("split-digits", "naive", {"model.name": "lenet"})
+    with pytest.raises(ConfigError, match="at least 16 x 16 pixels; these are 8 x 8"):
+        LeNet((1, 8, 8), 10)
+
+
+@pytest.mark.parametrize("name", ["resnet32", "resnet32-facil", "lenet"])
+def test_the_new_backbones_build_from_the_configuration(name):
+    config = build_config("permuted-mnist", "naive", {"model.name": name})
+    model = build_model(config.model, (1, 28, 28), 10)
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
