@@ -379,16 +379,16 @@ def test_atomic_write_keeps_the_old_file_on_a_crash(tmp_path, monkeypatch):
 
 
 def test_compare_goes_on_when_a_run_fails(tmp_path, monkeypatch, data_dir):
-    import lifelong_kd.runs as runs
+    from lifelong_kd.runs import executor  # SerialExecutor looks execute up there
 
-    real = runs.execute
+    real = executor.execute
 
     def flaky(spec, *args, **kwargs):
         if spec.config.strategy.name == "lwf" and spec.config.seed == 1:
             raise RuntimeError("simulated crash")
         return real(spec, *args, **kwargs)
 
-    monkeypatch.setattr(runs, "execute", flaky)
+    monkeypatch.setattr(executor, "execute", flaky)
     out = tmp_path / "cmp"
     code = main(["compare", "permuted-mnist", "--seeds", "0", "1", "--out", str(out), "--quiet",
                  *QUICK])
@@ -397,7 +397,7 @@ def test_compare_goes_on_when_a_run_fails(tmp_path, monkeypatch, data_dir):
     assert "simulated crash" in report and "seed 1" in report
     assert (out / "naive" / "seed-1" / "result.json").exists()
     assert (out / "lwf" / "seed-0" / "result.json").exists()
-    monkeypatch.setattr(runs, "execute", real)
+    monkeypatch.setattr(executor, "execute", real)
     # run again: finished runs are skipped, the failed one is run
     assert main(["compare", "permuted-mnist", "--seeds", "0", "1", "--out", str(out),
                  "--quiet", *QUICK]) == 0

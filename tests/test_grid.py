@@ -17,6 +17,7 @@ from lifelong_kd.config import parse_set
 from lifelong_kd.errors import ConfigError
 from lifelong_kd.presets import grid_points, parse_grid, preset_grid, reads
 from lifelong_kd.results import identity_of, read_result
+from lifelong_kd.runs import planning
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Split-Digits (sklearn's digits, no files) in a few optimiser steps per task.
@@ -277,7 +278,7 @@ def test_compare_refuses_bad_executor_and_grid_options_in_one_line(tmp_path, cap
 def test_a_grid_of_too_many_runs_is_refused_before_any_is_built(tmp_path, monkeypatch) -> None:
     """A thousand values times a thousand planned for hours (1 ms a run) and ignored Ctrl-C."""
     built = []
-    monkeypatch.setattr(runs, "build_config", lambda *a, **k: built.append(a))
+    monkeypatch.setattr(planning, "build_config", lambda *a, **k: built.append(a))
     grid = {"strategy.alpha": list(range(1, 1001)), "strategy.temperature": list(range(1, 1001))}
     with pytest.raises(ConfigError, match=r"would make 4,000,000 runs \(2 strategies x the "
                                           r"grid's points x 2 seeds\); at most 100,000"):
