@@ -53,6 +53,7 @@ from .registry import (
     register_family,
     strategy_preset,
 )
+from .wa import WA
 
 __all__ = ["BUILT_IN", "FAMILIES", "PRESETS", "StrategyPreset", "build_strategy", "register",
            "register_family", "strategy_preset"]
@@ -332,6 +333,21 @@ BUILT_IN: tuple[StrategyPreset, ...] = (
         "Compress)",
         {"ewc_lambda": 100.0, "ewc_online": False, "ewc_gamma": 1.0,
          "fisher_samples": 1000, "ewc_fisher": "true"},
+    ),
+    StrategyPreset(
+        "wa", WA,
+        "WA: LwF with a herding memory (default 2000 examples in all): CE over every seen class "
+        "+ 2 * soft CE (T = 2, no T^2) over the old classes on the task's and the memory's "
+        "examples, then the new classes' classifier weights rescaled to the old ones' mean norm "
+        "after each task. Class-il only",
+        "Zhao et al. 2020 (CVPR), section 3.3, eq. 6-7; G-U-N/PyCIL@27a5ed8 models/wa.py "
+        "(_update_representation: loss_clf + 2 * loss_kd, T = 2, _KD_loss; after_task and _train: "
+        "weight_align), utils/inc_net.py (IncrementalNet.weight_align, build_rehearsal_memory)",
+        {"distill_loss": "soft_ce", "temperature": 2.0, "t2_scaling": False, "logits": "old",
+         "distill_reduction": "sum", "alpha": 2.0, "alpha_schedule": "constant",
+         "teacher_input": "same", "ce_scope": "seen", "warmup_epochs": 0,
+         "memory.policy": "herding", "memory.size": 2000},
+        scenarios=("class-il",),
     ),
 )
 
