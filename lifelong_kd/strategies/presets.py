@@ -53,6 +53,7 @@ from .registry import (
     register_family,
     strategy_preset,
 )
+from .ssil import SSIL
 from .wa import WA
 
 __all__ = ["BUILT_IN", "FAMILIES", "PRESETS", "StrategyPreset", "build_strategy", "register",
@@ -347,6 +348,20 @@ BUILT_IN: tuple[StrategyPreset, ...] = (
          "distill_reduction": "sum", "alpha": 2.0, "alpha_schedule": "constant",
          "teacher_input": "same", "ce_scope": "seen", "warmup_epochs": 0,
          "memory.policy": "herding", "memory.size": 2000},
+        scenarios=("class-il",),
+    ),
+    StrategyPreset(
+        "ssil", SSIL,
+        "SS-IL: each batch joined by a memory draw (default 2000 examples, 32 per draw); "
+        "cross-entropy separated between the current task's classes (new examples) and the "
+        "earlier ones (replayed examples), + T^2 * KL at T = 2 per earlier task from the previous "
+        "model on both. Class-il only",
+        "Ahn et al. 2021 (ICCV), section 4, eq. 3-4; hongjoon0805/SS-IL-Official@01818f3 "
+        "trainer/ssil.py (loss_CE_curr over [mid:end], loss_CE_prev over [0:mid], sum / "
+        "(batch + replay); loss_KD: kl_div batchmean * T^2 per task, T = 2), arguments.py "
+        "(--replay-batch-size 32)",
+        {"alpha": 1.0, "temperature": 2.0, "memory.policy": "class_balanced",
+         "memory.size": 2000, "memory.batch_size": 32},
         scenarios=("class-il",),
     ),
 )
