@@ -63,6 +63,14 @@ __all__ = ["BUILT_IN", "FAMILIES", "PRESETS", "StrategyPreset", "build_strategy"
 _AVALANCHE = "avalanche-lib 0.6.0, avalanche/training"
 _VDV = "GMvandeVen/continual-learning"
 _MAMMOTH = "aimagelab/mammoth@7ab9db9"
+#: LwF's options with an exemplar memory as FACIL and PyCIL run it (``lwf-facil-exemplars``,
+#: ``wa``): CE over every seen class + alpha * soft CE at T = 2 (no T^2) over the old classes,
+#: on the task's and the memory's examples, 2000 exemplars.
+_LWF_WITH_EXEMPLARS: dict[str, Any] = {
+    "distill_loss": "soft_ce", "temperature": 2.0, "t2_scaling": False, "logits": "old",
+    "distill_reduction": "sum", "alpha_schedule": "constant", "teacher_input": "same",
+    "ce_scope": "seen", "warmup_epochs": 0, "memory.size": 2000,
+}
 
 #: The options of the compress presets: alpha = beta = 1, T = 2 with T^2, KL (Hinton et al. 2015).
 _COMPRESS: dict[str, Any] = {"alpha": 1.0, "beta": 1.0, "temperature": 2.0, "t2_scaling": True,
@@ -285,10 +293,7 @@ BUILT_IN: tuple[StrategyPreset, ...] = (
         "l.58-64 (trn_loader = task data + exemplars), l.69-70 (collect_exemplars), l.136-146 "
         "(criterion: with exemplars CE over all heads); src/datasets/exemplars_dataset.py "
         "l.25-31 (selection default random); src/datasets/exemplars_selection.py l.35-47, l.53-70",
-        {"distill_loss": "soft_ce", "temperature": 2.0, "t2_scaling": False, "logits": "old",
-         "distill_reduction": "sum", "alpha": 1.0, "alpha_schedule": "constant",
-         "teacher_input": "same", "ce_scope": "seen", "warmup_epochs": 0,
-         "memory.policy": "random", "memory.size": 2000},
+        {**_LWF_WITH_EXEMPLARS, "alpha": 1.0, "memory.policy": "random"},
         scenarios=("class-il",),
     ),
     StrategyPreset(
@@ -344,10 +349,7 @@ BUILT_IN: tuple[StrategyPreset, ...] = (
         "Zhao et al. 2020 (CVPR), section 3.3, eq. 6-7; G-U-N/PyCIL@27a5ed8 models/wa.py "
         "(_update_representation: loss_clf + 2 * loss_kd, T = 2, _KD_loss; after_task and _train: "
         "weight_align), utils/inc_net.py (IncrementalNet.weight_align, build_rehearsal_memory)",
-        {"distill_loss": "soft_ce", "temperature": 2.0, "t2_scaling": False, "logits": "old",
-         "distill_reduction": "sum", "alpha": 2.0, "alpha_schedule": "constant",
-         "teacher_input": "same", "ce_scope": "seen", "warmup_epochs": 0,
-         "memory.policy": "herding", "memory.size": 2000},
+        {**_LWF_WITH_EXEMPLARS, "alpha": 2.0, "memory.policy": "herding"},
         scenarios=("class-il",),
     ),
     StrategyPreset(
