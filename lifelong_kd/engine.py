@@ -447,7 +447,7 @@ def run_phase(
     data = phase.data if phase.data is not None else ctx.current_train_data
     assert data is not None
     carry = phase.carry_optimizer and not config.train.reset_optimizer
-    optimizer = make_optimizer(config, phase.parameters, phase.weight_decay)
+    optimizer = make_optimizer(config, phase.parameters, phase.weight_decay, phase.lr_factor)
     if carry and state.optimizer_state is not None:
         optimizer.load_state_dict(state.optimizer_state)
     desc = f"task {ctx.index + 1}/{len(ctx.stream)}" + ("" if phase.name == "train" else f" {phase.name}")

@@ -321,7 +321,8 @@ class Phase:
     phase that has ``carry_optimizer`` (at most one per task: the main one) continues from the
     optimiser state of the previous task's.
 
-    ``ctx`` (None: the task's) is the context the phase runs in: a strategy that trains a
+    ``lr_factor`` scales ``train.lr`` for the phase. ``ctx`` (None: the task's) is the context
+    the phase runs in: a strategy that trains a
     model of its own (``compress``'s teacher) gives a context whose ``model`` is that model;
     the engine then makes the batches from that context's data, device and generator, and
     passes it to ``loss``. ``on_end``, when given, is called after the phase's last step.
@@ -339,6 +340,8 @@ class Phase:
     carry_optimizer: bool = False
     ctx: TaskContext | None = None
     on_end: Callable[[], None] | None = None
+    #: ``train.lr`` is multiplied by this in the phase (EEIL's balanced fine-tuning: 0.01).
+    lr_factor: float = 1.0
 
 
 @dataclass

@@ -75,9 +75,10 @@ class EagerAdam(_Eager, torch.optim.Adam):
 
 
 def make_optimizer(
-    config: RunConfig, params: Any, weight_decay: float | None = None
+    config: RunConfig, params: Any, weight_decay: float | None = None, lr_factor: float = 1.0
 ) -> torch.optim.Optimizer:
-    """The optimiser of ``config.train`` over ``params`` (``weight_decay`` overrides it):
+    """The optimiser of ``config.train`` over ``params`` (``weight_decay`` overrides it; the
+    learning rate is ``train.lr * lr_factor``):
     torch.optim's SGD or Adam, as :class:`EagerSGD` / :class:`EagerAdam` unless
     ``train.compile`` (which loads ``torch._dynamo`` anyway) is on."""
     train = config.train
@@ -87,7 +88,7 @@ def make_optimizer(
     fused = True if torch.device(train.device).type in ("cpu", "cuda") else None
     if train.optimizer == "adam":
         adam = torch.optim.Adam if train.compile else EagerAdam
-        return adam(params, lr=train.lr, betas=(train.betas[0], train.betas[1]), weight_decay=wd,
+        return adam(params, lr=train.lr * lr_factor, betas=(train.betas[0], train.betas[1]), weight_decay=wd,
                     fused=fused)
     sgd = torch.optim.SGD if train.compile else EagerSGD
-    return sgd(params, lr=train.lr, momentum=train.momentum, weight_decay=wd, fused=fused)
+    return sgd(params, lr=train.lr * lr_factor, momentum=train.momentum, weight_decay=wd, fused=fused)

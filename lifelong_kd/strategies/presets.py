@@ -39,6 +39,7 @@ from .base import Strategy
 from .bic import BiC
 from .compress import KD, Compress
 from .der import DER
+from .eeil import EEIL
 from .er import ER
 from .ewc import EWC
 from .icarl import ICaRL
@@ -364,6 +365,21 @@ BUILT_IN: tuple[StrategyPreset, ...] = (
         "(--replay-batch-size 32)",
         {"alpha": 1.0, "temperature": 2.0, "memory.policy": "class_balanced",
          "memory.size": 2000, "memory.batch_size": 32},
+        scenarios=("class-il",),
+    ),
+    StrategyPreset(
+        "eeil", EEIL,
+        "EEIL as FACIL runs it: exemplar memory (default 2000, random per class); each task "
+        "after the first trains on its examples and the memory's with CE over the seen classes "
+        "+ 1 * BCE between softmaxes at T = 2 per old task (FACIL: tasks 0..t-2), then a "
+        "balanced fine-tuning on the memory and as many of the task's examples (40 epochs at "
+        "0.01 * train.lr; tasks 0..t-1 distilled). Class-il only",
+        "Castro et al. 2018 (ECCV), sections 3-4; mmasana/FACIL@e0563c7 src/approach/eeil.py "
+        "(train_loop: _train_unbalanced then _train_balanced; _get_train_loader; criterion: "
+        "last_head_idx; extra_parser: --lamb 1, --T 2, --lr-finetuning-factor 0.01, "
+        "--nepochs-finetuning 40)",
+        {"alpha": 1.0, "temperature": 2.0, "finetuning_lr_factor": 0.01, "finetuning_epochs": 40,
+         "ce_scope": "seen", "memory.policy": "random", "memory.size": 2000},
         scenarios=("class-il",),
     ),
 )
