@@ -787,3 +787,25 @@ def test_the_eager_optimisers_step_as_torchs_own(optimizer):
     for i, s in torch_state["state"].items():
         for k, v in s.items():
             assert torch.equal(eager_state["state"][i][k], v), (i, k)
+
+
+def test_an_option_added_later_leaves_earlier_runs_their_identity():
+    """An option declared with ``added`` is recorded only away from its default (the value
+    that reproduces how the strategy ran before it): a run at that default has the identity
+    it had without the option; another value changes it."""
+    from dataclasses import dataclass
+
+    from lifelong_kd.results import run_identity
+    from lifelong_kd.strategies.options import Options, added, option_values
+
+    @dataclass(frozen=True)
+    class Later(Options):
+        new_weight: float = added(0.5)
+
+    config = build_config("split-digits", "naive").to_dict()
+    before = run_identity(config).config_hash
+    for value, same in ((0.5, True), (2.0, False)):
+        recorded = {**config, "strategy": {"name": "naive",
+                                           **option_values(Later(new_weight=value))}}
+        assert ("new_weight" in recorded["strategy"]) is not same
+        assert (run_identity(recorded).config_hash == before) is same, value

@@ -81,6 +81,13 @@ class EEIL(Strategy):
         super().__init__(options, memory)
         self.memory = Memory(self.memory_config)
         self.teacher: Teacher | None = None
+        #: The output units of each earlier task, on the device (set per task).
+        self._heads: list[torch.Tensor] = []
+
+    def before_task(self, ctx: TaskContext) -> None:
+        """The output units of each earlier task, on the device once for the task's steps."""
+        self._heads = [torch.tensor(t.outputs, device=ctx.device)
+                       for t in ctx.stream.tasks[:ctx.index]]
 
     def train_data(self, ctx: TaskContext) -> TrainData:
         """The task's examples, followed by the memory's."""
@@ -94,8 +101,7 @@ class EEIL(Strategy):
         with torch.no_grad():
             old = self.teacher(batch.x)
         total = logits.new_zeros(())
-        for task in ctx.stream.tasks[:heads]:
-            units = torch.tensor(task.outputs, device=logits.device)
+        for units in self._heads[:heads]:
             total = total + softmax_bce(logits[:, units], old[:, units], self.options.temperature)
         return self.options.alpha * total
 

@@ -11,7 +11,8 @@ This module holds the options every strategy reads (:class:`Options`: ``ce_scope
 of every distillation term (:class:`DistillationOptions`); a method's own options subclass one
 of them in its own file (``LwFOptions`` in lwf.py, ``EWCOptions`` in ewc.py, ...).
 
-An option added to a strategy that has recorded runs is declared with :func:`added` and a
+An option added to a strategy that has recorded runs is declared with
+:func:`~lifelong_kd.config.added` (the one a configuration field added later uses) and a
 default that reproduces how the strategy ran before: a run at that default records no value
 for it, so the earlier runs keep their identity.
 """
@@ -21,10 +22,10 @@ from __future__ import annotations
 import functools
 import typing
 from collections.abc import Mapping
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, TypeVar
 
-from ..config import check_choice, check_positive, check_range, coerce
+from ..config import added, check_choice, check_positive, check_range, coerce
 from ..errors import ConfigError
 from ..losses import LOSSES, REDUCTIONS
 from ..schedules import SCHEDULES, SPANS
@@ -35,13 +36,6 @@ CE_SCOPES = ("seen", "current", "all")
 TEACHER_INPUTS = ("same", "clean")
 
 OptionsT = TypeVar("OptionsT", bound="Options")
-
-
-def added(default: Any) -> Any:
-    """A field for an option added to a strategy with recorded runs: ``default`` must be the
-    value that reproduces how the strategy ran before the option existed; a run at that value
-    leaves the option out of result.json, and so out of its identity."""
-    return field(default=default, metadata={"added": True})
 
 
 @dataclass(frozen=True)
@@ -153,3 +147,7 @@ def option_values(options: Options) -> dict[str, Any]:
         if f.metadata.get("added") and values[f.name] == f.default:
             del values[f.name]
     return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+__all__ = ["CE_SCOPES", "TEACHER_INPUTS", "AnnealingOptions", "DistillationOptions", "Options",
+           "added", "make_options", "option_defaults", "option_names", "option_values"]

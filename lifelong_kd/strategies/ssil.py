@@ -11,8 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from ..config import MemoryConfig, check_positive
+from ..losses import LOSSES, grouped_distillation
 from .base import Batch, TaskContext
 from .er import ER
+from .lwf import torch_lookup
 from .memory import Draw
 from .options import Options
 from .teacher import Teacher
@@ -36,22 +38,18 @@ class SSILOptions(Options):
 def separated_ce(logits: torch.Tensor, y: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
     """The summed cross-entropy of labels ``y`` over the output ``units`` only (an index
     tensor): sum_i -log softmax(z_i[units])[position of y_i in units]."""
-    position = torch.full((int(units.max()) + 1,), -1, dtype=torch.long, device=y.device)
-    position[units] = torch.arange(len(units), device=y.device)
-    return F.cross_entropy(logits[:, units], position[y], reduction="sum")
+    return F.cross_entropy(logits[:, units], torch_lookup(units, logits.shape[1])[y],
+                           reduction="sum")
 
 
 def task_wise_kd(student: torch.Tensor, teacher: torch.Tensor, groups: list[torch.Tensor],
                  temperature: float) -> torch.Tensor:
     """sum_k T^2 * KL(softmax(t[G_k] / T) || softmax(s[G_k] / T)), each KL averaged over the
     batch, one group G_k of output units per earlier task (SS-IL eq. 4; the authors'
-    ``F.kl_div(..., reduction='batchmean') * T**2`` summed over tasks)."""
-    total = student.new_zeros(())
-    for units in groups:
-        log_q = F.log_softmax(student[:, units] / temperature, dim=1)
-        p = F.softmax(teacher[:, units].detach() / temperature, dim=1)
-        total = total + F.kl_div(log_q, p, reduction="batchmean") * temperature ** 2
-    return total
+    ``F.kl_div(..., reduction='batchmean') * T**2`` summed over tasks): the ``kl`` loss over
+    the groups (:func:`~lifelong_kd.losses.grouped_distillation`), times T^2."""
+    return grouped_distillation(LOSSES["kl"], student, teacher, groups, temperature,
+                                "sum") * temperature ** 2
 
 
 class SSIL(ER):
@@ -81,6 +79,15 @@ class SSIL(ER):
     def __init__(self, options: SSILOptions | None = None, memory: MemoryConfig | None = None):
         super().__init__(options, memory)
         self.teacher: Teacher | None = None
+        #: The current task's output units, and those of each earlier task (set per task).
+        self._new = torch.zeros(0, dtype=torch.long)
+        self._old_tasks: list[torch.Tensor] = []
+
+    def before_task(self, ctx: TaskContext) -> None:
+        """The output units of the task and of each earlier one, on the device once."""
+        tasks = ctx.stream.tasks
+        self._new = torch.tensor(tasks[ctx.index].outputs, device=ctx.device)
+        self._old_tasks = [torch.tensor(t.outputs, device=ctx.device) for t in tasks[:ctx.index]]
 
     def draws(self, ctx: TaskContext) -> list[Draw]:
         """One draw from memory, from the second task on."""
@@ -88,12 +95,10 @@ class SSIL(ER):
 
     def replay_loss(self, ctx: TaskContext, batch: Batch, logits: torch.Tensor,
                     draws: list[Draw], draw_logits: list[torch.Tensor]) -> torch.Tensor:
-        stream, device = ctx.stream, logits.device
-        new = torch.tensor(stream[ctx.index].outputs, device=device)
-        ce = separated_ce(logits, batch.y, new)
+        ce = separated_ce(logits, batch.y, self._new)
         if not draws or self.teacher is None:
             return ce / len(batch.y)
-        old_tasks = [torch.tensor(t.outputs, device=device) for t in stream.tasks[:ctx.index]]
+        old_tasks = self._old_tasks
         ce = ce + separated_ce(draw_logits[0], draws[0].y, torch.cat(old_tasks))
         x = torch.cat([batch.x, draws[0].x])
         with torch.no_grad():

@@ -60,7 +60,7 @@ class WA(LwF):
         against those of the outputs of every earlier task."""
         stream, head = ctx.stream, ctx.model.head
         new = torch.tensor(stream[ctx.index].outputs, device=head.weight.device)
-        old = torch.tensor(sorted({u for t in stream.tasks[:ctx.index] for u in t.outputs}),
-                           device=head.weight.device)
+        (old,) = stream.distill_groups(ctx.index, "old")  # class-il: every earlier task's units
+        old = old.to(head.weight.device)
         with torch.no_grad():
             head.weight.copy_(weight_aligned(head.weight, old, new))
