@@ -76,3 +76,25 @@ def test_eeil_is_class_incremental_only_and_checks_its_options() -> None:
     with pytest.raises(ConfigError, match="strategy.finetuning_lr_factor"):
         build_config("split-digits", "eeil", {"stream.scenario": "class-il",
                                               "strategy.finetuning_lr_factor": 0})
+
+
+def test_the_engine_builds_the_balanced_phase_optimiser_at_its_learning_rate(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Phase.lr_factor`` reaches the optimiser: the balanced fine-tuning's SGD runs at
+    0.01 * train.lr, the unbalanced phase's at train.lr."""
+    from lifelong_kd import engine
+
+    made = []
+    original = engine.make_optimizer
+
+    def recording(config, params, weight_decay=None, lr_factor=1.0):  # noqa: ANN001, ANN202
+        optimizer = original(config, params, weight_decay, lr_factor)
+        made.append(optimizer.param_groups[0]["lr"])
+        return optimizer
+
+    monkeypatch.setattr(engine, "make_optimizer", recording)
+    run, ctx = _at_task(1)
+    made.clear()
+    finish_task(run, ctx)
+    lr = run.config.train.lr
+    assert made == [pytest.approx(lr), pytest.approx(0.01 * lr)]

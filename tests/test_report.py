@@ -1295,3 +1295,25 @@ def test_every_known_strategy_name_is_accepted(tmp_path: Path) -> None:
     for bad in ("", "avalanche:", "avalanche:1x", "Naive", "naive ", "lwf-", None, 3):
         with pytest.raises(UserError, match=r"result\.json is not a usable .*not a strategy"):
             results.check_strategy_names(strategy_named(bad, "config"), tmp_path / "result.json")
+
+
+def test_report_of_runs_that_declare_their_strategy_imports_no_torch(tmp_path: Path) -> None:
+    """result.json records what the report needs of the strategy (``declared``): a fresh
+    interpreter writes the report of such runs without importing torch or any strategy."""
+    out = tmp_path / "cmp"
+    env = {"MPLBACKEND": "Agg", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+           "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    run = subprocess.run(
+        [sys.executable, "-m", "lifelong_kd", "compare", "split-digits", "--strategies", "naive",
+         "kd", "--seeds", "0", "--set", "stream.n_tasks=2", "--set", "train.epochs=1",
+         "--set", "model.hidden=[8]", "--out", str(out), "--offline", "--quiet"],
+        capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    code = ("import sys\nfrom lifelong_kd.cli import main\n"
+            f"assert main(['report', {str(out)!r}]) == 0\n"
+            "print('torch' in sys.modules, 'lifelong_kd.strategies' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "False"]
+    assert "`kd`" in (out / "report.md").read_text(encoding="utf-8")
